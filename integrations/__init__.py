@@ -1,0 +1,1 @@
+"""Partner SDK (signing, batching, retries) and outbound webhooks. Never imports `service`."""

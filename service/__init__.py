@@ -1,0 +1,1 @@
+"""carbon-points: the web service, its database layer and its command line."""

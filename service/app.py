@@ -1,0 +1,70 @@
+"""The ASGI application: `create_app()` and its lifespan.
+
+Infrastructure (engine, Redis client, secrets) is created once in the lifespan
+and reached through `app.state`; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.config import Settings, get_settings
+from service.db import create_engine, create_sessionmaker
+from service.dev_secrets import load_secrets
+from service.errors import install_error_handlers
+from service.health.endpoints import router as health_router
+from service.migrations import head_revisions
+from service.observability import RequestContextMiddleware, configure_logging, get_logger
+from service.redis import create_redis
+
+API_DESCRIPTION = """
+carbon-points credits verified low-carbon actions under published, versioned
+methodologies, keeps a tamper-evident points ledger, and lets merchants redeem.
+
+Every error is an RFC 9457 problem document (`application/problem+json`) with a
+stable `type` URI; every response carries an `x-request-id` header.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application. URLs must be resolved already (see `service.cli serve`)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.database_url is None or settings.redis_url is None:
+            raise RuntimeError("create_app needs DATABASE_URL and REDIS_URL resolved")
+        log = get_logger("carbon_points.app")
+        app.state.settings = settings
+        app.state.secrets = load_secrets(settings)
+        app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        app.state.redis = create_redis(settings.redis_url)
+        app.state.migration_heads = head_revisions()
+        log.info("started", environment=settings.environment)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="carbon-points",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for uvicorn's workers: settings (with resolved URLs) from the environment."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,161 @@
+"""`carbon-points`: serve, migrate, seed, and the administrators' tools.
+
+Every command that needs the servers resolves them the same way: `DATABASE_URL`
+and `REDIS_URL` when set, otherwise the embedded servers under the data dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.config import Settings, get_settings
+from service.embedded import Servers, resolve_servers
+from service.observability import configure_logging, get_logger
+
+T = TypeVar("T")
+
+
+def _servers(settings: Settings) -> Servers:
+    servers = resolve_servers(settings)
+    # Child processes (uvicorn workers, alembic) read the resolved URLs from here.
+    os.environ["DATABASE_URL"] = servers.database_url
+    os.environ["REDIS_URL"] = servers.redis_url
+    get_logger("carbon_points.cli").info("servers", **servers.describe())
+    return servers
+
+
+def _with_session(
+    servers: Servers, work: Callable[[AsyncSession], Awaitable[T]], *, pool_size: int = 2
+) -> T:
+    from service.db import create_engine, create_sessionmaker
+
+    async def run() -> T:
+        engine = create_engine(servers.database_url, pool_size=pool_size)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    servers = _servers(settings)
+    workers = args.workers or settings.workers
+    host = args.host or settings.http_host
+    port = args.port or settings.http_port
+    if workers > 1:
+        prom_dir = settings.data_dir.resolve() / "prometheus"
+        shutil.rmtree(prom_dir, ignore_errors=True)
+        prom_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
+    print(f"carbon-points on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    print(f"servers: {servers.describe()}", flush=True)
+    uvicorn.run(
+        "service.app:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from service import migrations
+
+    servers = _servers(settings)
+    if args.db_command == "upgrade":
+        migrations.upgrade(servers.database_url, args.revision)
+    elif args.db_command == "downgrade":
+        migrations.downgrade(servers.database_url, args.revision)
+    else:
+        from service.db import create_engine
+
+        async def current() -> frozenset[str]:
+            engine = create_engine(servers.database_url, pool_size=1)
+            try:
+                return await migrations.current_revisions(engine)
+            finally:
+                await engine.dispose()
+
+        revisions = asyncio.run(current())
+        heads = migrations.head_revisions()
+        state = "current" if revisions == heads else "behind"
+        print(f"database at {sorted(revisions) or ['base']}; head {sorted(heads)} ({state})")
+        return 0 if revisions == heads else 1
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from service.seed import seed_demo_data
+
+    servers = _servers(settings)
+    offered = _with_session(servers, seed_demo_data)
+    for name, value in offered.items():
+        print(f"{name}: {value}")
+    return 0
+
+
+def cmd_methodology(args: argparse.Namespace, settings: Settings) -> int:
+    from points_rules.cli import main as methodology_main
+
+    return methodology_main(list(args.rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carbon-points", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(handler=cmd_serve)
+
+    db = commands.add_parser("db", help="database migrations")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    up = db_commands.add_parser("upgrade", help="migrate up (default: to head)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_commands.add_parser("downgrade", help="migrate down to a revision ('base': all)")
+    down.add_argument("revision")
+    db_commands.add_parser("current", help="print the revision; exit 1 when behind head")
+    db.set_defaults(handler=cmd_db)
+
+    seed = commands.add_parser("seed", help="insert demo data (idempotent)")
+    seed.set_defaults(handler=cmd_seed)
+
+    methodology = commands.add_parser(
+        "methodology", help="validate and explain methodology documents", add_help=False
+    )
+    methodology.add_argument("rest", nargs=argparse.REMAINDER)
+    methodology.set_defaults(handler=cmd_methodology)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

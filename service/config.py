@@ -1,0 +1,63 @@
+"""Settings, read once from the environment (pydantic-settings).
+
+`DATABASE_URL` and `REDIS_URL` keep their conventional names; everything else is
+prefixed `CARBON_POINTS_`. With the URLs unset, the embedded servers are used
+(see `service.embedded`). Secrets come from the environment; in development they
+are generated once and kept in the data directory (`service.dev_secrets`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARBON_POINTS_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "CARBON_POINTS_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "CARBON_POINTS_REDIS_URL")
+    )
+    data_dir: Path = Path(".data")
+
+    # Secrets. Unset in development: generated once under data_dir.
+    jwt_signing_key: SecretStr | None = None
+    partner_secret_key: SecretStr | None = None
+    identifier_pepper: SecretStr | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    program_timezone: str = "Asia/Shanghai"
+    # Shenzhen's 2022 rules allow points to live at most 10 years; two is the default.
+    points_validity_days: int = Field(default=730, ge=1, le=3653)
+    hold_timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def uses_embedded_servers(self) -> bool:
+        return self.database_url is None or self.redis_url is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,215 @@
+"""One error hierarchy, rendered as RFC 9457 problem details.
+
+Every error a client can see carries a stable `type` URI built from a slug, a
+title, an HTTP status and a human `detail`. Handlers for FastAPI's own errors
+(validation, unknown route, method not allowed) map onto the same shape, and an
+unexpected exception becomes an opaque 500 whose only link to the logs is the
+request id: no stack trace, no exception text reaches a client.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_BASE = "https://carbon-points.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def problem_type(slug: str) -> str:
+    return PROBLEM_BASE + slug
+
+
+class ProblemError(Exception):
+    """Base of every error that reaches a client as a problem document."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extensions = extensions
+        self.headers: dict[str, str] = {}
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": problem_type(self.slug),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extensions)
+        return body
+
+
+class BadRequestError(ProblemError):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class MalformedBodyError(ProblemError):
+    status = 400
+    slug = "malformed-body"
+    title = "Request body is not valid JSON"
+
+
+class ValidationProblem(ProblemError):
+    status = 422
+    slug = "validation-error"
+    title = "Request failed validation"
+
+
+class UnauthenticatedError(ProblemError):
+    status = 401
+    slug = "unauthenticated"
+    title = "Authentication required"
+
+
+class ForbiddenError(ProblemError):
+    status = 403
+    slug = "forbidden"
+    title = "Not allowed"
+
+
+class NotFoundError(ProblemError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class MethodNotAllowedError(ProblemError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class ConflictError(ProblemError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLargeError(ProblemError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class RateLimitedError(ProblemError):
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+
+class ServiceUnavailableError(ProblemError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+
+
+class InternalError(ProblemError):
+    pass
+
+
+_BY_STATUS: dict[int, type[ProblemError]] = {
+    400: BadRequestError,
+    401: UnauthenticatedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    429: RateLimitedError,
+    503: ServiceUnavailableError,
+}
+
+
+def problem_response(error: ProblemError, request_id: str | None = None) -> Response:
+    body = error.to_problem()
+    if request_id:
+        body["request_id"] = request_id
+    headers = dict(error.headers)
+    return Response(
+        content=orjson.dumps(body),
+        status_code=error.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+async def _handle_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem_response(exc, _request_id(request))
+
+
+async def _handle_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    error_class = _BY_STATUS.get(exc.status_code)
+    if error_class is None:
+        phrase = HTTPStatus(exc.status_code).phrase
+        body = {
+            "type": problem_type(f"http-{exc.status_code}"),
+            "title": phrase,
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+        }
+        return Response(
+            orjson.dumps(body), exc.status_code, exc.headers, media_type=PROBLEM_MEDIA_TYPE
+        )
+    error: ProblemError
+    if exc.status_code == 404:
+        error = NotFoundError(f"no route or resource at {request.url.path}")
+    elif exc.status_code == 405:
+        error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+    else:
+        error = error_class(str(exc.detail))
+    if exc.headers:
+        error.headers.update(exc.headers)
+    return problem_response(error, _request_id(request))
+
+
+async def _handle_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        position = first.get("ctx", {}).get("error", "")
+        return problem_response(
+            MalformedBodyError(f"the body could not be parsed as JSON: {position}".rstrip(": ")),
+            _request_id(request),
+        )
+    # Input values are deliberately left out: they may hold card or phone numbers.
+    details = [
+        {
+            "location": [str(part) for part in e.get("loc", ())],
+            "message": e.get("msg", ""),
+            "code": e.get("type", ""),
+        }
+        for e in errors
+    ]
+    return problem_response(
+        ValidationProblem(f"{len(details)} field(s) failed validation", errors=details),
+        _request_id(request),
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _handle_problem)
+    app.add_exception_handler(StarletteHTTPException, _handle_http)
+    app.add_exception_handler(RequestValidationError, _handle_validation)

@@ -1,0 +1,57 @@
+"""Liveness, readiness and metrics: for load balancers and Prometheus, not for people."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from service.errors import ServiceUnavailableError
+from service.migrations import current_revisions
+from service.observability import metrics_payload
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: PostgreSQL and Redis answer and migrations are current",
+    responses={503: {"description": "A dependency is down or migrations are behind"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    checks: dict[str, Any] = {}
+
+    async def check_postgres() -> None:
+        async with state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        current = await current_revisions(state.engine)
+        checks["migrations"] = "current" if current == state.migration_heads else "behind"
+
+    async def check_redis() -> None:
+        await state.redis.ping()
+
+    for name, probe in (("postgresql", check_postgres), ("redis", check_redis)):
+        try:
+            await asyncio.wait_for(probe(), timeout=2.0)
+            checks[name] = "ok"
+        except Exception as exc:  # a readiness probe reports, it does not raise
+            checks[name] = f"unavailable: {type(exc).__name__}"
+    if all(value in ("ok", "current") for value in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    error = ServiceUnavailableError("not ready", checks=checks)
+    return JSONResponse(error.to_problem(), status_code=503, media_type="application/problem+json")
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics() -> Response:
+    payload, content_type = metrics_payload()
+    return Response(payload, media_type=content_type)

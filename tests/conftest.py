@@ -1,0 +1,165 @@
+"""Shared fixtures: real PostgreSQL and Redis, never mocks.
+
+`DATABASE_URL` / `REDIS_URL` point the suite at real servers (CI uses the
+machine's own); unset, the embedded servers start under `.data/test`. Either
+way the suite gets a fresh database built by `alembic upgrade head`, and each
+test runs inside a transaction that is rolled back. Tests that need real
+commits across connections (concurrency) use `committed` and get every table
+truncated afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from service import migrations
+from service.app import create_app
+from service.config import Settings
+from service.db import create_engine, get_session
+from service.embedded import resolve_servers, to_asyncpg_dsn
+from service.models import Base
+
+TEST_DATA_DIR = Path(__file__).resolve().parents[1] / ".data" / "test"
+TEST_DATABASE = "carbon_points_test"
+TEST_REDIS_DB = 15
+
+
+async def recreate_database(server_url: str, name: str) -> str:
+    """Drop and create `name` on the server of `server_url`; return its URL."""
+    parsed = make_url(to_asyncpg_dsn(server_url))
+    admin = await asyncpg.connect(
+        parsed.set(database="postgres").render_as_string(hide_password=False)
+    )
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+def _test_redis_url(url: str) -> str:
+    if url.startswith("unix://"):
+        return url.split("?", 1)[0] + f"?db={TEST_REDIS_DB}"
+    parsed = make_url(url.replace("redis://", "postgresql://", 1))
+    return (
+        "redis://"
+        + parsed.set(database=str(TEST_REDIS_DB))
+        .render_as_string(hide_password=False)
+        .split("://", 1)[1]
+    )
+
+
+@pytest.fixture(scope="session")
+def test_settings() -> Settings:
+    TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    base = Settings(data_dir=TEST_DATA_DIR, environment="test")
+    servers = resolve_servers(base, database_name="postgres")
+    database_url = asyncio.run(recreate_database(servers.database_url, TEST_DATABASE))
+    migrations.upgrade(database_url)
+    return base.model_copy(
+        update={"database_url": database_url, "redis_url": _test_redis_url(servers.redis_url)}
+    )
+
+
+@pytest.fixture(scope="session")
+def server_url(test_settings: Settings) -> str:
+    """A URL to the test server's maintenance database, for tests that make their own."""
+    assert test_settings.database_url is not None
+    return (
+        make_url(test_settings.database_url)
+        .set(database="postgres")
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(test_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    assert test_settings.database_url is not None
+    engine = create_engine(test_settings.database_url, pool_size=20)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        try:
+            yield conn
+        finally:
+            await outer.rollback()
+
+
+@pytest.fixture
+async def db(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """A session whose commits are savepoints inside a transaction rolled back at the end."""
+    session = AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+@pytest.fixture
+async def committed(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """For tests whose work must really commit (concurrency); every table emptied after."""
+    yield engine
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        # Replica role skips the append-only triggers that protect the ledger in production.
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def redis(test_settings: Settings) -> AsyncIterator[Redis]:
+    assert test_settings.redis_url is not None
+    client: Redis = Redis.from_url(test_settings.redis_url)
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def app(test_settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(test_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI, db: AsyncSession, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ASGI, its request sessions joined to the test's rolled-back transaction."""
+
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        yield db
+        await db.flush()
+
+    app.dependency_overrides[get_session] = test_session
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+    app.dependency_overrides.clear()
+
+
+def pytest_report_header() -> list[str]:
+    return [
+        f"DATABASE_URL: {'set' if os.environ.get('DATABASE_URL') else 'unset (embedded)'}",
+        f"REDIS_URL: {'set' if os.environ.get('REDIS_URL') else 'unset (embedded)'}",
+    ]
