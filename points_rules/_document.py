@@ -15,7 +15,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from points_rules._errors import MethodologyError, Problem
 
@@ -174,10 +182,16 @@ class MethodologyDoc(_Model):
     points: PointsDoc
     caps: list[CapDoc] = Field(default_factory=list)
 
+    @field_validator("effective_to")
+    @classmethod
+    def _ends_after_start(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start = info.data.get("effective_from")
+        if value is not None and start is not None and value <= start:
+            raise ValueError("'effective_to' must be after 'effective_from'")
+        return value
+
     @model_validator(mode="after")
     def _scenario_rules(self) -> MethodologyDoc:
-        if self.effective_to is not None and self.effective_to <= self.effective_from:
-            raise ValueError("'effective_to' must be after 'effective_from'")
         if self.scenario == "reduction":
             if self.result is None:
                 raise ValueError("a reduction methodology needs 'result' (the step giving grams)")

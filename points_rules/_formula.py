@@ -69,10 +69,11 @@ Fn = Callable[[Env], Any]
 class FormulaError(ValueError):
     """A parse, name, type or unit error at ``offset`` in the formula text."""
 
-    def __init__(self, message: str, offset: int) -> None:
+    def __init__(self, message: str, offset: int, unknown_name: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.offset = offset
+        self.unknown_name = unknown_name
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -485,7 +486,9 @@ class _Compiler:
         refs = frozenset({node.name})
         if sym is None:
             raise FormulaError(
-                f"unknown name {node.name!r} (not a parameter, input or earlier step)", node.pos
+                f"unknown name {node.name!r} (not a parameter, input or earlier step)",
+                node.pos,
+                node.name,
             )
         if isinstance(sym, ScalarSymbol):
             return _const(NumType(sym.unit), sym.value, refs)

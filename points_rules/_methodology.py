@@ -195,6 +195,7 @@ class _Builder:
         self.smap = smap
         self.problems: list[Problem] = []
         self.symbols: dict[str, Symbol] = {}
+        self.broken: set[str] = set()  # names whose definition has an error
 
     def problem(self, path: tuple[Any, ...], message: str) -> None:
         self.problems.append(self.smap.problem(path, message))
@@ -210,6 +211,8 @@ class _Builder:
         try:
             return compile_expression(text, self.symbols)
         except FormulaError as exc:
+            if exc.unknown_name in self.broken:
+                return None  # already reported where that name is defined
             line, col = self.smap.locate_in_scalar(path, text, exc.offset)
             self.problems.append(Problem(self.smap.file, format_path(path), exc.message, line, col))
             return None
@@ -224,6 +227,7 @@ class _Builder:
         for name, param in doc.parameters.items():
             unit = self.unit(("parameters", name, "unit"), param.unit)
             if unit is None:
+                self.broken.add(name)
                 continue
             if param.table is not None:
                 self.symbols[name] = TableSymbol(param.table, unit, param.default)
@@ -237,6 +241,7 @@ class _Builder:
                 continue
             unit = self.unit(("inputs", name, "unit"), spec.unit)
             if unit is None:
+                self.broken.add(name)
                 continue
             kind = {"decimal": "number", "integer": "integer"}.get(spec.type, spec.type)
             if spec.type in ("category", "boolean") and unit != DIMENSIONLESS:
@@ -255,20 +260,23 @@ class _Builder:
             declared = self.unit((*path, "unit"), step.unit)
             compiled = self.expression((*path, "expr"), step.expr)
             if compiled is None or declared is None:
+                self.broken.add(step.name)
                 continue
             t = compiled.type
             if not isinstance(t, NumType):
                 self.problem((*path, "expr"), "a formula step must compute a quantity")
+                self.broken.add(step.name)
                 continue
             if not t.zero_literal and t.unit != declared:
                 self.problem(
                     (*path, "unit"), f"declared unit {declared} but the formula gives {t.unit}"
                 )
+                self.broken.add(step.name)
                 continue
             self.symbols[step.name] = StepSymbol(NumType(declared))
             steps.append(Step(step.name, step.expr, declared, compiled.fn))
         eligibility = self.checks("eligibility")
-        if doc.result is not None:
+        if doc.result is not None and doc.result not in self.broken:
             sym = self.symbols.get(doc.result)
             if not isinstance(sym, StepSymbol):
                 self.problem(("result",), f"{doc.result!r} is not a formula step")
