@@ -5,7 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from points_rules._errors import MethodologyError, NoMethodologyError, Problem
+from points_rules._errors import (
+    InvalidActionError,
+    MethodologyError,
+    NoMethodologyError,
+    Problem,
+)
 from points_rules._evaluate import Action, Outcome, Usage, evaluate
 from points_rules._methodology import Methodology, load_library
 
@@ -111,6 +116,8 @@ class Registry:
     ) -> Methodology:
         """The version in force at ``occurred_at`` for the action type, trying the region, its
         parent regions, then the default; raise NoMethodologyError when none is."""
+        if occurred_at.tzinfo is None:
+            raise InvalidActionError("occurred_at must be timezone-aware")
         scope = region
         while True:
             for m in self._by_scope.get((action_type, scope), ()):
