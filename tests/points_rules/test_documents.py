@@ -68,10 +68,15 @@ def test_unreadable_file() -> None:
 
 
 def test_numbers_are_exact_decimals_not_floats() -> None:
-    text = (BAD / "unit_mismatch.yaml").read_text().replace(
-        "expr: convert(distance_m, km) * saving_per_km + distance_m",
-        "expr: convert(distance_m, km) * saving_per_km",
-    ).replace("value: 46.7", "value: 0.1000000000000000055511151231257827")
+    text = (
+        (BAD / "unit_mismatch.yaml")
+        .read_text()
+        .replace(
+            "expr: convert(distance_m, km) * saving_per_km + distance_m",
+            "expr: convert(distance_m, km) * saving_per_km",
+        )
+        .replace("value: 46.7", "value: 0.1000000000000000055511151231257827")
+    )
     m = parse_methodology(text)
     value = m.doc.parameters["saving_per_km"].value
     assert str(value) == "0.1000000000000000055511151231257827"

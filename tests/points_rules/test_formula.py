@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from points_rules._formula import FormulaError as FE
 from points_rules._formula import (
     InputSymbol,
     NumType,
@@ -14,7 +15,6 @@ from points_rules._formula import (
     TableSymbol,
     compile_expression,
 )
-from points_rules._formula import FormulaError as FE
 from points_rules._units import DIMENSIONLESS, UnitError, conversion_factor, parse_unit
 
 SYMBOLS: dict[str, Symbol] = {
@@ -46,9 +46,7 @@ def test_unit_algebra() -> None:
 
 
 def test_arithmetic_precedence_and_exact_conversion() -> None:
-    assert run("convert(distance_m, km) * factor", distance_m=Decimal(12345)) == Decimal(
-        "576.5115"
-    )
+    assert run("convert(distance_m, km) * factor", distance_m=Decimal(12345)) == Decimal("576.5115")
     assert run("1 + 2 * 3 - -4") == Decimal(11)
     assert run("(1 + 2) * 3") == Decimal(9)
     assert run("convert(2.5[kg], g)") == Decimal(2500)

@@ -24,8 +24,13 @@ CST = dt.timezone(dt.timedelta(hours=8))
 T0 = dt.datetime(2025, 3, 4, 8, 30, tzinfo=CST)
 
 
-def act(action_type: str, region: str | None = None, at: dt.datetime = T0,
-        delay: dt.timedelta = dt.timedelta(hours=2), **inputs: object) -> Action:
+def act(
+    action_type: str,
+    region: str | None = None,
+    at: dt.datetime = T0,
+    delay: dt.timedelta = dt.timedelta(hours=2),
+    **inputs: object,
+) -> Action:
     return Action(action_type, at, at + delay, inputs, region)  # type: ignore[arg-type]
 
 
@@ -56,17 +61,25 @@ def act(action_type: str, region: str | None = None, at: dt.datetime = T0,
         (act("purchase.green_product", certified=True, amount_fen=5000), 0, 20),
         (act("purchase.secondhand", device="phone", channel="resale"), 0, 50),
         # electricity, national 0.5366 kg/kWh: (200 - 180) kWh x 0.5366 = 10.732 kg = 10732 g
-        (act("energy.electricity_saving", kwh=Decimal(180), baseline_kwh=Decimal(200)),
-         10732, 10732),
+        (
+            act("energy.electricity_saving", kwh=Decimal(180), baseline_kwh=Decimal(200)),
+            10732,
+            10732,
+        ),
         # Jiangxi, Central grid 0.5395 kg/kWh: 20 kWh x 0.5395 = 10.79 kg = 10790 g
-        (act("energy.electricity_saving", "CN-JX", kwh=Decimal(180), baseline_kwh=Decimal(200)),
-         10790, 10790),
+        (
+            act("energy.electricity_saving", "CN-JX", kwh=Decimal(180), baseline_kwh=Decimal(200)),
+            10790,
+            10790,
+        ),
         # exactly at the 5% threshold: 10 kWh of 200 x 0.5366 = 5.366 kg = 5366 g
-        (act("energy.electricity_saving", kwh=Decimal(190), baseline_kwh=Decimal(200)),
-         5366, 5366),
+        (act("energy.electricity_saving", kwh=Decimal(190), baseline_kwh=Decimal(200)), 5366, 5366),
         # 12.5 kWh x 0.5366 = 6.7075 kg = 6707.5 g -> 6707
-        (act("energy.electricity_saving", kwh=Decimal("187.5"), baseline_kwh=Decimal(200)),
-         6707, 6707),
+        (
+            act("energy.electricity_saving", kwh=Decimal("187.5"), baseline_kwh=Decimal(200)),
+            6707,
+            6707,
+        ),
     ],
 )
 def test_golden_credits(registry: Registry, action: Action, grams: int, points: int) -> None:
@@ -79,28 +92,49 @@ def test_golden_credits(registry: Registry, action: Action, grams: int, points: 
     ("action", "status", "code"),
     [
         # 8 days > 7-day claim window
-        (act("transit.metro", delay=dt.timedelta(days=8), distance_m=Decimal(5000)),
-         EXPIRED, "claim_window_passed"),
+        (
+            act("transit.metro", delay=dt.timedelta(days=8), distance_m=Decimal(5000)),
+            EXPIRED,
+            "claim_window_passed",
+        ),
         # received an hour before it happened (beyond the 5-minute skew)
         (act("transit.metro", delay=-dt.timedelta(hours=1)), IMPLAUSIBLE, "occurred_in_future"),
         # 30 km in 10 minutes = 180 km/h > 120 km/h
-        (act("transit.metro", distance_m=Decimal(30000), duration_s=Decimal(600)),
-         IMPLAUSIBLE, "speed_implausible"),
+        (
+            act("transit.metro", distance_m=Decimal(30000), duration_s=Decimal(600)),
+            IMPLAUSIBLE,
+            "speed_implausible",
+        ),
         (act("transit.metro", distance_m=Decimal(300000)), IMPLAUSIBLE, "input_out_of_range"),
         (act("transit.metro", distance_m=Decimal(400)), INELIGIBLE, "trip_too_short"),
         (act("mobility.bikeshare", distance_m=Decimal(3000)), INELIGIBLE, "input_missing"),
         # 10,000 steps in 1,000 s = 10 steps/s > 4
-        (act("mobility.walk", steps=Decimal(10000), duration_s=Decimal(1000)),
-         IMPLAUSIBLE, "cadence_implausible"),
-        (act("waste.sorting", weight_g=Decimal(2000), category="kitchen"),
-         INELIGIBLE, "no_reduction"),
-        (act("waste.sorting", weight_g=Decimal(2000), category="glass"),
-         INELIGIBLE, "unknown_category"),
-        (act("purchase.green_product", certified=False, amount_fen=5000),
-         INELIGIBLE, "not_certified"),
+        (
+            act("mobility.walk", steps=Decimal(10000), duration_s=Decimal(1000)),
+            IMPLAUSIBLE,
+            "cadence_implausible",
+        ),
+        (
+            act("waste.sorting", weight_g=Decimal(2000), category="kitchen"),
+            INELIGIBLE,
+            "no_reduction",
+        ),
+        (
+            act("waste.sorting", weight_g=Decimal(2000), category="glass"),
+            INELIGIBLE,
+            "unknown_category",
+        ),
+        (
+            act("purchase.green_product", certified=False, amount_fen=5000),
+            INELIGIBLE,
+            "not_certified",
+        ),
         # 8 kWh saved of 200 = 4% < 5%
-        (act("energy.electricity_saving", kwh=Decimal(192), baseline_kwh=Decimal(200)),
-         INELIGIBLE, "saving_below_threshold"),
+        (
+            act("energy.electricity_saving", kwh=Decimal(192), baseline_kwh=Decimal(200)),
+            INELIGIBLE,
+            "saving_below_threshold",
+        ),
     ],
 )
 def test_golden_refusals(registry: Registry, action: Action, status: str, code: str) -> None:
@@ -113,9 +147,7 @@ def test_golden_refusals(registry: Registry, action: Action, status: str, code: 
 
 def test_not_in_force_before_effective_date(registry: Registry) -> None:
     metro = registry.select("transit.metro", T0)
-    outcome = evaluate(
-        metro, act("transit.metro", at=dt.datetime(2024, 12, 31, 23, 0, tzinfo=CST))
-    )
+    outcome = evaluate(metro, act("transit.metro", at=dt.datetime(2024, 12, 31, 23, 0, tzinfo=CST)))
     assert (outcome.status, outcome.reasons[0].code) == (INELIGIBLE, "not_in_force")
 
 
@@ -136,8 +168,10 @@ def test_daily_cap_partially_and_fully_reached(registry: Registry) -> None:
 
 def test_points_only_cap_leaves_grams(registry: Registry) -> None:
     # monthly cap is 40,000 points (no grams limit); 39,900 used -> 100 points, grams intact
-    outcome = registry.evaluate(act("transit.metro", distance_m=Decimal(12345)),
-                                {"transit.monthly@2025-03": Usage(0, 39900)})
+    outcome = registry.evaluate(
+        act("transit.metro", distance_m=Decimal(12345)),
+        {"transit.monthly@2025-03": Usage(0, 39900)},
+    )
     assert (outcome.status, outcome.grams, outcome.points) == (CAPPED, 576, 100)
 
 
@@ -147,21 +181,25 @@ def test_group_cap_is_shared_by_metro_and_bus(registry: Registry) -> None:
     assert "transit.daily@2025-03-04" in metro.usage_keys
     assert "transit.daily@2025-03-04" in bus.usage_keys
     used = Usage(2000 - 100, 2000 - 100)
-    capped = registry.evaluate(act("transit.bus", distance_m=Decimal(8000)),
-                               {"transit.daily@2025-03-04": used})
+    capped = registry.evaluate(
+        act("transit.bus", distance_m=Decimal(8000)), {"transit.daily@2025-03-04": used}
+    )
     assert (capped.grams, capped.points) == (100, 100)
 
 
 def test_walking_daily_cap(registry: Registry) -> None:
     # 20,000 steps x 0.02 = 400 g, cap 296 g a day (Ant Forest, weak source)
-    outcome = registry.evaluate(act("mobility.walk", steps=Decimal(20000),
-                                    duration_s=Decimal(14400)))
+    outcome = registry.evaluate(
+        act("mobility.walk", steps=Decimal(20000), duration_s=Decimal(14400))
+    )
     assert (outcome.status, outcome.grams, outcome.points) == (CAPPED, 296, 296)
 
 
 def test_behaviour_monthly_cap(registry: Registry) -> None:
-    outcome = registry.evaluate(act("purchase.green_product", certified=True, amount_fen=5000),
-                                {"purchase.green_product.monthly@2025-03": Usage(0, 90)})
+    outcome = registry.evaluate(
+        act("purchase.green_product", certified=True, amount_fen=5000),
+        {"purchase.green_product.monthly@2025-03": Usage(0, 90)},
+    )
     assert (outcome.status, outcome.grams, outcome.points) == (CAPPED, 0, 10)
 
 
