@@ -119,6 +119,40 @@ def cmd_methodology(args: argparse.Namespace, settings: Settings) -> int:
     return methodology_main(list(args.rest))
 
 
+def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from service.db import create_engine, create_sessionmaker
+    from service.ledger.jobs import run_expiry, run_hold_timeouts
+    from service.ledger.verify import verify_ledger
+
+    servers = _servers(settings)
+
+    async def run() -> int:
+        engine = create_engine(servers.database_url, pool_size=2)
+        try:
+            if args.ledger_command == "verify":
+                report = await verify_ledger(engine, max_violations=args.max_violations)
+                for violation in report.violations:
+                    print(f"VIOLATION {violation}")
+                if report.truncated:
+                    print(f"... more violations not shown (limit {args.max_violations})")
+                print(
+                    f"checked {report.transactions} transactions, {report.postings} postings, "
+                    f"{report.accounts} accounts, {report.lots} lots: "
+                    + ("OK" if report.ok else f"{len(report.violations)} violation(s)")
+                )
+                return 0 if report.ok else 1
+            sessionmaker = create_sessionmaker(engine)
+            if args.ledger_command == "expire":
+                print(f"expired {await run_expiry(sessionmaker)} lot(s)")
+            else:
+                print(f"voided {await run_hold_timeouts(sessionmaker)} overdue hold(s)")
+            return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbon-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser("seed", help="insert demo data (idempotent)")
     seed.set_defaults(handler=cmd_seed)
+
+    ledger = commands.add_parser("ledger", help="verify the ledger and run its jobs")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    verify = ledger_commands.add_parser(
+        "verify", help="check invariants 1-3 and 7 on live data; exit 1 naming any bad row"
+    )
+    verify.add_argument("--max-violations", type=int, default=100)
+    ledger_commands.add_parser("expire", help="expire due lots (resumable, idempotent)")
+    ledger_commands.add_parser("void-overdue-holds", help="void holds past their timeout")
+    ledger.set_defaults(handler=cmd_ledger)
 
     methodology = commands.add_parser(
         "methodology", help="validate and explain methodology documents", add_help=False

@@ -119,11 +119,21 @@ async def db(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
 async def committed(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     """For tests whose work must really commit (concurrency); every table emptied after."""
     yield engine
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    tables = ", ".join(
+        f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "ledger_accounts"
+    )
     async with engine.begin() as conn:
         # Replica role skips the append-only triggers that protect the ledger in production.
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        # The program's own accounts come from the migration: keep them, zeroed.
+        await conn.execute(text("DELETE FROM ledger_accounts WHERE owner_type <> 'program'"))
+        await conn.execute(
+            text(
+                "UPDATE ledger_accounts SET posted = 0, held = 0, debt = 0, chain_seq = 0,"
+                " chain_hash = decode(repeat('00', 32), 'hex')"
+            )
+        )
 
 
 @pytest.fixture

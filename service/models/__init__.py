@@ -1,6 +1,28 @@
-"""SQLAlchemy models, one module per table; importing this package registers them all."""
+"""SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
 from service.models.base import Base
+from service.models.ledger import (
+    LedgerAccount,
+    LedgerDebtMovement,
+    LedgerHold,
+    LedgerHoldResolution,
+    LedgerLot,
+    LedgerLotMovement,
+    LedgerPosting,
+    LedgerTransaction,
+)
 from service.models.participant import Participant, ParticipantKind
 
-__all__ = ["Base", "Participant", "ParticipantKind"]
+__all__ = [
+    "Base",
+    "LedgerAccount",
+    "LedgerDebtMovement",
+    "LedgerHold",
+    "LedgerHoldResolution",
+    "LedgerLot",
+    "LedgerLotMovement",
+    "LedgerPosting",
+    "LedgerTransaction",
+    "Participant",
+    "ParticipantKind",
+]

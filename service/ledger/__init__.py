@@ -1,0 +1,6 @@
+"""The points ledger: double-entry accounts, lots, holds, reversals and a hash chain.
+
+Invariants 1-3, 7 and 9 of PRODUCT.md live here. Operations are in `service`;
+all SQL is in `repository`; `verify` recomputes every materialised number from
+the append-only facts.
+"""

@@ -1,0 +1,419 @@
+"""All of the ledger's SQL. Functions take the session first and never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import (
+    LedgerAccount,
+    LedgerDebtMovement,
+    LedgerHold,
+    LedgerHoldResolution,
+    LedgerLot,
+    LedgerLotMovement,
+    LedgerPosting,
+    LedgerTransaction,
+)
+
+ISSUANCE_SHARDS = 16
+
+_accounts = cast(Table, LedgerAccount.__table__)
+_transactions = cast(Table, LedgerTransaction.__table__)
+_postings = cast(Table, LedgerPosting.__table__)
+_lots = cast(Table, LedgerLot.__table__)
+_movements = cast(Table, LedgerLotMovement.__table__)
+_holds = cast(Table, LedgerHold.__table__)
+_resolutions = cast(Table, LedgerHoldResolution.__table__)
+_debts = cast(Table, LedgerDebtMovement.__table__)
+
+
+@dataclass(slots=True)
+class AccountState:
+    """An account row as locked for update; the writer changes it, then saves it."""
+
+    id: int
+    asset: str
+    bounded: bool
+    posted: int
+    held: int
+    debt: int
+    chain_seq: int
+    chain_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTransaction:
+    id: int
+    kind: str
+    request: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class OpenLot:
+    id: int
+    remaining: int
+    expires_at: datetime
+
+
+def participant_account_code(participant_id: uuid.UUID, asset: str) -> str:
+    return f"participant:{participant_id}:{asset}"
+
+
+def merchant_account_code(merchant_id: uuid.UUID) -> str:
+    return f"merchant:{merchant_id}:settlement:POINTS"
+
+
+def issuance_account_code(asset: str, shard: int) -> str:
+    return f"program:issuance:{asset}:{shard:02d}"
+
+
+EXPIRY_ACCOUNT_CODE = "program:expiry:POINTS"
+
+
+async def account_ids_by_code(session: AsyncSession, codes: Iterable[str]) -> dict[str, int]:
+    rows = await session.execute(
+        select(_accounts.c.code, _accounts.c.id).where(_accounts.c.code.in_(list(codes)))
+    )
+    return {code: account_id for code, account_id in rows}
+
+
+async def ensure_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Create the accounts that do not exist (sorted by code: a fixed lock order)."""
+    ordered = sorted(rows, key=lambda row: str(row["code"]))
+    if ordered:
+        await session.execute(
+            insert(_accounts).values(ordered).on_conflict_do_nothing(index_elements=["code"])
+        )
+    return await account_ids_by_code(session, (row["code"] for row in ordered))
+
+
+async def lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, AccountState]:
+    """Row-lock accounts in ascending id order, the one lock order of the whole ledger."""
+    wanted = sorted(set(ids))
+    rows = await session.execute(
+        select(
+            _accounts.c.id,
+            _accounts.c.asset,
+            _accounts.c.bounded,
+            _accounts.c.posted,
+            _accounts.c.held,
+            _accounts.c.debt,
+            _accounts.c.chain_seq,
+            _accounts.c.chain_hash,
+        )
+        .where(_accounts.c.id.in_(wanted))
+        .order_by(_accounts.c.id)
+        .with_for_update()
+    )
+    return {row.id: AccountState(*row) for row in rows}
+
+
+async def save_accounts(session: AsyncSession, states: Iterable[AccountState]) -> None:
+    params = [
+        {
+            "_id": s.id,
+            "posted": s.posted,
+            "held": s.held,
+            "debt": s.debt,
+            "chain_seq": s.chain_seq,
+            "chain_hash": s.chain_hash,
+        }
+        for s in states
+    ]
+    if not params:
+        return
+    statement = (
+        update(_accounts)
+        .where(_accounts.c.id == bindparam("_id"))
+        .values(
+            posted=bindparam("posted"),
+            held=bindparam("held"),
+            debt=bindparam("debt"),
+            chain_seq=bindparam("chain_seq"),
+            chain_hash=bindparam("chain_hash"),
+        )
+    )
+    connection = await session.connection()
+    await connection.execute(statement, params)
+
+
+async def insert_transactions(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], *, any_conflict: bool = False
+) -> dict[tuple[str, str], tuple[int, datetime]]:
+    """Insert new transactions; keys already present are skipped (and waited on if in flight).
+
+    Rows go in sorted by key: two batches sharing keys then wait on each other in the
+    same order and cannot deadlock. `any_conflict` also skips rows that hit another
+    unique index (one reversal per credit).
+    """
+    if not rows:
+        return {}
+    ordered = sorted(rows, key=lambda row: (row["origin"], row["idempotency_key"]))
+    statement = insert(_transactions).values(ordered)
+    statement = (
+        statement.on_conflict_do_nothing()
+        if any_conflict
+        else statement.on_conflict_do_nothing(index_elements=["origin", "idempotency_key"])
+    )
+    result = await session.execute(
+        statement.returning(
+            _transactions.c.origin,
+            _transactions.c.idempotency_key,
+            _transactions.c.id,
+            _transactions.c.created_at,
+        )
+    )
+    return {(origin, key): (tx_id, created) for origin, key, tx_id, created in result}
+
+
+async def find_transactions(
+    session: AsyncSession, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], StoredTransaction]:
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(
+            _transactions.c.origin,
+            _transactions.c.idempotency_key,
+            _transactions.c.id,
+            _transactions.c.kind,
+            _transactions.c.request,
+            _transactions.c.created_at,
+        ).where(tuple_(_transactions.c.origin, _transactions.c.idempotency_key).in_(wanted))
+    )
+    return {
+        (row.origin, row.idempotency_key): StoredTransaction(
+            row.id, row.kind, row.request, row.created_at
+        )
+        for row in rows
+    }
+
+
+async def get_transaction(session: AsyncSession, transaction_id: int) -> StoredTransaction | None:
+    row = (
+        await session.execute(
+            select(
+                _transactions.c.id,
+                _transactions.c.kind,
+                _transactions.c.request,
+                _transactions.c.created_at,
+            ).where(_transactions.c.id == transaction_id)
+        )
+    ).first()
+    return StoredTransaction(row.id, row.kind, row.request, row.created_at) if row else None
+
+
+async def find_transaction_by_request(
+    session: AsyncSession, kind: str, field: str, value: Any
+) -> StoredTransaction | None:
+    row = (
+        await session.execute(
+            select(
+                _transactions.c.id,
+                _transactions.c.kind,
+                _transactions.c.request,
+                _transactions.c.created_at,
+            )
+            .where(_transactions.c.kind == kind)
+            .where(_transactions.c.request[field].as_string() == str(value))
+            .limit(1)
+        )
+    ).first()
+    return StoredTransaction(row.id, row.kind, row.request, row.created_at) if row else None
+
+
+async def sum_transactions_by_request(
+    session: AsyncSession, kind: str, field: str, value: Any, amount_field: str
+) -> int:
+    total = await session.scalar(
+        select(func.coalesce(func.sum(_transactions.c.request[amount_field].as_integer()), 0))
+        .where(_transactions.c.kind == kind)
+        .where(_transactions.c.request[field].as_string() == str(value))
+    )
+    return int(total or 0)
+
+
+async def insert_postings(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        connection = await session.connection()
+        await connection.execute(_postings.insert(), list(rows))
+
+
+async def insert_lots(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    result = await session.execute(
+        insert(_lots).returning(_lots.c.id, sort_by_parameter_order=True), list(rows)
+    )
+    return [row[0] for row in result]
+
+
+async def insert_movements(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        connection = await session.connection()
+        await connection.execute(_movements.insert(), list(rows))
+
+
+async def set_lot_remainders(session: AsyncSession, remainders: dict[int, int]) -> None:
+    if not remainders:
+        return
+    connection = await session.connection()
+    await connection.execute(
+        update(_lots)
+        .where(_lots.c.id == bindparam("_id"))
+        .values(remaining=bindparam("remaining")),
+        [{"_id": lot_id, "remaining": value} for lot_id, value in sorted(remainders.items())],
+    )
+
+
+async def open_lots(
+    session: AsyncSession, account_id: int, *, not_expired_at: datetime | None
+) -> list[OpenLot]:
+    """The account's lots with points left, soonest-expiring first (caller holds the lock)."""
+    query = (
+        select(_lots.c.id, _lots.c.remaining, _lots.c.expires_at)
+        .where(_lots.c.account_id == account_id)
+        .where(_lots.c.remaining > 0)
+        .order_by(_lots.c.expires_at, _lots.c.id)
+    )
+    if not_expired_at is not None:
+        query = query.where(_lots.c.expires_at > not_expired_at)
+    rows = await session.execute(query)
+    return [OpenLot(row.id, row.remaining, row.expires_at) for row in rows]
+
+
+async def lots_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, OpenLot]:
+    rows = await session.execute(
+        select(_lots.c.id, _lots.c.remaining, _lots.c.expires_at).where(
+            _lots.c.id.in_(sorted(set(ids)))
+        )
+    )
+    return {row.id: OpenLot(row.id, row.remaining, row.expires_at) for row in rows}
+
+
+async def lot_of_transaction(session: AsyncSession, transaction_id: int) -> OpenLot | None:
+    row = (
+        await session.execute(
+            select(_lots.c.id, _lots.c.remaining, _lots.c.expires_at).where(
+                _lots.c.transaction_id == transaction_id
+            )
+        )
+    ).first()
+    return OpenLot(row.id, row.remaining, row.expires_at) if row else None
+
+
+async def hold_lot_consumption(session: AsyncSession, hold_id: int) -> list[tuple[int, int]]:
+    """(lot id, points still taken from it by the hold), latest-expiring lots first."""
+    rows = await session.execute(
+        select(_movements.c.lot_id, func.sum(_movements.c.amount).label("net"))
+        .join(_lots, _lots.c.id == _movements.c.lot_id)
+        .where(_movements.c.hold_id == hold_id)
+        .group_by(_movements.c.lot_id, _lots.c.expires_at)
+        .order_by(_lots.c.expires_at.desc(), _movements.c.lot_id.desc())
+    )
+    return [(lot_id, -int(net)) for lot_id, net in rows if net < 0]
+
+
+async def insert_hold(session: AsyncSession, row: dict[str, Any]) -> int | None:
+    result = await session.execute(
+        insert(_holds)
+        .values(row)
+        .on_conflict_do_nothing(index_elements=["origin", "idempotency_key"])
+        .returning(_holds.c.id)
+    )
+    hold_id: int | None = result.scalar()
+    return hold_id
+
+
+async def get_hold(session: AsyncSession, hold_id: int) -> Any:
+    return (await session.execute(select(_holds).where(_holds.c.id == hold_id))).first()
+
+
+async def find_hold(session: AsyncSession, origin: str, key: str) -> Any:
+    return (
+        await session.execute(
+            select(_holds).where(_holds.c.origin == origin, _holds.c.idempotency_key == key)
+        )
+    ).first()
+
+
+async def get_resolution(session: AsyncSession, hold_id: int) -> Any:
+    return (
+        await session.execute(select(_resolutions).where(_resolutions.c.hold_id == hold_id))
+    ).first()
+
+
+async def find_resolution(session: AsyncSession, origin: str, key: str) -> Any:
+    return (
+        await session.execute(
+            select(_resolutions).where(
+                _resolutions.c.origin == origin, _resolutions.c.idempotency_key == key
+            )
+        )
+    ).first()
+
+
+async def insert_resolution(session: AsyncSession, row: dict[str, Any]) -> None:
+    await session.execute(insert(_resolutions).values(row))
+
+
+async def insert_debt_movements(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        connection = await session.connection()
+        await connection.execute(_debts.insert(), list(rows))
+
+
+async def due_lots(session: AsyncSession, now: datetime, limit: int) -> list[Any]:
+    """Lots past expiry with points left, with the id of their latest movement."""
+    last_movement = (
+        select(func.max(_movements.c.id)).where(_movements.c.lot_id == _lots.c.id).scalar_subquery()
+    )
+    rows = await session.execute(
+        select(_lots.c.id, _lots.c.account_id, last_movement.label("last_movement"))
+        .where(_lots.c.remaining > 0, _lots.c.expires_at <= now)
+        .order_by(_lots.c.account_id, _lots.c.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def overdue_holds(session: AsyncSession, now: datetime, limit: int) -> list[int]:
+    rows = await session.execute(
+        select(_holds.c.id)
+        .outerjoin(_resolutions, _resolutions.c.hold_id == _holds.c.id)
+        .where(_holds.c.expires_at <= now, _resolutions.c.hold_id.is_(None))
+        .order_by(_holds.c.id)
+        .limit(limit)
+    )
+    return [row[0] for row in rows]
+
+
+async def balance_row(session: AsyncSession, code: str) -> Any:
+    return (
+        await session.execute(
+            select(_accounts.c.posted, _accounts.c.held, _accounts.c.debt).where(
+                _accounts.c.code == code
+            )
+        )
+    ).first()
+
+
+async def expiring_lots(session: AsyncSession, code: str) -> list[tuple[datetime, int]]:
+    rows = await session.execute(
+        select(_lots.c.expires_at, func.sum(_lots.c.remaining))
+        .join(_accounts, _accounts.c.id == _lots.c.account_id)
+        .where(_accounts.c.code == code, _lots.c.remaining > 0)
+        .group_by(_lots.c.expires_at)
+        .order_by(_lots.c.expires_at)
+    )
+    return [(when, int(total)) for when, total in rows]

@@ -1,0 +1,90 @@
+"""Requests and results of ledger operations: plain frozen dataclasses, integers only."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Asset(StrEnum):
+    POINTS = "POINTS"
+    GRAMS = "GCO2E"
+
+
+class Status(StrEnum):
+    CREATED = "created"
+    EXISTS = "exists"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class CreditRequest:
+    """Points (and grams) credited to a participant, opening a lot that expires."""
+
+    origin: str
+    key: str
+    participant_id: uuid.UUID
+    points: int
+    grams: int
+    expires_at: datetime
+    credit_id: str | None = None
+    methodology_id: str | None = None
+    methodology_version: int | None = None
+
+    def content(self) -> dict[str, object]:
+        return {
+            "participant_id": str(self.participant_id),
+            "points": self.points,
+            "grams": self.grams,
+            "expires_at": self.expires_at.isoformat(),
+            "credit_id": self.credit_id,
+            "methodology_id": self.methodology_id,
+            "methodology_version": self.methodology_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CreditResult:
+    status: Status
+    transaction_id: int | None
+    lot_id: int | None = None
+    debt_paid: int = 0
+    conflicting_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResult:
+    status: Status
+    hold_id: int
+    amount: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionResult:
+    status: Status
+    hold_id: int
+    outcome: str
+    amount_posted: int
+    transaction_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    status: Status
+    transaction_id: int
+    amount: int
+    unrecovered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    participant_id: uuid.UUID
+    posted: int
+    held: int
+    available: int
+    debt: int
+    grams: int
+    expiring: list[tuple[datetime, int]] = field(default_factory=list)

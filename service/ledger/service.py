@@ -1,0 +1,766 @@
+"""Ledger operations. Each takes the session first and never commits.
+
+Rules every operation follows, so that no two can deadlock and no number can drift:
+
+* Lock order: idempotency keys first (inserted in sorted order), then account rows
+  (`SELECT ... FOR UPDATE` in ascending id order). Lots are only read or changed
+  under their account's lock. One ledger operation per database transaction.
+* Idempotency (TigerBeetle's semantics): every operation carries (origin, key).
+  The same key with the same content returns the original result with status
+  `exists`; with different content it is a conflict naming the differing fields.
+* Materialised state (balances, chain heads, lot remainders) is written in the
+  same database transaction as the facts it summarises; the database's CHECK
+  constraints refuse any negative available balance even if this code erred.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.ledger import repository as repo
+from service.ledger.chain import link, posting_digest, transaction_digest
+from service.ledger.errors import (
+    AlreadyReversedError,
+    HoldAlreadyResolvedError,
+    HoldExpiredError,
+    HoldNotFoundError,
+    IdempotencyConflictError,
+    InsufficientPointsError,
+    InvalidAmountError,
+    NothingToRefundError,
+    TransactionNotFoundError,
+)
+from service.ledger.repository import AccountState, OpenLot, StoredTransaction
+from service.ledger.schemas import (
+    Asset,
+    Balance,
+    CreditRequest,
+    CreditResult,
+    HoldResult,
+    ResolutionResult,
+    Status,
+    TransferResult,
+)
+
+JOBS_ORIGIN = "ledger.jobs"
+_EXPIRY_LOCK = 0x6C65_6467_6572  # pg_advisory_xact_lock key: one expiry run at a time
+
+
+def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k)))
+
+
+def _conflict(origin: str, key: str, fields: Sequence[str]) -> IdempotencyConflictError:
+    return IdempotencyConflictError(
+        f"idempotency key {key!r} of {origin!r} was first used with different {', '.join(fields)}",
+        fields=list(fields),
+    )
+
+
+def _aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None:
+        raise InvalidAmountError(f"{name} must carry a time zone")
+
+
+class _Writer:
+    """Postings for locked accounts: updates balances and extends each account's chain."""
+
+    def __init__(self, states: dict[int, AccountState]) -> None:
+        self.states = states
+        self.postings: list[dict[str, Any]] = []
+
+    def post(self, transaction_id: int, digest: bytes, account_id: int, amount: int) -> None:
+        if amount == 0:
+            return
+        state = self.states[account_id]
+        state.chain_seq += 1
+        state.chain_hash = link(
+            state.chain_hash,
+            posting_digest(digest, account_id, state.asset, amount, state.chain_seq),
+        )
+        state.posted += amount
+        self.postings.append(
+            {
+                "transaction_id": transaction_id,
+                "account_id": account_id,
+                "asset": state.asset,
+                "amount": amount,
+                "account_seq": state.chain_seq,
+                "chain_hash": state.chain_hash,
+            }
+        )
+
+    async def flush(self, session: AsyncSession) -> None:
+        await repo.insert_postings(session, self.postings)
+        await repo.save_accounts(session, self.states.values())
+
+
+def _participant_account_rows(participant_ids: set[uuid.UUID]) -> list[dict[str, Any]]:
+    return [
+        {
+            "code": repo.participant_account_code(pid, asset.value),
+            "owner_type": "participant",
+            "owner_id": pid,
+            "asset": asset.value,
+            "kind": "participant",
+            "bounded": True,
+        }
+        for pid in participant_ids
+        for asset in Asset
+    ]
+
+
+def _shard(participant_id: uuid.UUID) -> int:
+    return participant_id.int % repo.ISSUANCE_SHARDS
+
+
+# --- credits ------------------------------------------------------------------------------
+
+
+async def credit(session: AsyncSession, requests: Sequence[CreditRequest]) -> list[CreditResult]:
+    """Credit a batch (one or many): one transaction and one lot per new request.
+
+    A credit first pays off any debt left by an earlier reversal; the rest opens
+    a lot that expires at `expires_at`. Returns one result per request, in order.
+    """
+    for request in requests:
+        if request.points < 0 or request.grams < 0 or request.points + request.grams == 0:
+            raise InvalidAmountError(
+                f"credit {request.key!r}: points and grams must be non-negative, not both zero"
+            )
+        _aware(request.expires_at, "expires_at")
+
+    first_by_key: dict[tuple[str, str], CreditRequest] = {}
+    for request in requests:
+        first_by_key.setdefault((request.origin, request.key), request)
+    inserted = await repo.insert_transactions(
+        session,
+        [
+            {"origin": o, "idempotency_key": k, "kind": "credit", "request": r.content()}
+            for (o, k), r in first_by_key.items()
+        ],
+    )
+    existing = await repo.find_transactions(
+        session, [key for key in first_by_key if key not in inserted]
+    )
+    fresh = [r for key, r in first_by_key.items() if key in inserted]
+    created = await _apply_credits(session, fresh, inserted) if fresh else {}
+
+    results: list[CreditResult] = []
+    for request in requests:
+        key = (request.origin, request.key)
+        if key in inserted:
+            result = created[key]
+            is_first = first_by_key[key] is request
+            if is_first:
+                results.append(result)
+                continue
+            stored_content = first_by_key[key].content()
+        else:
+            stored = existing[key]
+            stored_content = stored.request if stored.kind == "credit" else {"kind": stored.kind}
+            result = CreditResult(Status.EXISTS, stored.id)
+        differing = _differences(stored_content, request.content())
+        if differing:
+            results.append(CreditResult(Status.CONFLICT, None, conflicting_fields=differing))
+        else:
+            results.append(CreditResult(Status.EXISTS, result.transaction_id, result.lot_id))
+    return results
+
+
+async def _apply_credits(
+    session: AsyncSession,
+    fresh: list[CreditRequest],
+    inserted: dict[tuple[str, str], tuple[int, datetime]],
+) -> dict[tuple[str, str], CreditResult]:
+    participants = {r.participant_id for r in fresh}
+    account_ids = await repo.ensure_accounts(session, _participant_account_rows(participants))
+    issuance_codes = {
+        repo.issuance_account_code(asset.value, _shard(pid))
+        for pid in participants
+        for asset in Asset
+    }
+    account_ids.update(await repo.account_ids_by_code(session, issuance_codes))
+    states = await repo.lock_accounts(session, account_ids.values())
+    writer = _Writer(states)
+
+    lots: list[dict[str, Any]] = []
+    lot_keys: list[tuple[str, str]] = []
+    debts: list[dict[str, Any]] = []
+    paid_by_key: dict[tuple[str, str], int] = {}
+    for request in sorted(fresh, key=lambda r: (r.origin, r.key)):
+        key = (request.origin, request.key)
+        tx_id, created_at = inserted[key]
+        digest = transaction_digest(
+            tx_id, request.origin, request.key, "credit", request.content(), created_at
+        )
+        pid = request.participant_id
+        points_account = account_ids[repo.participant_account_code(pid, Asset.POINTS)]
+        grams_account = account_ids[repo.participant_account_code(pid, Asset.GRAMS)]
+        issue_points = account_ids[repo.issuance_account_code(Asset.POINTS, _shard(pid))]
+        issue_grams = account_ids[repo.issuance_account_code(Asset.GRAMS, _shard(pid))]
+
+        writer.post(tx_id, digest, issue_points, -request.points)
+        writer.post(tx_id, digest, points_account, request.points)
+        paid = min(states[points_account].debt, request.points)
+        if paid:
+            # Debt left by a reversal is paid first, in the open: two more postings.
+            writer.post(tx_id, digest, points_account, -paid)
+            writer.post(tx_id, digest, issue_points, paid)
+            states[points_account].debt -= paid
+            debts.append({"account_id": points_account, "transaction_id": tx_id, "amount": -paid})
+        paid_by_key[key] = paid
+        writer.post(tx_id, digest, issue_grams, -request.grams)
+        writer.post(tx_id, digest, grams_account, request.grams)
+        if request.points - paid > 0:
+            lots.append(
+                {
+                    "account_id": points_account,
+                    "transaction_id": tx_id,
+                    "amount": request.points - paid,
+                    "remaining": request.points - paid,
+                    "expires_at": request.expires_at,
+                }
+            )
+            lot_keys.append(key)
+
+    lot_ids = await repo.insert_lots(session, lots)
+    await repo.insert_movements(
+        session,
+        [
+            {
+                "lot_id": lot_id,
+                "kind": "open",
+                "amount": lot["amount"],
+                "transaction_id": lot["transaction_id"],
+            }
+            for lot_id, lot in zip(lot_ids, lots, strict=True)
+        ],
+    )
+    await writer.flush(session)
+    await repo.insert_debt_movements(session, debts)
+    lot_by_key = dict(zip(lot_keys, lot_ids, strict=True))
+    return {
+        key: CreditResult(Status.CREATED, inserted[key][0], lot_by_key.get(key), paid_by_key[key])
+        for key in paid_by_key
+    }
+
+
+# --- holds (two-phase) ---------------------------------------------------------------------
+
+
+async def place_hold(
+    session: AsyncSession,
+    *,
+    origin: str,
+    key: str,
+    participant_id: uuid.UUID,
+    merchant_id: uuid.UUID,
+    amount: int,
+    now: datetime,
+    hold_for: timedelta,
+) -> HoldResult:
+    """Reserve points for a merchant: taken from the soonest-expiring lots, not yet spent."""
+    if amount <= 0:
+        raise InvalidAmountError("a hold must be for a positive number of points")
+    _aware(now, "now")
+    content = {
+        "participant_id": str(participant_id),
+        "merchant_id": str(merchant_id),
+        "amount": amount,
+        "timeout_seconds": int(hold_for.total_seconds()),
+    }
+    prior = await repo.find_hold(session, origin, key)
+    if prior is not None:
+        return _existing_hold(prior, origin, key, content)
+
+    participant_code = repo.participant_account_code(participant_id, Asset.POINTS)
+    ids = await repo.ensure_accounts(
+        session,
+        [
+            {
+                "code": repo.merchant_account_code(merchant_id),
+                "owner_type": "merchant",
+                "owner_id": merchant_id,
+                "asset": Asset.POINTS.value,
+                "kind": "settlement",
+                "bounded": True,
+            }
+        ],
+    )
+    ids.update(await repo.account_ids_by_code(session, [participant_code]))
+    if participant_code not in ids:
+        raise InsufficientPointsError("the participant has no points yet", available=0)
+    account_id, counter_id = ids[participant_code], ids[repo.merchant_account_code(merchant_id)]
+    expires_at = now + hold_for
+    hold_id = await repo.insert_hold(
+        session,
+        {
+            "origin": origin,
+            "idempotency_key": key,
+            "request": content,
+            "account_id": account_id,
+            "counter_account_id": counter_id,
+            "amount": amount,
+            "expires_at": expires_at,
+        },
+    )
+    if hold_id is None:  # a concurrent request with this key committed first
+        return _existing_hold(await repo.find_hold(session, origin, key), origin, key, content)
+
+    states = await repo.lock_accounts(session, [account_id, counter_id])
+    lots = await repo.open_lots(session, account_id, not_expired_at=now)
+    taken = _take_fifo(lots, amount)
+    if taken is None:
+        available = sum(lot.remaining for lot in lots)
+        raise InsufficientPointsError(
+            f"{amount} points requested, {available} available", available=available
+        )
+    await _move_lots(session, lots, taken, kind="hold", hold_id=hold_id, sign=-1)
+    states[account_id].held += amount
+    await repo.save_accounts(session, states.values())
+    return HoldResult(Status.CREATED, hold_id, amount, expires_at)
+
+
+def _existing_hold(row: Any, origin: str, key: str, content: dict[str, Any]) -> HoldResult:
+    differing = _differences(row.request, content)
+    if differing:
+        raise _conflict(origin, key, differing)
+    return HoldResult(Status.EXISTS, row.id, row.amount, row.expires_at)
+
+
+def _take_fifo(lots: Sequence[OpenLot], amount: int) -> dict[int, int] | None:
+    """Points to take from each lot, soonest-expiring first; None when they do not suffice."""
+    taken: dict[int, int] = {}
+    left = amount
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        taken[lot.id] = take
+        left -= take
+    return taken if left == 0 else None
+
+
+async def _move_lots(
+    session: AsyncSession,
+    lots: Sequence[OpenLot],
+    amounts: dict[int, int],
+    *,
+    kind: str,
+    sign: int,
+    hold_id: int | None = None,
+    transaction_id: int | None = None,
+) -> None:
+    remaining = {lot.id: lot.remaining for lot in lots}
+    movements = []
+    for lot_id, amount in amounts.items():
+        if amount == 0:
+            continue
+        remaining[lot_id] += sign * amount
+        movements.append(
+            {
+                "lot_id": lot_id,
+                "kind": kind,
+                "amount": sign * amount,
+                "hold_id": hold_id,
+                "transaction_id": transaction_id,
+            }
+        )
+    await repo.insert_movements(session, movements)
+    await repo.set_lot_remainders(session, {i: remaining[i] for i in amounts if amounts[i]})
+
+
+async def post_hold(
+    session: AsyncSession, *, origin: str, key: str, hold_id: int, amount: int, now: datetime
+) -> ResolutionResult:
+    """Capture a hold, in full or in part, exactly once; the rest goes back to its lots."""
+    _aware(now, "now")
+    content = {"hold_id": hold_id, "outcome": "posted", "amount": amount}
+    prior = await repo.find_resolution(session, origin, key)
+    if prior is not None:
+        return _existing_resolution(prior, origin, key, content)
+    hold = await repo.get_hold(session, hold_id)
+    if hold is None:
+        raise HoldNotFoundError(f"no hold {hold_id}")
+    if not 0 < amount <= hold.amount:
+        raise InvalidAmountError(f"post between 1 and {hold.amount} points, not {amount}")
+
+    request = {
+        **content,
+        "participant_account": hold.account_id,
+        "merchant_account": hold.counter_account_id,
+    }
+    inserted = await repo.insert_transactions(
+        session,
+        [{"origin": origin, "idempotency_key": key, "kind": "redemption", "request": request}],
+    )
+    if (origin, key) not in inserted:
+        prior = await repo.find_resolution(session, origin, key)
+        if prior is not None:
+            return _existing_resolution(prior, origin, key, content)
+        raise _conflict(origin, key, ["kind"])
+    tx_id, created_at = inserted[(origin, key)]
+
+    states = await repo.lock_accounts(session, [hold.account_id, hold.counter_account_id])
+    await _assert_unresolved(session, hold_id)
+    if now >= hold.expires_at:
+        raise HoldExpiredError(f"hold {hold_id} expired at {hold.expires_at.isoformat()}")
+    await _release(session, hold_id, hold.amount - amount, kind="release")
+    states[hold.account_id].held -= hold.amount
+    writer = _Writer(states)
+    digest = transaction_digest(tx_id, origin, key, "redemption", request, created_at)
+    writer.post(tx_id, digest, hold.account_id, -amount)
+    writer.post(tx_id, digest, hold.counter_account_id, amount)
+    await writer.flush(session)
+    await repo.insert_resolution(
+        session,
+        {
+            "hold_id": hold_id,
+            "outcome": "posted",
+            "amount_posted": amount,
+            "transaction_id": tx_id,
+            "origin": origin,
+            "idempotency_key": key,
+            "request": content,
+        },
+    )
+    return ResolutionResult(Status.CREATED, hold_id, "posted", amount, tx_id)
+
+
+async def void_hold(
+    session: AsyncSession,
+    *,
+    origin: str,
+    key: str,
+    hold_id: int,
+    outcome: str = "voided",
+) -> ResolutionResult:
+    """Release a hold exactly once, restoring exactly the lots it took."""
+    content = {"hold_id": hold_id, "outcome": outcome}
+    prior = await repo.find_resolution(session, origin, key)
+    if prior is not None:
+        return _existing_resolution(prior, origin, key, content)
+    hold = await repo.get_hold(session, hold_id)
+    if hold is None:
+        raise HoldNotFoundError(f"no hold {hold_id}")
+    states = await repo.lock_accounts(session, [hold.account_id, hold.counter_account_id])
+    await _assert_unresolved(session, hold_id, origin=origin, key=key, content=content)
+    await _release(session, hold_id, hold.amount, kind="release")
+    states[hold.account_id].held -= hold.amount
+    await repo.save_accounts(session, states.values())
+    await repo.insert_resolution(
+        session,
+        {
+            "hold_id": hold_id,
+            "outcome": outcome,
+            "amount_posted": 0,
+            "transaction_id": None,
+            "origin": origin,
+            "idempotency_key": key,
+            "request": content,
+        },
+    )
+    return ResolutionResult(Status.CREATED, hold_id, outcome, 0, None)
+
+
+async def _assert_unresolved(
+    session: AsyncSession,
+    hold_id: int,
+    *,
+    origin: str | None = None,
+    key: str | None = None,
+    content: dict[str, Any] | None = None,
+) -> None:
+    resolution = await repo.get_resolution(session, hold_id)
+    if resolution is None:
+        return
+    raise HoldAlreadyResolvedError(
+        f"hold {hold_id} was already {resolution.outcome}", outcome=resolution.outcome
+    )
+
+
+def _existing_resolution(
+    row: Any, origin: str, key: str, content: dict[str, Any]
+) -> ResolutionResult:
+    differing = _differences(row.request, content)
+    if differing:
+        raise _conflict(origin, key, differing)
+    return ResolutionResult(
+        Status.EXISTS, row.hold_id, row.outcome, row.amount_posted, row.transaction_id
+    )
+
+
+async def _release(
+    session: AsyncSession,
+    hold_id: int,
+    amount: int,
+    *,
+    kind: str,
+    transaction_id: int | None = None,
+) -> None:
+    """Give `amount` back to the lots the hold took, latest-expiring first."""
+    if amount == 0:
+        return
+    consumption = await repo.hold_lot_consumption(session, hold_id)
+    lots = await repo.lots_by_id(session, [lot_id for lot_id, _ in consumption])
+    giving: dict[int, int] = {}
+    left = amount
+    for lot_id, taken in consumption:
+        give = min(taken, left)
+        giving[lot_id] = give
+        left -= give
+        if left == 0:
+            break
+    if left:
+        raise NothingToRefundError(f"only {amount - left} of {amount} points can go back to lots")
+    await _move_lots(
+        session,
+        list(lots.values()),
+        giving,
+        kind=kind,
+        sign=+1,
+        hold_id=hold_id,
+        transaction_id=transaction_id,
+    )
+
+
+# --- refunds and reversals -----------------------------------------------------------------
+
+
+async def refund(
+    session: AsyncSession, *, origin: str, key: str, redemption_id: int, amount: int
+) -> TransferResult:
+    """Give back (part of) a redemption: the points return to exactly the lots it took."""
+    if amount <= 0:
+        raise InvalidAmountError("a refund must be for a positive number of points")
+    content = {"refund_of": redemption_id, "amount": amount}
+    existing = await _existing_transfer(session, origin, key, "refund", content)
+    if existing is not None:
+        return existing
+    redemption = await repo.get_transaction(session, redemption_id)
+    if redemption is None or redemption.kind != "redemption":
+        raise TransactionNotFoundError(f"no redemption {redemption_id}")
+    hold = await repo.get_hold(session, int(redemption.request["hold_id"]))
+    inserted = await repo.insert_transactions(
+        session, [{"origin": origin, "idempotency_key": key, "kind": "refund", "request": content}]
+    )
+    if (origin, key) not in inserted:
+        again = await _existing_transfer(session, origin, key, "refund", content)
+        assert again is not None
+        return again
+    tx_id, created_at = inserted[(origin, key)]
+    states = await repo.lock_accounts(session, [hold.account_id, hold.counter_account_id])
+    refunded = await repo.sum_transactions_by_request(
+        session, "refund", "refund_of", redemption_id, "amount"
+    )
+    posted = int(redemption.request["amount"])
+    if refunded > posted:
+        raise NothingToRefundError(
+            f"redemption {redemption_id} took {posted} points; "
+            f"{refunded - amount} already refunded",
+            refundable=posted - (refunded - amount),
+        )
+    await _release(session, hold.id, amount, kind="refund", transaction_id=tx_id)
+    writer = _Writer(states)
+    digest = transaction_digest(tx_id, origin, key, "refund", content, created_at)
+    writer.post(tx_id, digest, hold.counter_account_id, -amount)
+    writer.post(tx_id, digest, hold.account_id, amount)
+    await writer.flush(session)
+    return TransferResult(Status.CREATED, tx_id, amount)
+
+
+async def reverse_credit(
+    session: AsyncSession, *, origin: str, key: str, credit_id: int
+) -> TransferResult:
+    """Take a credit back (retraction, fraud review), at most once.
+
+    Policy, never a negative balance: the points come out of the credit's own lot
+    first, then the participant's other lots, soonest-expiring first; whatever
+    has already been spent becomes a debt on the account, paid off by the next
+    credits before they open lots. The grams go back in full.
+    """
+    content = {"reverses": credit_id}
+    existing = await _existing_transfer(session, origin, key, "reversal", content)
+    if existing is not None:
+        return existing
+    original = await repo.get_transaction(session, credit_id)
+    if original is None or original.kind != "credit":
+        raise TransactionNotFoundError(f"no credit transaction {credit_id}")
+    inserted = await repo.insert_transactions(
+        session,
+        [{"origin": origin, "idempotency_key": key, "kind": "reversal", "request": content}],
+        any_conflict=True,
+    )
+    if (origin, key) not in inserted:
+        again = await _existing_transfer(session, origin, key, "reversal", content)
+        if again is not None:
+            return again
+        raise AlreadyReversedError(f"credit {credit_id} was already reversed")
+    tx_id, created_at = inserted[(origin, key)]
+
+    pid = uuid.UUID(original.request["participant_id"])
+    points, grams = int(original.request["points"]), int(original.request["grams"])
+    codes = [
+        repo.participant_account_code(pid, Asset.POINTS),
+        repo.participant_account_code(pid, Asset.GRAMS),
+        repo.issuance_account_code(Asset.POINTS, _shard(pid)),
+        repo.issuance_account_code(Asset.GRAMS, _shard(pid)),
+    ]
+    ids = await repo.account_ids_by_code(session, codes)
+    points_account, grams_account, issue_points, issue_grams = (ids[c] for c in codes)
+    states = await repo.lock_accounts(session, ids.values())
+
+    own = await repo.lot_of_transaction(session, credit_id)
+    lots = await repo.open_lots(session, points_account, not_expired_at=None)
+    ordered = ([lot for lot in lots if own and lot.id == own.id]) + [
+        lot for lot in lots if not own or lot.id != own.id
+    ]
+    taking: dict[int, int] = {}
+    left = points
+    for lot in ordered:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        taking[lot.id] = take
+        left -= take
+    clawed = points - left
+    await _move_lots(session, lots, taking, kind="reverse", sign=-1, transaction_id=tx_id)
+    writer = _Writer(states)
+    digest = transaction_digest(tx_id, origin, key, "reversal", content, created_at)
+    writer.post(tx_id, digest, points_account, -clawed)
+    writer.post(tx_id, digest, issue_points, clawed)
+    writer.post(tx_id, digest, grams_account, -grams)
+    writer.post(tx_id, digest, issue_grams, grams)
+    if left:
+        states[points_account].debt += left
+        await repo.insert_debt_movements(
+            session, [{"account_id": points_account, "transaction_id": tx_id, "amount": left}]
+        )
+    await writer.flush(session)
+    return TransferResult(Status.CREATED, tx_id, clawed, unrecovered=left)
+
+
+async def _existing_transfer(
+    session: AsyncSession, origin: str, key: str, kind: str, content: dict[str, Any]
+) -> TransferResult | None:
+    found = (await repo.find_transactions(session, [(origin, key)])).get((origin, key))
+    if found is None:
+        return None
+    stored: StoredTransaction = found
+    differing = _differences(stored.request, content) if stored.kind == kind else ("kind",)
+    if differing:
+        raise _conflict(origin, key, differing)
+    return TransferResult(Status.EXISTS, stored.id, int(content.get("amount", 0)))
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+async def expire_lots(session: AsyncSession, *, now: datetime, batch_size: int = 500) -> int:
+    """Expire up to `batch_size` due lots; returns how many lots it expired.
+
+    One expiry transaction per account per batch, keyed by the lots and their
+    latest movement, so a retried batch is recognised and a lot refilled later
+    (a voided hold, a refund) expires again under a new key. Run it in a loop,
+    one commit per batch: after a crash it resumes where the last commit ended.
+    """
+    _aware(now, "now")
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _EXPIRY_LOCK})
+    due = await repo.due_lots(session, now, batch_size)
+    if not due:
+        return 0
+    by_account: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for lot_id, account_id, last_movement in due:
+        by_account[account_id].append((lot_id, int(last_movement)))
+    expiry_account = (await repo.account_ids_by_code(session, [repo.EXPIRY_ACCOUNT_CODE]))[
+        repo.EXPIRY_ACCOUNT_CODE
+    ]
+    states = await repo.lock_accounts(session, [*by_account, expiry_account])
+    lots = await repo.lots_by_id(session, [lot_id for lot_id, _, _ in due])
+
+    # Amounts are read after the locks: a hold may have taken points since the scan.
+    amounts_by_account: dict[int, dict[int, int]] = {}
+    rows: dict[int, dict[str, Any]] = {}
+    for account_id, entries in by_account.items():
+        amounts = {i: lots[i].remaining for i, _ in entries if lots[i].remaining > 0}
+        if not amounts:
+            continue
+        amounts_by_account[account_id] = amounts
+        fingerprint = hashlib.sha256(repr(sorted(entries)).encode()).hexdigest()[:40]
+        rows[account_id] = {
+            "origin": JOBS_ORIGIN,
+            "idempotency_key": f"expire:{account_id}:{fingerprint}",
+            "kind": "expiry",
+            "request": {"account_id": account_id, "lots": [list(e) for e in sorted(entries)]},
+        }
+    inserted = await repo.insert_transactions(session, list(rows.values()))
+    writer = _Writer(states)
+    expired = 0
+    for account_id, amounts in sorted(amounts_by_account.items()):
+        row = rows[account_id]
+        key: str = row["idempotency_key"]
+        if (JOBS_ORIGIN, key) not in inserted:
+            continue
+        tx_id, created_at = inserted[(JOBS_ORIGIN, key)]
+        total = sum(amounts.values())
+        await _move_lots(
+            session,
+            [lots[i] for i in amounts],
+            amounts,
+            kind="expire",
+            sign=-1,
+            transaction_id=tx_id,
+        )
+        digest = transaction_digest(tx_id, JOBS_ORIGIN, key, "expiry", row["request"], created_at)
+        writer.post(tx_id, digest, account_id, -total)
+        writer.post(tx_id, digest, expiry_account, total)
+        expired += len(amounts)
+    await writer.flush(session)
+    return expired
+
+
+async def void_overdue_holds(session: AsyncSession, *, now: datetime, batch_size: int = 100) -> int:
+    """Void holds whose timeout passed without a post (outcome `expired`); returns how many."""
+    _aware(now, "now")
+    voided = 0
+    for hold_id in await repo.overdue_holds(session, now, batch_size):
+        await void_hold(
+            session,
+            origin=JOBS_ORIGIN,
+            key=f"timeout:{hold_id}",
+            hold_id=hold_id,
+            outcome="expired",
+        )
+        voided += 1
+    return voided
+
+
+# --- reads ---------------------------------------------------------------------------------
+
+
+async def balance(session: AsyncSession, participant_id: uuid.UUID) -> Balance:
+    """Available, held, debt and grams, with what expires when."""
+    points_code = repo.participant_account_code(participant_id, Asset.POINTS)
+    points = await repo.balance_row(session, points_code)
+    grams = await repo.balance_row(
+        session, repo.participant_account_code(participant_id, Asset.GRAMS)
+    )
+    posted, held, debt = (points.posted, points.held, points.debt) if points else (0, 0, 0)
+    return Balance(
+        participant_id=participant_id,
+        posted=posted,
+        held=held,
+        available=posted - held,
+        debt=debt,
+        grams=grams.posted if grams else 0,
+        expiring=await repo.expiring_lots(session, points_code) if points else [],
+    )
