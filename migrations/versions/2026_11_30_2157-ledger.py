@@ -179,6 +179,13 @@ def upgrade() -> None:
             "origin", "idempotency_key", name=op.f("uq_ledger_transactions_origin_idempotency_key")
         ),
     )
+    op.create_index(
+        "uq_ledger_transactions_one_reversal_per_credit",
+        "ledger_transactions",
+        [sa.text("(request ->> 'reverses')")],
+        unique=True,
+        postgresql_where=sa.text("kind = 'reversal'"),
+    )
     op.create_table(
         "ledger_debt_movements",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -449,5 +456,8 @@ def downgrade() -> None:
     op.drop_table("ledger_holds")
     op.drop_index(op.f("ix_ledger_debt_movements_account_id"), table_name="ledger_debt_movements")
     op.drop_table("ledger_debt_movements")
+    op.drop_index(
+        "uq_ledger_transactions_one_reversal_per_credit", table_name="ledger_transactions"
+    )
     op.drop_table("ledger_transactions")
     op.drop_table("ledger_accounts")

@@ -112,7 +112,9 @@ async def lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
         )
         .where(_accounts.c.id.in_(wanted))
         .order_by(_accounts.c.id)
-        .with_for_update()
+        # NO KEY UPDATE: inserting a posting, lot or hold takes KEY SHARE on its account
+        # through the foreign key; FOR UPDATE would conflict with that and deadlock.
+        .with_for_update(key_share=True)
     )
     return {row.id: AccountState(*row) for row in rows}
 

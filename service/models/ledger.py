@@ -76,6 +76,13 @@ class LedgerTransaction(Base):
             "kind IN ('credit', 'reversal', 'redemption', 'refund', 'expiry')", name="kind_known"
         ),
         CheckConstraint("length(idempotency_key) BETWEEN 1 AND 200", name="key_length"),
+        # A credit is reversed at most once, whatever idempotency key the reversal uses.
+        Index(
+            "uq_ledger_transactions_one_reversal_per_credit",
+            text("(request ->> 'reverses')"),
+            unique=True,
+            postgresql_where=text("kind = 'reversal'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
