@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -32,7 +32,8 @@ from service.embedded import resolve_servers, to_asyncpg_dsn
 from service.models import Base
 
 TEST_DATA_DIR = Path(__file__).resolve().parents[1] / ".data" / "test"
-TEST_DATABASE = "carbon_points_test"
+# One database per test process: parallel runs against one server never collide.
+TEST_DATABASE = f"carbon_points_test_{os.getpid()}"
 TEST_REDIS_DB = 15
 
 
@@ -62,16 +63,28 @@ def _test_redis_url(url: str) -> str:
     )
 
 
+async def drop_database(server_url: str, name: str) -> None:
+    parsed = make_url(to_asyncpg_dsn(server_url))
+    admin = await asyncpg.connect(
+        parsed.set(database="postgres").render_as_string(hide_password=False)
+    )
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
-def test_settings() -> Settings:
+def test_settings() -> Iterator[Settings]:
     TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)
     base = Settings(data_dir=TEST_DATA_DIR, environment="test")
     servers = resolve_servers(base, database_name="postgres")
     database_url = asyncio.run(recreate_database(servers.database_url, TEST_DATABASE))
     migrations.upgrade(database_url)
-    return base.model_copy(
+    yield base.model_copy(
         update={"database_url": database_url, "redis_url": _test_redis_url(servers.redis_url)}
     )
+    asyncio.run(drop_database(servers.database_url, TEST_DATABASE))
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service import migrations
 from service.db import create_engine
 from service.models import Base
-from tests.conftest import recreate_database
+from tests.conftest import drop_database, recreate_database
 
 
 async def _tables(engine: AsyncEngine) -> set[str]:
@@ -22,7 +23,8 @@ async def _tables(engine: AsyncEngine) -> set[str]:
 
 
 async def test_upgrade_downgrade_upgrade(server_url: str) -> None:
-    url = await recreate_database(server_url, "carbon_points_migrations")
+    name = f"carbon_points_migrations_{os.getpid()}"
+    url = await recreate_database(server_url, name)
     engine = create_engine(url, pool_size=1)
     try:
         await asyncio.to_thread(migrations.upgrade, url)
@@ -36,6 +38,7 @@ async def test_upgrade_downgrade_upgrade(server_url: str) -> None:
         assert await _tables(engine) == set(Base.metadata.tables)
     finally:
         await engine.dispose()
+        await drop_database(server_url, name)
 
 
 async def test_models_match_migrations(engine: AsyncEngine) -> None:
