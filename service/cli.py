@@ -28,6 +28,9 @@ def _servers(settings: Settings) -> Servers:
     # Child processes (uvicorn workers, alembic) read the resolved URLs from here.
     os.environ["DATABASE_URL"] = servers.database_url
     os.environ["REDIS_URL"] = servers.redis_url
+    # Settings were read before the URLs were known; an in-process uvicorn worker must
+    # read them again, with the URLs.
+    get_settings.cache_clear()
     get_logger("carbon_points.cli").info("servers", **servers.describe())
     return servers
 

@@ -332,7 +332,9 @@ class LedgerMachine(RuleBasedStateMachine):
         if not self.people:
             return
         for person in self.people:
-            balance = self.harness.run(self.harness.tx(lambda s: ledger.balance(s, person.pid)))
+            balance = self.harness.run(
+                self.harness.tx(lambda s, p=person.pid: ledger.balance(s, p))
+            )
             lots = sum(lot.remaining for lot in person.lots)
             assert (balance.available, balance.held, balance.debt, balance.grams) == (
                 lots,
@@ -342,12 +344,12 @@ class LedgerMachine(RuleBasedStateMachine):
             )
             rows = self.harness.run(
                 self.harness.tx(
-                    lambda s: s.execute(
+                    lambda s, p=person.pid: s.execute(
                         text(
                             "SELECT l.id, l.remaining FROM ledger_lots l JOIN ledger_accounts a"
                             " ON a.id = l.account_id WHERE a.owner_id = :p ORDER BY l.id"
                         ),
-                        {"p": person.pid},
+                        {"p": p},
                     )
                 )
             )
