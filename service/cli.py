@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -125,35 +127,47 @@ def cmd_methodology(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
     from service.db import create_engine, create_sessionmaker
     from service.ledger.jobs import run_expiry, run_hold_timeouts
-    from service.ledger.verify import verify_ledger
+    from service.ledger.verify import VerifyReport, verify_ledger
 
     servers = _servers(settings)
+    checkpoint = None
+    if getattr(args, "checkpoint", None):
+        stored = json.loads(Path(args.checkpoint).read_text())
+        checkpoint = {int(k): (int(v[0]), str(v[1])) for k, v in stored.items()}
 
-    async def run() -> int:
+    async def run() -> VerifyReport | str:
         engine = create_engine(servers.database_url, pool_size=2)
         try:
             if args.ledger_command == "verify":
-                report = await verify_ledger(engine, max_violations=args.max_violations)
-                for violation in report.violations:
-                    print(f"VIOLATION {violation}")
-                if report.truncated:
-                    print(f"... more violations not shown (limit {args.max_violations})")
-                print(
-                    f"checked {report.transactions} transactions, {report.postings} postings, "
-                    f"{report.accounts} accounts, {report.lots} lots: "
-                    + ("OK" if report.ok else f"{len(report.violations)} violation(s)")
+                return await verify_ledger(
+                    engine, max_violations=args.max_violations, checkpoint=checkpoint
                 )
-                return 0 if report.ok else 1
             sessionmaker = create_sessionmaker(engine)
             if args.ledger_command == "expire":
-                print(f"expired {await run_expiry(sessionmaker)} lot(s)")
-            else:
-                print(f"voided {await run_hold_timeouts(sessionmaker)} overdue hold(s)")
-            return 0
+                return f"expired {await run_expiry(sessionmaker)} lot(s)"
+            return f"voided {await run_hold_timeouts(sessionmaker)} overdue hold(s)"
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    outcome = asyncio.run(run())
+    if isinstance(outcome, str):
+        print(outcome)
+        return 0
+    for violation in outcome.violations:
+        print(f"VIOLATION {violation}")
+    if outcome.truncated:
+        print(f"... more violations not shown (limit {args.max_violations})")
+    print(
+        f"checked {outcome.transactions} transactions, {outcome.postings} postings, "
+        f"{outcome.accounts} accounts, {outcome.lots} lots: "
+        + ("OK" if outcome.ok else f"{len(outcome.violations)} violation(s)")
+    )
+    if args.write_checkpoint and outcome.ok:
+        Path(args.write_checkpoint).write_text(
+            json.dumps({str(k): list(v) for k, v in outcome.heads.items()})
+        )
+        print(f"chain heads of {len(outcome.heads)} accounts written to {args.write_checkpoint}")
+    return 0 if outcome.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check invariants 1-3 and 7 on live data; exit 1 naming any bad row"
     )
     verify.add_argument("--max-violations", type=int, default=100)
+    verify.add_argument("--checkpoint", help="chain heads saved earlier; they must still hold")
+    verify.add_argument(
+        "--write-checkpoint", help="save the chain heads (keep the file outside the database)"
+    )
     ledger_commands.add_parser("expire", help="expire due lots (resumable, idempotent)")
     ledger_commands.add_parser("void-overdue-holds", help="void holds past their timeout")
     ledger.set_defaults(handler=cmd_ledger)

@@ -143,7 +143,7 @@ async def committed(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
         await conn.execute(text("DELETE FROM ledger_accounts WHERE owner_type <> 'program'"))
         await conn.execute(
             text(
-                "UPDATE ledger_accounts SET posted = 0, held = 0, debt = 0, chain_seq = 0,"
+                "UPDATE ledger_accounts SET posted = 0, held = 0, chain_seq = 0,"
                 " chain_hash = decode(repeat('00', 32), 'hex')"
             )
         )

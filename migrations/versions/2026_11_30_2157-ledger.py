@@ -6,8 +6,8 @@ Create Date: 2026-11-30 21:57:54
 
 Besides the tables: append-only triggers on every fact table, deferred constraint
 triggers that reject a transaction whose postings do not sum to zero per asset
-(or that has fewer than two), and the program's own accounts: 16 issuance
-shards per asset, so concurrent credits do not queue on one hot balance row, and
+(or that has fewer than two), triggers that let only balances, chain heads and
+lot remainders change, and the program's own accounts: 16 issuance shards per asset, so concurrent credits do not queue on one hot balance row, and
 the expiry account.
 """
 
@@ -29,7 +29,6 @@ APPEND_ONLY_TABLES = (
     "ledger_lot_movements",
     "ledger_holds",
     "ledger_hold_resolutions",
-    "ledger_debt_movements",
 )
 
 FUNCTIONS = (
@@ -47,10 +46,7 @@ DECLARE
     unbalanced text;
 BEGIN
     SELECT count(*) INTO postings FROM ledger_postings WHERE transaction_id = tx;
-    -- A reversal of points already spent, with no grams, moves nothing and records a debt.
-    IF postings < 2 AND NOT (postings = 0 AND EXISTS (
-        SELECT 1 FROM ledger_debt_movements WHERE transaction_id = tx
-    )) THEN
+    IF postings < 2 THEN
         RAISE EXCEPTION 'ledger transaction % has % posting(s); at least two are required',
             tx, postings USING ERRCODE = 'check_violation';
     END IF;
@@ -80,7 +76,45 @@ END $$
 """,
 )
 
+MATERIALISED_GUARDS = (
+    """
+CREATE FUNCTION ledger_lots_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Only the remainder of a lot is state; what it was, whose, and when it expires are facts.
+    IF TG_OP = 'DELETE' OR NEW.id <> OLD.id OR NEW.account_id <> OLD.account_id
+        OR NEW.transaction_id <> OLD.transaction_id OR NEW.amount <> OLD.amount
+        OR NEW.expires_at <> OLD.expires_at THEN
+        RAISE EXCEPTION 'ledger rows are append-only: only ledger_lots.remaining may change'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$
+""",
+    """
+CREATE FUNCTION ledger_accounts_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.id <> OLD.id OR NEW.code <> OLD.code
+        OR NEW.owner_type <> OLD.owner_type OR NEW.owner_id IS DISTINCT FROM OLD.owner_id
+        OR NEW.asset <> OLD.asset OR NEW.kind <> OLD.kind OR NEW.bounded <> OLD.bounded THEN
+        RAISE EXCEPTION 'ledger rows are append-only: only balances and chain heads may change'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$
+""",
+    "CREATE TRIGGER ledger_lots_guard BEFORE UPDATE OR DELETE ON ledger_lots "
+    "FOR EACH ROW EXECUTE FUNCTION ledger_lots_guard()",
+    "CREATE TRIGGER ledger_accounts_guard BEFORE UPDATE OR DELETE ON ledger_accounts "
+    "FOR EACH ROW EXECUTE FUNCTION ledger_accounts_guard()",
+    "CREATE TRIGGER ledger_lots_no_truncate BEFORE TRUNCATE ON ledger_lots "
+    "FOR EACH STATEMENT EXECUTE FUNCTION ledger_forbid_change()",
+    "CREATE TRIGGER ledger_accounts_no_truncate BEFORE TRUNCATE ON ledger_accounts "
+    "FOR EACH STATEMENT EXECUTE FUNCTION ledger_forbid_change()",
+)
+
 DROP_FUNCTIONS = (
+    "DROP FUNCTION IF EXISTS ledger_accounts_guard() CASCADE",
+    "DROP FUNCTION IF EXISTS ledger_lots_guard() CASCADE",
     "DROP FUNCTION IF EXISTS ledger_transaction_balanced_trigger() CASCADE",
     "DROP FUNCTION IF EXISTS ledger_posting_balanced_trigger() CASCADE",
     "DROP FUNCTION IF EXISTS ledger_assert_balanced(bigint) CASCADE",
@@ -92,7 +126,7 @@ SYSTEM_ACCOUNTS = (
 INSERT INTO ledger_accounts (code, owner_type, asset, kind, bounded)
 SELECT 'program:issuance:' || asset || ':' || lpad(shard::text, 2, '0'),
        'program', asset, 'issuance', false
-FROM unnest(ARRAY['POINTS', 'GCO2E']) AS asset, generate_series(0, 15) AS shard
+FROM unnest(ARRAY['POINTS', 'GCO2E', 'DEBT']) AS asset, generate_series(0, 15) AS shard
 """,
     """
 INSERT INTO ledger_accounts (code, owner_type, asset, kind, bounded)
@@ -113,7 +147,6 @@ def upgrade() -> None:
         sa.Column("bounded", sa.Boolean(), nullable=False),
         sa.Column("posted", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("held", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("debt", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("chain_seq", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column(
             "chain_hash",
@@ -129,7 +162,9 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
-        sa.CheckConstraint("asset IN ('POINTS', 'GCO2E')", name=op.f("ck_ledger_accounts_asset")),
+        sa.CheckConstraint(
+            "asset IN ('POINTS', 'GCO2E', 'DEBT')", name=op.f("ck_ledger_accounts_asset")
+        ),
         sa.CheckConstraint(
             "kind IN ('participant', 'issuance', 'settlement', 'expiry')",
             name=op.f("ck_ledger_accounts_kind_known"),
@@ -145,7 +180,6 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "chain_seq >= 0", name=op.f("ck_ledger_accounts_chain_seq_non_negative")
         ),
-        sa.CheckConstraint("debt >= 0", name=op.f("ck_ledger_accounts_debt_non_negative")),
         sa.CheckConstraint("held >= 0", name=op.f("ck_ledger_accounts_held_non_negative")),
         sa.CheckConstraint(
             "octet_length(chain_hash) = 32", name=op.f("ck_ledger_accounts_chain_hash_length")
@@ -167,7 +201,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.CheckConstraint(
-            "kind IN ('credit', 'reversal', 'redemption', 'refund', 'expiry')",
+            "kind IN ('credit', 'reversal', 'redemption', 'refund', 'expiry', 'debt_payment')",
             name=op.f("ck_ledger_transactions_kind_known"),
         ),
         sa.CheckConstraint(
@@ -180,36 +214,18 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "uq_ledger_transactions_one_reversal_per_credit",
+        "ix_ledger_transactions_refund_of",
         "ledger_transactions",
-        [sa.text("(request ->> 'reverses')")],
-        unique=True,
-        postgresql_where=sa.text("kind = 'reversal'"),
-    )
-    op.create_table(
-        "ledger_debt_movements",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("transaction_id", sa.BigInteger(), nullable=False),
-        sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.CheckConstraint("amount <> 0", name=op.f("ck_ledger_debt_movements_amount_non_zero")),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["ledger_accounts.id"],
-            name=op.f("fk_ledger_debt_movements_account_id_ledger_accounts"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["transaction_id"],
-            ["ledger_transactions.id"],
-            name=op.f("fk_ledger_debt_movements_transaction_id_ledger_transactions"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_debt_movements")),
+        [sa.literal_column("(request ->> 'refund_of')")],
+        unique=False,
+        postgresql_where=sa.text("kind = 'refund'"),
     )
     op.create_index(
-        op.f("ix_ledger_debt_movements_account_id"),
-        "ledger_debt_movements",
-        ["account_id"],
-        unique=False,
+        "uq_ledger_transactions_one_reversal_per_credit",
+        "ledger_transactions",
+        [sa.literal_column("(request ->> 'reverses')")],
+        unique=True,
+        postgresql_where=sa.text("kind = 'reversal'"),
     )
     op.create_table(
         "ledger_holds",
@@ -370,7 +386,7 @@ def upgrade() -> None:
         sa.Column("transaction_id", sa.BigInteger(), nullable=True),
         sa.Column("hold_id", sa.BigInteger(), nullable=True),
         sa.CheckConstraint(
-            "kind IN ('open', 'spend', 'hold', 'release', 'refund', 'expire', 'reverse')",
+            "kind IN ('open', 'hold', 'release', 'refund', 'expire', 'reverse', 'debt')",
             name=op.f("ck_ledger_lot_movements_kind_known"),
         ),
         sa.CheckConstraint("amount <> 0", name=op.f("ck_ledger_lot_movements_amount_non_zero")),
@@ -426,6 +442,8 @@ def upgrade() -> None:
         "ON ledger_transactions DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
         "EXECUTE FUNCTION ledger_transaction_balanced_trigger()"
     )
+    for statement in MATERIALISED_GUARDS:
+        op.execute(statement)
     for statement in SYSTEM_ACCOUNTS:
         op.execute(statement)
 
@@ -454,10 +472,15 @@ def downgrade() -> None:
     op.drop_table("ledger_lots")
     op.drop_index(op.f("ix_ledger_holds_expires_at"), table_name="ledger_holds")
     op.drop_table("ledger_holds")
-    op.drop_index(op.f("ix_ledger_debt_movements_account_id"), table_name="ledger_debt_movements")
-    op.drop_table("ledger_debt_movements")
     op.drop_index(
-        "uq_ledger_transactions_one_reversal_per_credit", table_name="ledger_transactions"
+        "uq_ledger_transactions_one_reversal_per_credit",
+        table_name="ledger_transactions",
+        postgresql_where=sa.text("kind = 'reversal'"),
+    )
+    op.drop_index(
+        "ix_ledger_transactions_refund_of",
+        table_name="ledger_transactions",
+        postgresql_where=sa.text("kind = 'refund'"),
     )
     op.drop_table("ledger_transactions")
     op.drop_table("ledger_accounts")

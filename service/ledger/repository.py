@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import (
     LedgerAccount,
-    LedgerDebtMovement,
     LedgerHold,
     LedgerHoldResolution,
     LedgerLot,
@@ -32,7 +31,6 @@ _lots = cast(Table, LedgerLot.__table__)
 _movements = cast(Table, LedgerLotMovement.__table__)
 _holds = cast(Table, LedgerHold.__table__)
 _resolutions = cast(Table, LedgerHoldResolution.__table__)
-_debts = cast(Table, LedgerDebtMovement.__table__)
 
 
 @dataclass(slots=True)
@@ -44,7 +42,6 @@ class AccountState:
     bounded: bool
     posted: int
     held: int
-    debt: int
     chain_seq: int
     chain_hash: bytes
 
@@ -79,6 +76,41 @@ def issuance_account_code(asset: str, shard: int) -> str:
 EXPIRY_ACCOUNT_CODE = "program:expiry:POINTS"
 
 
+async def participant_side_totals(session: AsyncSession, transaction_id: int) -> dict[str, int]:
+    """Per asset, what a transaction moved on participants' accounts (for replaying results)."""
+    rows = await session.execute(
+        select(_postings.c.asset, func.sum(_postings.c.amount))
+        .join(_accounts, _accounts.c.id == _postings.c.account_id)
+        .where(_postings.c.transaction_id == transaction_id)
+        .where(_accounts.c.kind == "participant")
+        .group_by(_postings.c.asset)
+    )
+    return {asset: int(total) for asset, total in rows}
+
+
+async def lots_of_transactions(
+    session: AsyncSession, ids: Sequence[int]
+) -> dict[int, tuple[int, int]]:
+    """transaction id -> (lot id, lot amount) for credits that opened a lot."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(_lots.c.transaction_id, _lots.c.id, _lots.c.amount).where(
+            _lots.c.transaction_id.in_(list(ids))
+        )
+    )
+    return {tx: (lot_id, amount) for tx, lot_id, amount in rows}
+
+
+async def expired_from_lot(session: AsyncSession, lot_id: int) -> int:
+    total = await session.scalar(
+        select(func.coalesce(func.sum(_movements.c.amount), 0)).where(
+            _movements.c.lot_id == lot_id, _movements.c.kind == "expire"
+        )
+    )
+    return -int(total or 0)
+
+
 async def account_ids_by_code(session: AsyncSession, codes: Iterable[str]) -> dict[str, int]:
     rows = await session.execute(
         select(_accounts.c.code, _accounts.c.id).where(_accounts.c.code.in_(list(codes)))
@@ -106,7 +138,6 @@ async def lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
             _accounts.c.bounded,
             _accounts.c.posted,
             _accounts.c.held,
-            _accounts.c.debt,
             _accounts.c.chain_seq,
             _accounts.c.chain_hash,
         )
@@ -125,7 +156,6 @@ async def save_accounts(session: AsyncSession, states: Iterable[AccountState]) -
             "_id": s.id,
             "posted": s.posted,
             "held": s.held,
-            "debt": s.debt,
             "chain_seq": s.chain_seq,
             "chain_hash": s.chain_hash,
         }
@@ -139,7 +169,6 @@ async def save_accounts(session: AsyncSession, states: Iterable[AccountState]) -
         .values(
             posted=bindparam("posted"),
             held=bindparam("held"),
-            debt=bindparam("debt"),
             chain_seq=bindparam("chain_seq"),
             chain_hash=bindparam("chain_hash"),
         )
@@ -369,12 +398,6 @@ async def insert_resolution(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(insert(_resolutions).values(row))
 
 
-async def insert_debt_movements(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        connection = await session.connection()
-        await connection.execute(_debts.insert(), list(rows))
-
-
 async def due_lots(session: AsyncSession, now: datetime, limit: int) -> list[Any]:
     """Lots past expiry with points left, with the id of their latest movement."""
     last_movement = (
@@ -403,9 +426,7 @@ async def overdue_holds(session: AsyncSession, now: datetime, limit: int) -> lis
 async def balance_row(session: AsyncSession, code: str) -> Any:
     return (
         await session.execute(
-            select(_accounts.c.posted, _accounts.c.held, _accounts.c.debt).where(
-                _accounts.c.code == code
-            )
+            select(_accounts.c.posted, _accounts.c.held).where(_accounts.c.code == code)
         )
     ).first()
 

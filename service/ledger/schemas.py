@@ -11,6 +11,7 @@ from enum import StrEnum
 class Asset(StrEnum):
     POINTS = "POINTS"
     GRAMS = "GCO2E"
+    DEBT = "DEBT"
 
 
 class Status(StrEnum):
@@ -32,9 +33,11 @@ class CreditRequest:
     credit_id: str | None = None
     methodology_id: str | None = None
     methodology_version: int | None = None
+    reason: str = "action_credited"
 
     def content(self) -> dict[str, object]:
         return {
+            "reason": self.reason,
             "participant_id": str(self.participant_id),
             "points": self.points,
             "grams": self.grams,

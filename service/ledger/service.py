@@ -3,23 +3,32 @@
 Rules every operation follows, so that no two can deadlock and no number can drift:
 
 * Lock order: idempotency keys first (inserted in sorted order), then account rows
-  (`SELECT ... FOR UPDATE` in ascending id order). Lots are only read or changed
-  under their account's lock. One ledger operation per database transaction.
+  (`SELECT ... FOR NO KEY UPDATE` in ascending id order). Lots are only read or
+  changed under their account's lock. One ledger operation per database transaction.
 * Idempotency (TigerBeetle's semantics): every operation carries (origin, key).
   The same key with the same content returns the original result with status
   `exists`; with different content it is a conflict naming the differing fields.
+  A request that fails (not enough points, hold expired) writes nothing and is
+  not remembered: a retry is evaluated afresh.
 * Materialised state (balances, chain heads, lot remainders) is written in the
-  same database transaction as the facts it summarises; the database's CHECK
+  same database transaction as the postings it summarises; the database's CHECK
   constraints refuse any negative available balance even if this code erred.
+* The program's issuance account is 16 shards per asset; each call picks one at
+  random, so concurrent batches do not queue on one balance row.
+* Debt (points a reversal could not claw back) is the `DEBT` asset: posted and
+  chained like points. Points that come back to a participant who owes (a voided
+  hold, a refund) pay the debt before they can be spent again; so do new credits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -51,6 +60,9 @@ from service.ledger.schemas import (
 )
 
 JOBS_ORIGIN = "ledger.jobs"
+DEBT_ORIGIN = "ledger.debt"
+# Shenzhen's 2022 rules: points may live at most ten years.
+MAX_VALIDITY = timedelta(days=3653)
 _EXPIRY_LOCK = 0x6C65_6467_6572  # pg_advisory_xact_lock key: one expiry run at a time
 
 
@@ -66,8 +78,19 @@ def _conflict(origin: str, key: str, fields: Sequence[str]) -> IdempotencyConfli
 
 
 def _aware(moment: datetime, name: str) -> None:
-    if moment.tzinfo is None:
-        raise InvalidAmountError(f"{name} must carry a time zone")
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise InvalidAmountError(f"{name} must be a datetime with a time zone")
+
+
+def _whole(name: str, value: object, minimum: int) -> int:
+    """Invariant 9: amounts are Python ints (never bool, float or Decimal) within bounds."""
+    if type(value) is not int or value < minimum or value > 2**62:
+        raise InvalidAmountError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+def _shard() -> int:
+    return secrets.randbelow(repo.ISSUANCE_SHARDS)
 
 
 class _Writer:
@@ -101,9 +124,12 @@ class _Writer:
     async def flush(self, session: AsyncSession) -> None:
         await repo.insert_postings(session, self.postings)
         await repo.save_accounts(session, self.states.values())
+        self.postings = []
 
 
-def _participant_account_rows(participant_ids: set[uuid.UUID]) -> list[dict[str, Any]]:
+def _participant_account_rows(
+    participant_ids: set[uuid.UUID], assets: Sequence[Asset]
+) -> list[dict[str, Any]]:
     return [
         {
             "code": repo.participant_account_code(pid, asset.value),
@@ -114,29 +140,34 @@ def _participant_account_rows(participant_ids: set[uuid.UUID]) -> list[dict[str,
             "bounded": True,
         }
         for pid in participant_ids
-        for asset in Asset
+        for asset in assets
     ]
-
-
-def _shard(participant_id: uuid.UUID) -> int:
-    return participant_id.int % repo.ISSUANCE_SHARDS
 
 
 # --- credits ------------------------------------------------------------------------------
 
 
-async def credit(session: AsyncSession, requests: Sequence[CreditRequest]) -> list[CreditResult]:
-    """Credit a batch (one or many): one transaction and one lot per new request.
+async def credit(
+    session: AsyncSession, requests: Sequence[CreditRequest], *, now: datetime | None = None
+) -> list[CreditResult]:
+    """Credit a batch (one or many): one transaction and at most one lot per new request.
 
     A credit first pays off any debt left by an earlier reversal; the rest opens
-    a lot that expires at `expires_at`. Returns one result per request, in order.
+    a lot that expires at `expires_at` (after `now`, at most ten years on).
+    Returns one result per request, in order.
     """
+    moment = now or datetime.now(UTC)
+    _aware(moment, "now")
     for request in requests:
-        if request.points < 0 or request.grams < 0 or request.points + request.grams == 0:
-            raise InvalidAmountError(
-                f"credit {request.key!r}: points and grams must be non-negative, not both zero"
-            )
+        _whole("points", request.points, 0)
+        _whole("grams", request.grams, 0)
+        if request.points + request.grams == 0:
+            raise InvalidAmountError(f"credit {request.key!r}: points and grams are both zero")
         _aware(request.expires_at, "expires_at")
+        if not moment < request.expires_at <= moment + MAX_VALIDITY:
+            raise InvalidAmountError(
+                f"credit {request.key!r}: expires_at must be after now and at most ten years on"
+            )
 
     first_by_key: dict[tuple[str, str], CreditRequest] = {}
     for request in requests:
@@ -152,27 +183,40 @@ async def credit(session: AsyncSession, requests: Sequence[CreditRequest]) -> li
         session, [key for key in first_by_key if key not in inserted]
     )
     fresh = [r for key, r in first_by_key.items() if key in inserted]
-    created = await _apply_credits(session, fresh, inserted) if fresh else {}
+    results_by_key = await _apply_credits(session, fresh, inserted) if fresh else {}
+    replayed = await repo.lots_of_transactions(
+        session, [tx.id for tx in existing.values() if tx.kind == "credit"]
+    )
+    for key, stored in existing.items():
+        if stored.kind != "credit":
+            continue
+        lot_id, lot_amount = replayed.get(stored.id, (None, 0))
+        results_by_key[key] = CreditResult(
+            Status.EXISTS, stored.id, lot_id, int(stored.request["points"]) - lot_amount
+        )
 
     results: list[CreditResult] = []
     for request in requests:
         key = (request.origin, request.key)
-        if key in inserted:
-            result = created[key]
-            is_first = first_by_key[key] is request
-            if is_first:
-                results.append(result)
-                continue
-            stored_content = first_by_key[key].content()
-        else:
-            stored = existing[key]
-            stored_content = stored.request if stored.kind == "credit" else {"kind": stored.kind}
-            result = CreditResult(Status.EXISTS, stored.id)
+        first = first_by_key[key]
+        if key in inserted and first is request:
+            results.append(results_by_key[key])
+            continue
+        stored_content = (
+            first.content()
+            if key in inserted
+            else (existing[key].request if existing[key].kind == "credit" else {"kind": "other"})
+        )
         differing = _differences(stored_content, request.content())
         if differing:
             results.append(CreditResult(Status.CONFLICT, None, conflicting_fields=differing))
         else:
-            results.append(CreditResult(Status.EXISTS, result.transaction_id, result.lot_id))
+            original = results_by_key[key]
+            results.append(
+                CreditResult(
+                    Status.EXISTS, original.transaction_id, original.lot_id, original.debt_paid
+                )
+            )
     return results
 
 
@@ -182,19 +226,28 @@ async def _apply_credits(
     inserted: dict[tuple[str, str], tuple[int, datetime]],
 ) -> dict[tuple[str, str], CreditResult]:
     participants = {r.participant_id for r in fresh}
-    account_ids = await repo.ensure_accounts(session, _participant_account_rows(participants))
-    issuance_codes = {
-        repo.issuance_account_code(asset.value, _shard(pid))
-        for pid in participants
-        for asset in Asset
-    }
-    account_ids.update(await repo.account_ids_by_code(session, issuance_codes))
+    account_ids = await repo.ensure_accounts(
+        session, _participant_account_rows(participants, (Asset.POINTS, Asset.GRAMS))
+    )
+    # Debt accounts exist only for participants who were ever reversed into debt.
+    account_ids.update(
+        await repo.account_ids_by_code(
+            session, [repo.participant_account_code(p, Asset.DEBT) for p in participants]
+        )
+    )
+    shard = _shard()
+    issuance = {asset: repo.issuance_account_code(asset.value, shard) for asset in Asset}
+    wanted = [issuance[Asset.POINTS]]
+    if any(r.grams for r in fresh):
+        wanted.append(issuance[Asset.GRAMS])
+    if any(code.endswith(":DEBT") for code in account_ids):
+        wanted.append(issuance[Asset.DEBT])
+    account_ids.update(await repo.account_ids_by_code(session, wanted))
     states = await repo.lock_accounts(session, account_ids.values())
     writer = _Writer(states)
 
     lots: list[dict[str, Any]] = []
     lot_keys: list[tuple[str, str]] = []
-    debts: list[dict[str, Any]] = []
     paid_by_key: dict[tuple[str, str], int] = {}
     for request in sorted(fresh, key=lambda r: (r.origin, r.key)):
         key = (request.origin, request.key)
@@ -204,22 +257,22 @@ async def _apply_credits(
         )
         pid = request.participant_id
         points_account = account_ids[repo.participant_account_code(pid, Asset.POINTS)]
-        grams_account = account_ids[repo.participant_account_code(pid, Asset.GRAMS)]
-        issue_points = account_ids[repo.issuance_account_code(Asset.POINTS, _shard(pid))]
-        issue_grams = account_ids[repo.issuance_account_code(Asset.GRAMS, _shard(pid))]
+        debt_account = account_ids.get(repo.participant_account_code(pid, Asset.DEBT))
 
-        writer.post(tx_id, digest, issue_points, -request.points)
+        writer.post(tx_id, digest, account_ids[issuance[Asset.POINTS]], -request.points)
         writer.post(tx_id, digest, points_account, request.points)
-        paid = min(states[points_account].debt, request.points)
-        if paid:
-            # Debt left by a reversal is paid first, in the open: two more postings.
+        paid = min(states[debt_account].posted, request.points) if debt_account else 0
+        if paid and debt_account:
+            # Debt is paid first, in the open: the points go back to issuance.
             writer.post(tx_id, digest, points_account, -paid)
-            writer.post(tx_id, digest, issue_points, paid)
-            states[points_account].debt -= paid
-            debts.append({"account_id": points_account, "transaction_id": tx_id, "amount": -paid})
+            writer.post(tx_id, digest, account_ids[issuance[Asset.POINTS]], paid)
+            writer.post(tx_id, digest, debt_account, -paid)
+            writer.post(tx_id, digest, account_ids[issuance[Asset.DEBT]], paid)
         paid_by_key[key] = paid
-        writer.post(tx_id, digest, issue_grams, -request.grams)
-        writer.post(tx_id, digest, grams_account, request.grams)
+        if request.grams:
+            grams_account = account_ids[repo.participant_account_code(pid, Asset.GRAMS)]
+            writer.post(tx_id, digest, account_ids[issuance[Asset.GRAMS]], -request.grams)
+            writer.post(tx_id, digest, grams_account, request.grams)
         if request.points - paid > 0:
             lots.append(
                 {
@@ -246,7 +299,6 @@ async def _apply_credits(
         ],
     )
     await writer.flush(session)
-    await repo.insert_debt_movements(session, debts)
     lot_by_key = dict(zip(lot_keys, lot_ids, strict=True))
     return {
         key: CreditResult(Status.CREATED, inserted[key][0], lot_by_key.get(key), paid_by_key[key])
@@ -269,9 +321,10 @@ async def place_hold(
     hold_for: timedelta,
 ) -> HoldResult:
     """Reserve points for a merchant: taken from the soonest-expiring lots, not yet spent."""
-    if amount <= 0:
-        raise InvalidAmountError("a hold must be for a positive number of points")
+    _whole("amount", amount, 1)
     _aware(now, "now")
+    if hold_for <= timedelta(0):
+        raise InvalidAmountError("a hold must last a positive time")
     content = {
         "participant_id": str(participant_id),
         "merchant_id": str(merchant_id),
@@ -318,7 +371,7 @@ async def place_hold(
 
     states = await repo.lock_accounts(session, [account_id, counter_id])
     lots = await repo.open_lots(session, account_id, not_expired_at=now)
-    taken = _take_fifo(lots, amount)
+    taken = _take_in_order(lots, amount)
     if taken is None:
         available = sum(lot.remaining for lot in lots)
         raise InsufficientPointsError(
@@ -337,16 +390,17 @@ def _existing_hold(row: Any, origin: str, key: str, content: dict[str, Any]) -> 
     return HoldResult(Status.EXISTS, row.id, row.amount, row.expires_at)
 
 
-def _take_fifo(lots: Sequence[OpenLot], amount: int) -> dict[int, int] | None:
-    """Points to take from each lot, soonest-expiring first; None when they do not suffice."""
+def _take_in_order(lots: Sequence[OpenLot], amount: int) -> dict[int, int] | None:
+    """Points to take from each lot in the given order; None when they do not suffice."""
     taken: dict[int, int] = {}
     left = amount
     for lot in lots:
         if left == 0:
             break
         take = min(lot.remaining, left)
-        taken[lot.id] = take
-        left -= take
+        if take:
+            taken[lot.id] = take
+            left -= take
     return taken if left == 0 else None
 
 
@@ -360,12 +414,13 @@ async def _move_lots(
     hold_id: int | None = None,
     transaction_id: int | None = None,
 ) -> None:
-    remaining = {lot.id: lot.remaining for lot in lots}
+    """Record movements and update remainders; `lots` are updated in place."""
+    by_id = {lot.id: lot for lot in lots}
     movements = []
     for lot_id, amount in amounts.items():
         if amount == 0:
             continue
-        remaining[lot_id] += sign * amount
+        by_id[lot_id].remaining += sign * amount
         movements.append(
             {
                 "lot_id": lot_id,
@@ -376,13 +431,56 @@ async def _move_lots(
             }
         )
     await repo.insert_movements(session, movements)
-    await repo.set_lot_remainders(session, {i: remaining[i] for i in amounts if amounts[i]})
+    await repo.set_lot_remainders(
+        session, {i: by_id[i].remaining for i, amount in amounts.items() if amount}
+    )
+
+
+@dataclass(slots=True)
+class _HoldAccounts:
+    """The accounts a hold's resolution may touch, locked together in id order."""
+
+    participant: int
+    merchant: int
+    debt: int | None
+    issuance_points: int | None
+    issuance_debt: int | None
+    states: dict[int, AccountState]
+
+    @property
+    def owes(self) -> int:
+        return self.states[self.debt].posted if self.debt is not None else 0
+
+
+async def _lock_for_hold(session: AsyncSession, hold: Any) -> _HoldAccounts:
+    participant_id = uuid.UUID(hold.request["participant_id"])
+    shard = _shard()
+    codes = [
+        repo.participant_account_code(participant_id, Asset.DEBT),
+        repo.issuance_account_code(Asset.POINTS, shard),
+        repo.issuance_account_code(Asset.DEBT, shard),
+    ]
+    ids = await repo.account_ids_by_code(session, codes[:1])
+    if ids:  # only a participant in debt needs issuance locked to pay it
+        ids.update(await repo.account_ids_by_code(session, codes[1:]))
+    states = await repo.lock_accounts(
+        session, [hold.account_id, hold.counter_account_id, *ids.values()]
+    )
+    return _HoldAccounts(
+        hold.account_id,
+        hold.counter_account_id,
+        ids.get(codes[0]),
+        ids.get(codes[1]),
+        ids.get(codes[2]),
+        states,
+    )
 
 
 async def post_hold(
     session: AsyncSession, *, origin: str, key: str, hold_id: int, amount: int, now: datetime
 ) -> ResolutionResult:
     """Capture a hold, in full or in part, exactly once; the rest goes back to its lots."""
+    _whole("amount", amount, 1)
     _aware(now, "now")
     content = {"hold_id": hold_id, "outcome": "posted", "amount": amount}
     prior = await repo.find_resolution(session, origin, key)
@@ -391,7 +489,7 @@ async def post_hold(
     hold = await repo.get_hold(session, hold_id)
     if hold is None:
         raise HoldNotFoundError(f"no hold {hold_id}")
-    if not 0 < amount <= hold.amount:
+    if amount > hold.amount:
         raise InvalidAmountError(f"post between 1 and {hold.amount} points, not {amount}")
 
     request = {
@@ -410,16 +508,19 @@ async def post_hold(
         raise _conflict(origin, key, ["kind"])
     tx_id, created_at = inserted[(origin, key)]
 
-    states = await repo.lock_accounts(session, [hold.account_id, hold.counter_account_id])
-    await _assert_unresolved(session, hold_id)
+    accounts = await _lock_for_hold(session, hold)
+    existing = await _unresolved_or_same(session, hold_id, origin, key, content)
+    if existing is not None:
+        return existing
     if now >= hold.expires_at:
         raise HoldExpiredError(f"hold {hold_id} expired at {hold.expires_at.isoformat()}")
-    await _release(session, hold_id, hold.amount - amount, kind="release")
-    states[hold.account_id].held -= hold.amount
-    writer = _Writer(states)
+    writer = _Writer(accounts.states)
     digest = transaction_digest(tx_id, origin, key, "redemption", request, created_at)
     writer.post(tx_id, digest, hold.account_id, -amount)
     writer.post(tx_id, digest, hold.counter_account_id, amount)
+    accounts.states[hold.account_id].held -= hold.amount
+    restored = await _release(session, hold_id, hold.amount - amount, kind="release")
+    await _pay_debt(session, writer, accounts, restored, tx_id, digest)
     await writer.flush(session)
     await repo.insert_resolution(
         session,
@@ -452,11 +553,35 @@ async def void_hold(
     hold = await repo.get_hold(session, hold_id)
     if hold is None:
         raise HoldNotFoundError(f"no hold {hold_id}")
-    states = await repo.lock_accounts(session, [hold.account_id, hold.counter_account_id])
-    await _assert_unresolved(session, hold_id, origin=origin, key=key, content=content)
-    await _release(session, hold_id, hold.amount, kind="release")
-    states[hold.account_id].held -= hold.amount
-    await repo.save_accounts(session, states.values())
+    accounts = await _lock_for_hold(session, hold)
+    existing = await _unresolved_or_same(session, hold_id, origin, key, content)
+    if existing is not None:
+        return existing
+    accounts.states[hold.account_id].held -= hold.amount
+    restored = await _release(session, hold_id, hold.amount, kind="release")
+    writer = _Writer(accounts.states)
+    if accounts.owes:
+        # Points coming back to someone who owes settle the debt first. The key is
+        # unique per hold: a hold is released once.
+        request = {"hold_id": hold_id}
+        debt_key = f"hold:{hold_id}"
+        inserted = await repo.insert_transactions(
+            session,
+            [
+                {
+                    "origin": DEBT_ORIGIN,
+                    "idempotency_key": debt_key,
+                    "kind": "debt_payment",
+                    "request": request,
+                }
+            ],
+        )
+        tx_id, created_at = inserted[(DEBT_ORIGIN, debt_key)]
+        digest = transaction_digest(
+            tx_id, DEBT_ORIGIN, debt_key, "debt_payment", request, created_at
+        )
+        await _pay_debt(session, writer, accounts, restored, tx_id, digest)
+    await writer.flush(session)
     await repo.insert_resolution(
         session,
         {
@@ -472,17 +597,15 @@ async def void_hold(
     return ResolutionResult(Status.CREATED, hold_id, outcome, 0, None)
 
 
-async def _assert_unresolved(
-    session: AsyncSession,
-    hold_id: int,
-    *,
-    origin: str | None = None,
-    key: str | None = None,
-    content: dict[str, Any] | None = None,
-) -> None:
+async def _unresolved_or_same(
+    session: AsyncSession, hold_id: int, origin: str, key: str, content: dict[str, Any]
+) -> ResolutionResult | None:
+    """None when the hold is still pending; the original result for a concurrent retry."""
     resolution = await repo.get_resolution(session, hold_id)
     if resolution is None:
-        return
+        return None
+    if (resolution.origin, resolution.idempotency_key) == (origin, key):
+        return _existing_resolution(resolution, origin, key, content)
     raise HoldAlreadyResolvedError(
         f"hold {hold_id} was already {resolution.outcome}", outcome=resolution.outcome
     )
@@ -506,10 +629,13 @@ async def _release(
     *,
     kind: str,
     transaction_id: int | None = None,
-) -> None:
-    """Give `amount` back to the lots the hold took, latest-expiring first."""
+) -> list[tuple[OpenLot, int]]:
+    """Give `amount` back to the lots the hold took, latest-expiring first.
+
+    Returns the lots given to (updated) and how much each got.
+    """
     if amount == 0:
-        return
+        return []
     consumption = await repo.hold_lot_consumption(session, hold_id)
     lots = await repo.lots_by_id(session, [lot_id for lot_id, _ in consumption])
     giving: dict[int, int] = {}
@@ -531,6 +657,38 @@ async def _release(
         hold_id=hold_id,
         transaction_id=transaction_id,
     )
+    return [(lots[lot_id], give) for lot_id, give in giving.items()]
+
+
+async def _pay_debt(
+    session: AsyncSession,
+    writer: _Writer,
+    accounts: _HoldAccounts,
+    restored: list[tuple[OpenLot, int]],
+    tx_id: int,
+    digest: bytes,
+) -> int:
+    """Use points just restored to lots to pay the participant's debt; returns the amount."""
+    pay = min(accounts.owes, sum(given for _, given in restored))
+    if pay == 0:
+        return 0
+    if accounts.debt is None or accounts.issuance_points is None or accounts.issuance_debt is None:
+        raise RuntimeError("debt payment without the debt and issuance accounts locked")
+    taking: dict[int, int] = {}
+    left = pay
+    for lot, given in restored:
+        take = min(given, lot.remaining, left)
+        if take:
+            taking[lot.id] = take
+            left -= take
+    await _move_lots(
+        session, [lot for lot, _ in restored], taking, kind="debt", sign=-1, transaction_id=tx_id
+    )
+    writer.post(tx_id, digest, accounts.participant, -pay)
+    writer.post(tx_id, digest, accounts.issuance_points, pay)
+    writer.post(tx_id, digest, accounts.debt, -pay)
+    writer.post(tx_id, digest, accounts.issuance_debt, pay)
+    return pay
 
 
 # --- refunds and reversals -----------------------------------------------------------------
@@ -540,8 +698,7 @@ async def refund(
     session: AsyncSession, *, origin: str, key: str, redemption_id: int, amount: int
 ) -> TransferResult:
     """Give back (part of) a redemption: the points return to exactly the lots it took."""
-    if amount <= 0:
-        raise InvalidAmountError("a refund must be for a positive number of points")
+    _whole("amount", amount, 1)
     content = {"refund_of": redemption_id, "amount": amount}
     existing = await _existing_transfer(session, origin, key, "refund", content)
     if existing is not None:
@@ -555,10 +712,11 @@ async def refund(
     )
     if (origin, key) not in inserted:
         again = await _existing_transfer(session, origin, key, "refund", content)
-        assert again is not None
+        if again is None:
+            raise _conflict(origin, key, ["kind"])
         return again
     tx_id, created_at = inserted[(origin, key)]
-    states = await repo.lock_accounts(session, [hold.account_id, hold.counter_account_id])
+    accounts = await _lock_for_hold(session, hold)
     refunded = await repo.sum_transactions_by_request(
         session, "refund", "refund_of", redemption_id, "amount"
     )
@@ -569,26 +727,30 @@ async def refund(
             f"{refunded - amount} already refunded",
             refundable=posted - (refunded - amount),
         )
-    await _release(session, hold.id, amount, kind="refund", transaction_id=tx_id)
-    writer = _Writer(states)
+    restored = await _release(session, hold.id, amount, kind="refund", transaction_id=tx_id)
+    writer = _Writer(accounts.states)
     digest = transaction_digest(tx_id, origin, key, "refund", content, created_at)
     writer.post(tx_id, digest, hold.counter_account_id, -amount)
     writer.post(tx_id, digest, hold.account_id, amount)
+    await _pay_debt(session, writer, accounts, restored, tx_id, digest)
     await writer.flush(session)
     return TransferResult(Status.CREATED, tx_id, amount)
 
 
 async def reverse_credit(
-    session: AsyncSession, *, origin: str, key: str, credit_id: int
+    session: AsyncSession, *, origin: str, key: str, credit_id: int, reason: str
 ) -> TransferResult:
-    """Take a credit back (retraction, fraud review), at most once.
+    """Take a credit back (a partner's retraction, a fraud review), at most once.
 
-    Policy, never a negative balance: the points come out of the credit's own lot
-    first, then the participant's other lots, soonest-expiring first; whatever
-    has already been spent becomes a debt on the account, paid off by the next
-    credits before they open lots. The grams go back in full.
+    Policy, never a negative balance: points of the credit that already expired
+    come back from the expiry account; the rest comes out of the credit's own lot
+    first, then the participant's other lots, soonest-expiring first; whatever is
+    held or already spent becomes debt (the `DEBT` asset), paid off by the next
+    points that reach the participant. The grams go back in full.
     """
-    content = {"reverses": credit_id}
+    if not reason or len(reason) > 64:
+        raise InvalidAmountError("a reversal needs a reason code of 1 to 64 characters")
+    content = {"reverses": credit_id, "reason": reason}
     existing = await _existing_transfer(session, origin, key, "reversal", content)
     if existing is not None:
         return existing
@@ -609,42 +771,44 @@ async def reverse_credit(
 
     pid = uuid.UUID(original.request["participant_id"])
     points, grams = int(original.request["points"]), int(original.request["grams"])
-    codes = [
-        repo.participant_account_code(pid, Asset.POINTS),
-        repo.participant_account_code(pid, Asset.GRAMS),
-        repo.issuance_account_code(Asset.POINTS, _shard(pid)),
-        repo.issuance_account_code(Asset.GRAMS, _shard(pid)),
-    ]
-    ids = await repo.account_ids_by_code(session, codes)
-    points_account, grams_account, issue_points, issue_grams = (ids[c] for c in codes)
+    ids = await repo.ensure_accounts(session, _participant_account_rows({pid}, list(Asset)))
+    shard = _shard()
+    issuance = {asset: repo.issuance_account_code(asset.value, shard) for asset in Asset}
+    ids.update(
+        await repo.account_ids_by_code(session, [*issuance.values(), repo.EXPIRY_ACCOUNT_CODE])
+    )
     states = await repo.lock_accounts(session, ids.values())
 
     own = await repo.lot_of_transaction(session, credit_id)
-    lots = await repo.open_lots(session, points_account, not_expired_at=None)
-    ordered = ([lot for lot in lots if own and lot.id == own.id]) + [
-        lot for lot in lots if not own or lot.id != own.id
-    ]
+    expired = await repo.expired_from_lot(session, own.id) if own else 0
+    lots = await repo.open_lots(
+        session, ids[repo.participant_account_code(pid, Asset.POINTS)], not_expired_at=None
+    )
+    ordered = sorted(lots, key=lambda lot: (not own or lot.id != own.id, lot.expires_at, lot.id))
+    wanted = points - expired
     taking: dict[int, int] = {}
-    left = points
+    left = wanted
     for lot in ordered:
-        if left == 0:
-            break
         take = min(lot.remaining, left)
-        taking[lot.id] = take
-        left -= take
-    clawed = points - left
+        if take:
+            taking[lot.id] = take
+            left -= take
+    clawed = wanted - left
     await _move_lots(session, lots, taking, kind="reverse", sign=-1, transaction_id=tx_id)
+
+    def account(asset: Asset) -> int:
+        return ids[repo.participant_account_code(pid, asset)]
+
     writer = _Writer(states)
     digest = transaction_digest(tx_id, origin, key, "reversal", content, created_at)
-    writer.post(tx_id, digest, points_account, -clawed)
-    writer.post(tx_id, digest, issue_points, clawed)
-    writer.post(tx_id, digest, grams_account, -grams)
-    writer.post(tx_id, digest, issue_grams, grams)
-    if left:
-        states[points_account].debt += left
-        await repo.insert_debt_movements(
-            session, [{"account_id": points_account, "transaction_id": tx_id, "amount": left}]
-        )
+    writer.post(tx_id, digest, account(Asset.POINTS), -clawed)
+    writer.post(tx_id, digest, ids[issuance[Asset.POINTS]], clawed)
+    writer.post(tx_id, digest, ids[repo.EXPIRY_ACCOUNT_CODE], -expired)
+    writer.post(tx_id, digest, ids[issuance[Asset.POINTS]], expired)
+    writer.post(tx_id, digest, account(Asset.GRAMS), -grams)
+    writer.post(tx_id, digest, ids[issuance[Asset.GRAMS]], grams)
+    writer.post(tx_id, digest, account(Asset.DEBT), left)
+    writer.post(tx_id, digest, ids[issuance[Asset.DEBT]], -left)
     await writer.flush(session)
     return TransferResult(Status.CREATED, tx_id, clawed, unrecovered=left)
 
@@ -659,6 +823,11 @@ async def _existing_transfer(
     differing = _differences(stored.request, content) if stored.kind == kind else ("kind",)
     if differing:
         raise _conflict(origin, key, differing)
+    if kind == "reversal":
+        totals = await repo.participant_side_totals(session, stored.id)
+        return TransferResult(
+            Status.EXISTS, stored.id, -totals.get("POINTS", 0), totals.get("DEBT", 0)
+        )
     return TransferResult(Status.EXISTS, stored.id, int(content.get("amount", 0)))
 
 
@@ -733,14 +902,19 @@ async def void_overdue_holds(session: AsyncSession, *, now: datetime, batch_size
     _aware(now, "now")
     voided = 0
     for hold_id in await repo.overdue_holds(session, now, batch_size):
-        await void_hold(
-            session,
-            origin=JOBS_ORIGIN,
-            key=f"timeout:{hold_id}",
-            hold_id=hold_id,
-            outcome="expired",
-        )
-        voided += 1
+        try:
+            async with session.begin_nested():
+                result = await void_hold(
+                    session,
+                    origin=JOBS_ORIGIN,
+                    key=f"timeout:{hold_id}",
+                    hold_id=hold_id,
+                    outcome="expired",
+                )
+        except HoldAlreadyResolvedError:
+            continue  # a till posted or voided it between the scan and the lock
+        if result.status is Status.CREATED:  # not another runner's timeout of the same hold
+            voided += 1
     return voided
 
 
@@ -754,7 +928,11 @@ async def balance(session: AsyncSession, participant_id: uuid.UUID) -> Balance:
     grams = await repo.balance_row(
         session, repo.participant_account_code(participant_id, Asset.GRAMS)
     )
-    posted, held, debt = (points.posted, points.held, points.debt) if points else (0, 0, 0)
+    debt_row = await repo.balance_row(
+        session, repo.participant_account_code(participant_id, Asset.DEBT)
+    )
+    posted, held = (points.posted, points.held) if points else (0, 0)
+    debt = debt_row.posted if debt_row else 0
     return Balance(
         participant_id=participant_id,
         posted=posted,

@@ -3,7 +3,6 @@
 from service.models.base import Base
 from service.models.ledger import (
     LedgerAccount,
-    LedgerDebtMovement,
     LedgerHold,
     LedgerHoldResolution,
     LedgerLot,
@@ -16,7 +15,6 @@ from service.models.participant import Participant, ParticipantKind
 __all__ = [
     "Base",
     "LedgerAccount",
-    "LedgerDebtMovement",
     "LedgerHold",
     "LedgerHoldResolution",
     "LedgerLot",

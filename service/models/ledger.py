@@ -1,10 +1,12 @@
 """Ledger tables (see service/ledger for the rules they obey).
 
-Facts are append-only: transactions, postings, lot movements, holds, hold
-resolutions and debt movements can be inserted, never updated or deleted
-(database triggers). Two kinds of row are materialised state kept in step with
-the facts in the same database transaction: an account's balances and chain
-head, and a lot's remainder. `carbon-points ledger verify` recomputes both from
+Facts are append-only: transactions, postings, lot movements, holds and hold
+resolutions can be inserted, never updated or deleted (database triggers). Two
+kinds of row are materialised state kept in step with the facts in the same
+database transaction: an account's balances and chain head, and a lot's
+remainder; triggers let only those columns change. Debt (points a reversal
+could not claw back) is its own asset, `DEBT`, so it is posted and chained like
+everything else. `carbon-points ledger verify` recomputes both from
 the facts.
 """
 
@@ -39,12 +41,11 @@ class LedgerAccount(Base):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
         CheckConstraint("owner_type IN ('participant', 'merchant', 'program')", name="owner"),
-        CheckConstraint("asset IN ('POINTS', 'GCO2E')", name="asset"),
+        CheckConstraint("asset IN ('POINTS', 'GCO2E', 'DEBT')", name="asset"),
         CheckConstraint(
             "kind IN ('participant', 'issuance', 'settlement', 'expiry')", name="kind_known"
         ),
         CheckConstraint("held >= 0", name="held_non_negative"),
-        CheckConstraint("debt >= 0", name="debt_non_negative"),
         # Invariant 2, enforced where the data lives: available = posted - held >= 0.
         CheckConstraint("NOT bounded OR posted - held >= 0", name="available_non_negative"),
         CheckConstraint("chain_seq >= 0", name="chain_seq_non_negative"),
@@ -60,7 +61,6 @@ class LedgerAccount(Base):
     bounded: Mapped[bool] = mapped_column(Boolean, nullable=False)
     posted: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     held: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
-    debt: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     chain_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     chain_hash: Mapped[bytes] = mapped_column(
         LargeBinary, nullable=False, server_default=text("'\\x" + "00" * 32 + "'::bytea")
@@ -73,7 +73,8 @@ class LedgerTransaction(Base):
     __table_args__ = (
         UniqueConstraint("origin", "idempotency_key"),
         CheckConstraint(
-            "kind IN ('credit', 'reversal', 'redemption', 'refund', 'expiry')", name="kind_known"
+            "kind IN ('credit', 'reversal', 'redemption', 'refund', 'expiry', 'debt_payment')",
+            name="kind_known",
         ),
         CheckConstraint("length(idempotency_key) BETWEEN 1 AND 200", name="key_length"),
         # A credit is reversed at most once, whatever idempotency key the reversal uses.
@@ -82,6 +83,11 @@ class LedgerTransaction(Base):
             text("(request ->> 'reverses')"),
             unique=True,
             postgresql_where=text("kind = 'reversal'"),
+        ),
+        Index(
+            "ix_ledger_transactions_refund_of",
+            text("(request ->> 'refund_of')"),
+            postgresql_where=text("kind = 'refund'"),
         ),
     )
 
@@ -209,7 +215,7 @@ class LedgerLotMovement(Base):
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_non_zero"),
         CheckConstraint(
-            "kind IN ('open', 'spend', 'hold', 'release', 'refund', 'expire', 'reverse')",
+            "kind IN ('open', 'hold', 'release', 'refund', 'expire', 'reverse', 'debt')",
             name="kind_known",
         ),
         CheckConstraint("transaction_id IS NOT NULL OR hold_id IS NOT NULL", name="has_cause"),
@@ -226,22 +232,3 @@ class LedgerLotMovement(Base):
         BigInteger, ForeignKey("ledger_transactions.id")
     )
     hold_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_holds.id"))
-
-
-class LedgerDebtMovement(Base):
-    """Points a reversal could not claw back (+) and later credits that paid them off (-)."""
-
-    __tablename__ = "ledger_debt_movements"
-    __table_args__ = (
-        CheckConstraint("amount <> 0", name="amount_non_zero"),
-        Index(None, "account_id"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("ledger_accounts.id"), nullable=False
-    )
-    transaction_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("ledger_transactions.id"), nullable=False
-    )
-    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -52,7 +52,7 @@ class Ledger:
             grams=grams,
             expires_at=expires_at or NOW + timedelta(days=730),
         )
-        (result,) = await self.run(lambda s: ledger.credit(s, [request]))
+        (result,) = await self.run(lambda s: ledger.credit(s, [request], now=NOW))
         return result
 
     async def available(self, participant: uuid.UUID) -> int:

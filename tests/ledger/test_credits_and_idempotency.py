@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -67,6 +68,7 @@ async def test_a_batch_reports_each_item_and_dedupes_within_itself(ledger_env: L
                 req("c", bob, 5),
                 req("c", bob, 6),
             ],
+            now=NOW,
         )
     )
     assert [r.status for r in results] == [
@@ -104,17 +106,41 @@ async def test_concurrent_batches_with_overlapping_keys_do_not_deadlock(
     batch = [CreditRequest("test", f"k{i}", p, 3, 0, expires) for i, p in enumerate(people)]
 
     async def submit(order: list[CreditRequest]) -> None:
-        await ledger_env.run(lambda s: ledger.credit(s, order))
+        await ledger_env.run(lambda s: ledger.credit(s, order, now=NOW))
 
     await asyncio.gather(*(submit(batch[::1] if i % 2 else batch[::-1]) for i in range(8)))
     assert [await ledger_env.available(p) for p in people] == [3] * 20
     assert (await ledger_env.verify()).ok
 
 
-@pytest.mark.parametrize(("points", "grams"), [(-1, 0), (0, 0), (5, -1)])
-async def test_bad_amounts_are_refused(ledger_env: Ledger, points: int, grams: int) -> None:
+@pytest.mark.parametrize(
+    ("points", "grams"), [(-1, 0), (0, 0), (5, -1), (10.5, 0), (True, 0), (5, 2.0)]
+)
+async def test_bad_amounts_are_refused(ledger_env: Ledger, points: Any, grams: Any) -> None:
     with pytest.raises(InvalidAmountError):
         await ledger_env.credit(uuid.uuid4(), points, grams=grams)
+    assert (await ledger_env.verify()).transactions == 0
+
+
+@pytest.mark.parametrize(
+    "expires_at", [NOW - timedelta(seconds=1), NOW, NOW + timedelta(days=3654)]
+)
+async def test_expiry_must_be_ahead_and_within_ten_years(
+    ledger_env: Ledger, expires_at: datetime
+) -> None:
+    with pytest.raises(InvalidAmountError):
+        await ledger_env.credit(uuid.uuid4(), 5, expires_at=expires_at)
+
+
+async def test_a_retry_returns_the_original_lot_and_debt_paid(ledger_env: Ledger) -> None:
+    alice = uuid.uuid4()
+    first = await ledger_env.credit(alice, 30, key="same")
+    again = await ledger_env.credit(alice, 30, key="same")
+    assert (again.transaction_id, again.lot_id, again.debt_paid) == (
+        first.transaction_id,
+        first.lot_id,
+        0,
+    )
 
 
 async def test_database_refuses_an_unbalanced_transaction(ledger_env: Ledger) -> None:

@@ -20,7 +20,7 @@ from service.ledger.errors import (
     NothingToRefundError,
 )
 from service.ledger.jobs import run_expiry, run_hold_timeouts
-from service.ledger.schemas import HoldResult, ResolutionResult, Status
+from service.ledger.schemas import HoldResult, ResolutionResult, Status, TransferResult
 from tests.ledger.conftest import NOW, Ledger
 
 MERCHANT = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
@@ -240,7 +240,11 @@ async def test_reversal_claws_back_and_records_debt_for_what_was_spent(
     async def reverse(key: str) -> object:
         return await ledger_env.run(
             lambda s: ledger.reverse_credit(
-                s, origin="partner", key=key, credit_id=credited.transaction_id or 0
+                s,
+                origin="partner",
+                key=key,
+                credit_id=credited.transaction_id or 0,
+                reason="partner_retraction",
             )
         )
 
@@ -278,4 +282,94 @@ async def test_expiry_is_batched_idempotent_and_refills_expire_again(
         )
     )
     assert expired == 70
+    assert (await ledger_env.verify()).ok
+
+
+async def reverse(env: Ledger, credit_id: int | None, key: str = "retract") -> TransferResult:
+    assert credit_id is not None
+    return await env.run(
+        lambda s: ledger.reverse_credit(
+            s, origin="partner", key=key, credit_id=credit_id, reason="fraud_review"
+        )
+    )
+
+
+async def test_reversal_after_expiry_takes_back_from_the_expiry_account(
+    ledger_env: Ledger,
+) -> None:
+    alice = uuid.uuid4()
+    short = await ledger_env.credit(alice, 100, expires_at=NOW + timedelta(days=1))
+    await ledger_env.credit(alice, 100)
+    await run_expiry(ledger_env.sessionmaker, now=NOW + timedelta(days=2))
+    result = await reverse(ledger_env, short.transaction_id)
+    assert (result.amount, result.unrecovered) == (0, 0)
+    balance = await ledger_env.run(lambda s: ledger.balance(s, alice))
+    assert (balance.available, balance.debt) == (100, 0)
+    assert (await ledger_env.verify()).ok
+
+
+async def test_points_released_to_someone_in_debt_pay_the_debt_first(
+    ledger_env: Ledger,
+) -> None:
+    alice = uuid.uuid4()
+    credited = await ledger_env.credit(alice, 100)
+    placed = await hold(ledger_env, alice, 100)
+    reversal = await reverse(ledger_env, credited.transaction_id)
+    assert (reversal.amount, reversal.unrecovered) == (0, 100)
+    await void(ledger_env, placed.hold_id)
+    balance = await ledger_env.run(lambda s: ledger.balance(s, alice))
+    assert (balance.available, balance.held, balance.debt) == (0, 0, 0)
+    assert (await ledger_env.verify()).ok
+
+
+async def test_a_refund_to_someone_in_debt_pays_the_debt_first(ledger_env: Ledger) -> None:
+    alice = uuid.uuid4()
+    credited = await ledger_env.credit(alice, 100)
+    placed = await hold(ledger_env, alice, 70)
+    posted = await post(ledger_env, placed.hold_id, 70)
+    await reverse(ledger_env, credited.transaction_id)
+    assert posted.transaction_id is not None
+    redemption = posted.transaction_id
+    await ledger_env.run(
+        lambda s: ledger.refund(s, origin="till", key="r", redemption_id=redemption, amount=70)
+    )
+    balance = await ledger_env.run(lambda s: ledger.balance(s, alice))
+    assert (balance.available, balance.debt) == (0, 0)
+    assert (await ledger_env.verify()).ok
+
+
+async def test_a_reversal_retry_returns_the_original_figures(ledger_env: Ledger) -> None:
+    alice = uuid.uuid4()
+    credited = await ledger_env.credit(alice, 100)
+    placed = await hold(ledger_env, alice, 60)
+    await post(ledger_env, placed.hold_id, 60)
+    first = await reverse(ledger_env, credited.transaction_id, key="once")
+    again = await reverse(ledger_env, credited.transaction_id, key="once")
+    assert (first.amount, first.unrecovered) == (40, 60)
+    assert (again.status, again.amount, again.unrecovered) == (Status.EXISTS, 40, 60)
+
+
+async def test_concurrent_voids_with_one_key_all_see_one_result(ledger_env: Ledger) -> None:
+    alice = uuid.uuid4()
+    await ledger_env.credit(alice, 100)
+    placed = await hold(ledger_env, alice, 50)
+    results = await asyncio.gather(
+        *(void(ledger_env, placed.hold_id, key="same") for _ in range(8))
+    )
+    assert sorted(r.status for r in results) == [Status.CREATED] + [Status.EXISTS] * 7
+    assert await ledger_env.available(alice) == 100
+
+
+async def test_hold_timeouts_skip_holds_resolved_meanwhile(ledger_env: Ledger) -> None:
+    alice = uuid.uuid4()
+    await ledger_env.credit(alice, 100)
+    placed = [await hold(ledger_env, alice, 10) for _ in range(3)]
+    await void(ledger_env, placed[1].hold_id)
+    later = NOW + timedelta(hours=1)
+    outcomes = await asyncio.gather(
+        run_hold_timeouts(ledger_env.sessionmaker, now=later),
+        run_hold_timeouts(ledger_env.sessionmaker, now=later),
+    )
+    assert sum(outcomes) == 2
+    assert await ledger_env.available(alice) == 100
     assert (await ledger_env.verify()).ok

@@ -54,6 +54,7 @@ class ModelLot:
     seq: int
     expires_at: datetime
     remaining: int
+    expired: int = 0
 
 
 @dataclass
@@ -133,7 +134,9 @@ class LedgerMachine(RuleBasedStateMachine):
         person = self.people[who]
         expires = self.now + timedelta(days=days)
         request = CreditRequest("sim", self.key(), person.pid, points, grams, expires)
-        (result,) = self.harness.run(self.harness.tx(lambda s: ledger.credit(s, [request])))
+        (result,) = self.harness.run(
+            self.harness.tx(lambda s: ledger.credit(s, [request], now=self.now))
+        )
         assert result.status is Status.CREATED
         paid = min(person.debt, points)
         assert result.debt_paid == paid
@@ -200,17 +203,27 @@ class LedgerMachine(RuleBasedStateMachine):
         return self._hold_map
 
     def _give_back(self, person: ModelPerson, taken: dict[int, int], amount: int) -> None:
-        """Return `amount` to the lots in `taken`, latest-expiring first."""
+        """Return `amount` to the lots in `taken`, latest-expiring first; debt is paid first."""
         by_seq = {lot.seq: lot for lot in person.lots}
         order = sorted(taken, key=lambda s: (by_seq[s].expires_at, s), reverse=True)
+        given: list[tuple[ModelLot, int]] = []
+        left = amount
         for seq in order:
-            give = min(taken[seq], amount)
+            if left == 0:
+                break
+            give = min(taken[seq], left)
             by_seq[seq].remaining += give
             taken[seq] -= give
-            amount -= give
-            if amount == 0:
-                break
-        assert amount == 0
+            left -= give
+            if give:
+                given.append((by_seq[seq], give))
+        assert left == 0
+        pay = min(person.debt, amount)
+        person.debt -= pay
+        for lot, give in given:
+            take = min(give, lot.remaining, pay)
+            lot.remaining -= take
+            pay -= take
 
     @rule(target=redemptions, hold_id=consumes(holds), fraction=st.integers(1, 4))
     def post(self, hold_id: int, fraction: int) -> int:
@@ -295,7 +308,7 @@ class LedgerMachine(RuleBasedStateMachine):
         result = self.harness.run(
             self.harness.tx(
                 lambda s: ledger.reverse_credit(
-                    s, origin="sim", key=self.key(), credit_id=credit_id
+                    s, origin="sim", key=self.key(), credit_id=credit_id, reason="simulated"
                 )
             )
         )
@@ -303,7 +316,9 @@ class LedgerMachine(RuleBasedStateMachine):
             (lot for lot in person.lots if lot.remaining),
             key=lambda lot: (lot.seq != seq, lot.expires_at, lot.seq),
         )
-        left = points
+        own = next((lot for lot in person.lots if lot.seq == seq), None)
+        expired = own.expired if own else 0
+        left = points - expired
         for lot in open_lots:
             take = min(lot.remaining, left)
             lot.remaining -= take
@@ -323,6 +338,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for person in self.people:
             for lot in person.lots:
                 if lot.expires_at <= self.now:
+                    lot.expired += lot.remaining
                     lot.remaining = 0
 
     # --- checks -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from service.cli import main as cli_main
 from service.ledger import service as ledger
+from service.ledger.verify import verify_ledger
 from tests.ledger.conftest import NOW, Ledger
 
 
@@ -134,3 +135,40 @@ async def _run_cli(argv: list[str]) -> int:
 
     # The CLI runs its own event loop; keep it off the test's loop.
     return await asyncio.to_thread(cli_main, argv)
+
+
+async def test_lot_facts_cannot_be_edited_and_verify_catches_a_forced_edit(
+    ledger_env: Ledger,
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    await _some_history(ledger_env)
+    with pytest.raises(DBAPIError, match="append-only"):
+        await ledger_env.run(
+            lambda s: s.execute(text("UPDATE ledger_lots SET expires_at = '2099-01-01'"))
+        )
+    await _tamper(
+        ledger_env, "UPDATE ledger_lots SET expires_at = '2099-01-01', amount = amount WHERE id = 1"
+    )
+    report = await ledger_env.verify()
+    assert any(v.where == "ledger_lots id=1" for v in report.violations), report.violations
+
+
+async def test_a_checkpoint_holds_as_the_chain_grows_and_catches_a_rewind(
+    ledger_env: Ledger,
+) -> None:
+    alice = await _some_history(ledger_env)
+    checkpoint = (await ledger_env.verify()).heads
+    await ledger_env.credit(alice, 5, key="later")
+    assert (await verify_ledger(ledger_env.engine, checkpoint=checkpoint)).ok
+
+    # Heads published later than what the database now holds: a rewind.
+    ahead = {k: (v[0] + 1, v[1]) for k, v in checkpoint.items()}
+    report = await verify_ledger(ledger_env.engine, checkpoint=ahead)
+    assert any("chain rewound" in v.detail for v in report.violations)
+
+    # A head whose hash differs: the history before it was rewritten.
+    account, (seq, _) = next(iter(checkpoint.items()))
+    rewritten = {account: (seq, "00" * 32)}
+    report = await verify_ledger(ledger_env.engine, checkpoint=rewritten)
+    assert any("differs from the checkpoint" in v.detail for v in report.violations)
