@@ -18,7 +18,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-# run from a checkout even if the venv's editable install predates points_rules/__init__.py
+# Runnable as a plain script from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from points_rules import Action, Usage, default_registry, evaluate, usage_key

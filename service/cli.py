@@ -121,7 +121,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_methodology(args: argparse.Namespace, settings: Settings) -> int:
     from points_rules.cli import main as methodology_main
 
-    return methodology_main(list(args.rest))
+    return methodology_main(list(args.rest) or ["--help"])
 
 
 def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.set_defaults(handler=cmd_ledger)
 
     methodology = commands.add_parser(
-        "methodology", help="validate and explain methodology documents", add_help=False
+        "methodology",
+        help="validate and explain methodology documents (see: methodology --help)",
+        add_help=False,
     )
     methodology.add_argument("rest", nargs=argparse.REMAINDER)
     methodology.set_defaults(handler=cmd_methodology)
@@ -215,7 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["methodology"]:
+        # The pure engine owns this command's arguments, --help included; no servers needed.
+        from points_rules.cli import main as methodology_main
+
+        return methodology_main(arguments[1:] or ["--help"])
+    args = build_parser().parse_args(arguments)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.ledger import service as ledger
+from service.ledger.schemas import CreditRequest
 from service.models import Participant, ParticipantKind
 
 DEMO_CITIZEN_ID = uuid.UUID("00000000-0000-4000-8000-00000000c171")
@@ -30,6 +33,23 @@ async def seed_demo_data(session: AsyncSession) -> dict[str, str]:
         },
     ]
     await session.execute(insert(Participant).values(rows).on_conflict_do_nothing())
+    # A week of metro trips for the demo citizen, keyed so a second seed changes nothing.
+    # 12.345 km x 46.7 g/km (Shenzhen) = 576 g, credited as 576 points (1 point = 1 g).
+    start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    trips = [
+        CreditRequest(
+            origin="demo-seed",
+            key=f"metro-{day}",
+            participant_id=DEMO_CITIZEN_ID,
+            points=576,
+            grams=576,
+            expires_at=start + timedelta(days=day + 730),
+            methodology_id="transit.metro",
+            methodology_version=1,
+        )
+        for day in range(7)
+    ]
+    await ledger.credit(session, trips, now=start)
     return {
         "demo citizen": str(DEMO_CITIZEN_ID),
         "demo business": str(DEMO_BUSINESS_ID),
