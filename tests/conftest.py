@@ -37,17 +37,24 @@ TEST_DATABASE = f"carbon_points_test_{os.getpid()}"
 TEST_REDIS_DB = 15
 
 
-async def recreate_database(server_url: str, name: str) -> str:
-    """Drop and create `name` on the server of `server_url`; return its URL."""
+async def _on_server(server_url: str, *statements: str) -> None:
     parsed = make_url(to_asyncpg_dsn(server_url))
     admin = await asyncpg.connect(
         parsed.set(database="postgres").render_as_string(hide_password=False)
     )
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        for statement in statements:
+            await admin.execute(statement)
     finally:
         await admin.close()
+
+
+async def recreate_database(server_url: str, name: str) -> str:
+    """Drop and create `name` on the server of `server_url`; return its URL."""
+    await _on_server(
+        server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+    )
+    parsed = make_url(to_asyncpg_dsn(server_url))
     return parsed.set(database=name).render_as_string(hide_password=False)
 
 
@@ -64,14 +71,7 @@ def _test_redis_url(url: str) -> str:
 
 
 async def drop_database(server_url: str, name: str) -> None:
-    parsed = make_url(to_asyncpg_dsn(server_url))
-    admin = await asyncpg.connect(
-        parsed.set(database="postgres").render_as_string(hide_password=False)
-    )
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -244,25 +244,6 @@ async def get_transaction(session: AsyncSession, transaction_id: int) -> StoredT
     return StoredTransaction(row.id, row.kind, row.request, row.created_at) if row else None
 
 
-async def find_transaction_by_request(
-    session: AsyncSession, kind: str, field: str, value: Any
-) -> StoredTransaction | None:
-    row = (
-        await session.execute(
-            select(
-                _transactions.c.id,
-                _transactions.c.kind,
-                _transactions.c.request,
-                _transactions.c.created_at,
-            )
-            .where(_transactions.c.kind == kind)
-            .where(_transactions.c.request[field].as_string() == str(value))
-            .limit(1)
-        )
-    ).first()
-    return StoredTransaction(row.id, row.kind, row.request, row.created_at) if row else None
-
-
 async def sum_transactions_by_request(
     session: AsyncSession, kind: str, field: str, value: Any, amount_field: str
 ) -> int:
