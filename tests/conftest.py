@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import settings
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -30,6 +31,12 @@ from service.config import Settings
 from service.db import create_engine, get_session
 from service.embedded import resolve_servers, to_asyncpg_dsn
 from service.models import Base
+
+# CI replays the same examples on every run (a red build must be reproducible); locally,
+# Hypothesis explores new ones each time.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 TEST_DATA_DIR = Path(__file__).resolve().parents[1] / ".data" / "test"
 # One database per test process: parallel runs against one server never collide.
