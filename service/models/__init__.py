@@ -1,6 +1,9 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
 from service.models.base import Base
+from service.models.cap_usage import CapUsage
+from service.models.credit import Credit
+from service.models.identity_link import IdentityLink
 from service.models.ledger import (
     LedgerAccount,
     LedgerHold,
@@ -10,10 +13,17 @@ from service.models.ledger import (
     LedgerPosting,
     LedgerTransaction,
 )
+from service.models.methodology_version import MethodologyVersion
 from service.models.participant import Participant, ParticipantKind
+from service.models.partner import Partner
+from service.models.partner_credential import PartnerCredential
+from service.models.partner_event import PartnerEvent
 
 __all__ = [
     "Base",
+    "CapUsage",
+    "Credit",
+    "IdentityLink",
     "LedgerAccount",
     "LedgerHold",
     "LedgerHoldResolution",
@@ -21,6 +31,10 @@ __all__ = [
     "LedgerLotMovement",
     "LedgerPosting",
     "LedgerTransaction",
+    "MethodologyVersion",
     "Participant",
     "ParticipantKind",
+    "Partner",
+    "PartnerCredential",
+    "PartnerEvent",
 ]
