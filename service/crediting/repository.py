@@ -1,0 +1,244 @@
+"""All of the crediting path's SQL. Functions take the session first and never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import CapUsage, Credit, IdentityLink, PartnerEvent
+
+_events = cast(Table, PartnerEvent.__table__)
+_credits = cast(Table, Credit.__table__)
+_usage = cast(Table, CapUsage.__table__)
+_links = cast(Table, IdentityLink.__table__)
+
+
+async def claim_events(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> dict[str, tuple[int, int]]:
+    """Insert events not seen before (sorted by external id, a fixed lock order).
+
+    Returns external id -> (event id, outcome_seq) for the rows this call inserted.
+    """
+    if not rows:
+        return {}
+    ordered = sorted(rows, key=lambda row: str(row["external_id"]))
+    result = await session.execute(
+        insert(_events)
+        .values(ordered)
+        .on_conflict_do_nothing(index_elements=["partner_id", "external_id"])
+        .returning(_events.c.external_id, _events.c.id, _events.c.outcome_seq)
+    )
+    return {external_id: (event_id, seq) for external_id, event_id, seq in result}
+
+
+async def events_by_external_id(
+    session: AsyncSession, partner_id: uuid.UUID, external_ids: Sequence[str]
+) -> dict[str, Any]:
+    if not external_ids:
+        return {}
+    rows = await session.execute(
+        select(_events).where(
+            _events.c.partner_id == partner_id, _events.c.external_id.in_(list(external_ids))
+        )
+    )
+    return {row.external_id: row for row in rows}
+
+
+async def lock_event(session: AsyncSession, partner_id: uuid.UUID, external_id: str) -> Any:
+    return (
+        await session.execute(
+            select(_events)
+            .where(_events.c.partner_id == partner_id, _events.c.external_id == external_id)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def events_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Any]:
+    if not ids:
+        return {}
+    rows = await session.execute(select(_events).where(_events.c.id.in_(list(ids))))
+    return {row.id: row for row in rows}
+
+
+async def linked_participants(
+    session: AsyncSession, partner_id: uuid.UUID, subject_hashes: Sequence[bytes]
+) -> dict[bytes, uuid.UUID]:
+    if not subject_hashes:
+        return {}
+    rows = await session.execute(
+        select(_links.c.subject_hash, _links.c.participant_id).where(
+            _links.c.partner_id == partner_id,
+            _links.c.subject_hash.in_(list(set(subject_hashes))),
+            _links.c.unlinked_at.is_(None),
+        )
+    )
+    return {bytes(subject): participant for subject, participant in rows}
+
+
+async def lock_participants(session: AsyncSession, participant_ids: Sequence[uuid.UUID]) -> None:
+    """Serialise crediting per participant (dedup and caps), in one fixed order."""
+    keys = sorted({p.int & 0x7FFF_FFFF_FFFF_FFFF for p in participant_ids})
+    if keys:
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+            {"keys": keys},
+        )
+
+
+async def nearby_credits(
+    session: AsyncSession,
+    participant_ids: Sequence[uuid.UUID],
+    action_types: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> list[Any]:
+    """Credits of these participants and action types between `start` and `end`."""
+    rows = await session.execute(
+        select(
+            _credits.c.event_id,
+            _credits.c.partner_id,
+            _credits.c.participant_id,
+            _credits.c.action_type,
+            _credits.c.occurred_at,
+        ).where(
+            _credits.c.participant_id.in_(list(set(participant_ids))),
+            _credits.c.action_type.in_(list(set(action_types))),
+            _credits.c.occurred_at.between(start, end),
+        )
+    )
+    return list(rows)
+
+
+async def usage(
+    session: AsyncSession, participant_ids: Sequence[uuid.UUID], keys: Sequence[str]
+) -> dict[tuple[uuid.UUID, str], tuple[int, int]]:
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(_usage.c.participant_id, _usage.c.usage_key, _usage.c.grams, _usage.c.points).where(
+            _usage.c.participant_id.in_(list(set(participant_ids))),
+            _usage.c.usage_key.in_(list(set(keys))),
+        )
+    )
+    return {(p, k): (g, pts) for p, k, g, pts in rows}
+
+
+async def add_usage(session: AsyncSession, deltas: dict[tuple[uuid.UUID, str], list[int]]) -> None:
+    rows = [
+        {"participant_id": p, "usage_key": k, "grams": g, "points": pts}
+        for (p, k), (g, pts) in sorted(
+            deltas.items(), key=lambda item: (str(item[0][0]), item[0][1])
+        )
+        if g or pts
+    ]
+    if not rows:
+        return
+    statement = insert(_usage).values(rows)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["participant_id", "usage_key"],
+            set_={
+                "grams": _usage.c.grams + statement.excluded.grams,
+                "points": _usage.c.points + statement.excluded.points,
+            },
+        )
+    )
+
+
+async def insert_credits(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        connection = await session.connection()
+        await connection.execute(_credits.insert(), list(rows))
+
+
+async def credit_of_event(session: AsyncSession, event_id: int) -> Any:
+    return (await session.execute(select(_credits).where(_credits.c.event_id == event_id))).first()
+
+
+async def record_outcomes(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+    """Write each event's outcome; returns event id -> its new outcome_seq."""
+    if not rows:
+        return {}
+    connection = await session.connection()
+    await connection.execute(
+        update(_events)
+        .where(_events.c.id == bindparam("_id"))
+        .values(
+            status=bindparam("status"),
+            participant_id=bindparam("participant_id"),
+            methodology_id=bindparam("methodology_id"),
+            methodology_version=bindparam("methodology_version"),
+            grams=bindparam("grams"),
+            points=bindparam("points"),
+            reasons=bindparam("reasons"),
+            duplicate_of=bindparam("duplicate_of"),
+            credit_transaction_id=bindparam("credit_transaction_id"),
+            outcome_seq=func.nextval("partner_event_outcome_seq"),
+        ),
+        [{"_id": row["id"], **{k: v for k, v in row.items() if k != "id"}} for row in rows],
+    )
+    ids = [row["id"] for row in rows]
+    seqs = await session.execute(
+        select(_events.c.id, _events.c.outcome_seq).where(_events.c.id.in_(ids))
+    )
+    return {event_id: seq for event_id, seq in seqs}
+
+
+async def pending_for_subject(
+    session: AsyncSession, partner_id: uuid.UUID, subject_hash: bytes
+) -> list[Any]:
+    rows = await session.execute(
+        select(_events)
+        .where(
+            _events.c.partner_id == partner_id,
+            _events.c.subject_hash == subject_hash,
+            _events.c.status == "pending",
+        )
+        .order_by(_events.c.occurred_at, _events.c.id)
+        .with_for_update()
+    )
+    return list(rows)
+
+
+async def outcomes_after(
+    session: AsyncSession, partner_id: uuid.UUID, after: int, limit: int
+) -> list[Any]:
+    rows = await session.execute(
+        select(_events)
+        .where(_events.c.partner_id == partner_id, _events.c.outcome_seq > after)
+        .order_by(_events.c.outcome_seq)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def active_link(session: AsyncSession, partner_id: uuid.UUID, subject_hash: bytes) -> Any:
+    return (
+        await session.execute(
+            select(_links).where(
+                _links.c.partner_id == partner_id,
+                _links.c.subject_hash == subject_hash,
+                _links.c.unlinked_at.is_(None),
+            )
+        )
+    ).first()
+
+
+async def insert_link(session: AsyncSession, row: dict[str, Any]) -> bool:
+    result = await session.execute(
+        insert(_links)
+        .values(row)
+        .on_conflict_do_nothing(
+            index_elements=["partner_id", "subject_hash"], index_where=text("unlinked_at IS NULL")
+        )
+        .returning(_links.c.id)
+    )
+    return result.scalar() is not None

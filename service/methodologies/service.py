@@ -1,0 +1,131 @@
+"""Methodology versions in PostgreSQL: filed from the shipped library, cached per process.
+
+A version, once filed, never changes (a trigger refuses it); it may only have its
+effective period closed, which is how a new version takes over at an exact time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from points_rules import Methodology, Registry, parse_methodology
+from service.errors import ConflictError
+from service.models import MethodologyVersion
+
+
+class MethodologyChangedError(ConflictError):
+    slug = "methodology-changed"
+    title = "A filed methodology version cannot change"
+
+
+def _row(m: Methodology, source: str) -> dict[str, object]:
+    doc = m.doc
+    return {
+        "methodology_id": doc.id,
+        "version": doc.version,
+        "action_type": doc.action_type,
+        "region": doc.region,
+        "effective_from": m.effective_start,
+        "effective_to": m.effective_end,
+        "content_hash": m.content_hash,
+        "source_yaml": source,
+    }
+
+
+async def file_methodology(
+    session: AsyncSession, source_yaml: str, *, file: str = "<api>"
+) -> Methodology:
+    """File one version; refiling identical content is a no-op, different content a conflict."""
+    methodology = parse_methodology(source_yaml, file)
+    await session.execute(
+        insert(MethodologyVersion)
+        .values(_row(methodology, source_yaml))
+        .on_conflict_do_nothing(index_elements=["methodology_id", "version"])
+    )
+    stored = await session.scalar(
+        select(MethodologyVersion.content_hash).where(
+            MethodologyVersion.methodology_id == methodology.doc.id,
+            MethodologyVersion.version == methodology.doc.version,
+        )
+    )
+    if stored != methodology.content_hash:
+        raise MethodologyChangedError(
+            f"{methodology.doc.id} v{methodology.doc.version} is filed with other content; "
+            "file a new version instead"
+        )
+    return methodology
+
+
+def library_sources() -> list[tuple[str, str]]:
+    """(file name, YAML text) of every methodology shipped in `points_rules/library`."""
+    folder = resources.files("points_rules") / "library"
+    return sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    )
+
+
+async def sync_library(session: AsyncSession) -> int:
+    """File every shipped methodology not yet filed; returns how many documents were checked."""
+    sources = library_sources()
+    for name, text in sources:
+        await file_methodology(session, text, file=name)
+    return len(sources)
+
+
+@dataclass(slots=True)
+class _Cached:
+    registry: Registry
+    fingerprint: tuple[int, str]
+    checked_at: float
+
+
+class RegistryCache:
+    """The registry of filed versions, rebuilt only when the filed set changes.
+
+    Checking costs one cheap query at most every `ttl` seconds per process.
+    """
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._cached: _Cached | None = None
+
+    def invalidate(self) -> None:
+        self._cached = None
+
+    async def get(self, session: AsyncSession) -> Registry:
+        now = time.monotonic()
+        cached = self._cached
+        if cached is not None and now - cached.checked_at < self.ttl:
+            return cached.registry
+        # Filing adds a row; closing a period sets effective_to once (the guard forbids more).
+        filed = (
+            await session.execute(
+                select(
+                    func.count(),
+                    func.max(MethodologyVersion.filed_at),
+                    func.count(MethodologyVersion.effective_to),
+                )
+            )
+        ).one()
+        fingerprint = (int(filed[0]), f"{filed[1]}/{filed[2]}")
+        if cached is not None and cached.fingerprint == fingerprint:
+            cached.checked_at = now
+            return cached.registry
+        rows = (await session.execute(select(MethodologyVersion))).scalars().all()
+        methodologies = []
+        for row in rows:
+            m = parse_methodology(row.source_yaml, f"{row.methodology_id}@v{row.version}")
+            # A closed period lives in the row (the document stays as filed).
+            m.effective_end = row.effective_to
+            methodologies.append(m)
+        registry = Registry(methodologies)
+        self._cached = _Cached(registry, fingerprint, now)
+        return registry

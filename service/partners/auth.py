@@ -1,0 +1,219 @@
+"""Authentication of partner requests: HMAC signatures, replay protection, rate limits.
+
+The signature scheme is the one `integrations` signs with (one implementation of the
+signed content for both sides). Redis backs the replay cache and the rate limits and
+only those: when Redis is unreachable both fail open, with a warning in the logs. That
+is safe because events are idempotent per (partner, external id): a replayed request
+can never credit twice, and PostgreSQL, not Redis, decides what is credited.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from integrations._signing import (
+    KEY_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WEBHOOK_ID_HEADER,
+    hmac_signature,
+    signed_content,
+)
+from service.errors import PayloadTooLargeError, RateLimitedError
+from service.models import Partner, PartnerCredential
+from service.observability import get_logger
+from service.partners.credentials import derive_secret
+from service.partners.errors import (
+    BadSignatureError,
+    PartnerSuspendedError,
+    ReplayedRequestError,
+    RevokedKeyError,
+    SignatureMissingError,
+    StaleTimestampError,
+    UnknownKeyError,
+)
+
+TOLERANCE_SECONDS = 300
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_CACHE_SECONDS = 5.0
+_log = get_logger("carbon_points.partners.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerContext:
+    partner_id: uuid.UUID
+    code: str
+    kind: str
+    allowed_action_types: frozenset[str]
+    region: str | None
+    rate_limit_per_second: int
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Credential:
+    partner: PartnerContext
+    secret: str
+    active: bool
+    expires_at: datetime | None
+    revoked: bool
+
+
+class CredentialCache:
+    """Key id -> credential, for a few seconds: a revocation takes effect within that."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, _Credential | None]] = {}
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    async def get(
+        self, sessionmaker: async_sessionmaker[AsyncSession], partner_key: str, key_id: str
+    ) -> _Credential | None:
+        now = time.monotonic()
+        hit = self._entries.get(key_id)
+        if hit is not None and now - hit[0] < _CACHE_SECONDS:
+            return hit[1]
+        async with sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(PartnerCredential, Partner)
+                    .join(Partner, Partner.id == PartnerCredential.partner_id)
+                    .where(PartnerCredential.key_id == key_id)
+                )
+            ).first()
+        credential = None
+        if row is not None:
+            stored, partner = row
+            credential = _Credential(
+                PartnerContext(
+                    partner.id,
+                    partner.code,
+                    partner.kind,
+                    frozenset(partner.allowed_action_types),
+                    partner.region,
+                    partner.rate_limit_per_second,
+                    key_id,
+                ),
+                derive_secret(partner_key, key_id, stored.salt),
+                partner.status == "active",
+                stored.expires_at,
+                stored.revoked_at is not None,
+            )
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key_id] = (now, credential)
+        return credential
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    partner: PartnerContext
+    body: bytes
+    received_at: datetime
+
+
+async def authenticate_partner(request: Request) -> SignedRequest:
+    """Verify the request's signature, freshness and uniqueness; apply the rate limit."""
+    headers = request.headers
+    key_id = headers.get(KEY_ID_HEADER)
+    webhook_id = headers.get(WEBHOOK_ID_HEADER)
+    timestamp_text = headers.get(TIMESTAMP_HEADER)
+    signatures = headers.get(SIGNATURE_HEADER)
+    if not (key_id and webhook_id and timestamp_text and signatures):
+        raise SignatureMissingError(
+            f"send {KEY_ID_HEADER}, {WEBHOOK_ID_HEADER}, {TIMESTAMP_HEADER} "
+            f"and {SIGNATURE_HEADER}; see the README's partner signing scheme"
+        )
+    declared = headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"bodies are limited to {MAX_BODY_BYTES} bytes")
+    now = datetime.now(UTC)
+    try:
+        timestamp = int(timestamp_text)
+    except ValueError:
+        raise StaleTimestampError("webhook-timestamp must be Unix seconds") from None
+    if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
+        raise StaleTimestampError(
+            f"timestamp is more than {TOLERANCE_SECONDS} s from the server's clock"
+        )
+
+    state = request.app.state
+    credential = await state.partner_credentials.get(
+        state.sessionmaker, state.secrets.partner_secret_key, key_id
+    )
+    if credential is None:
+        raise UnknownKeyError(f"no key {key_id}")
+    if credential.revoked or (credential.expires_at is not None and credential.expires_at <= now):
+        raise RevokedKeyError(f"key {key_id} is revoked or past its rotation overlap")
+
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"bodies are limited to {MAX_BODY_BYTES} bytes")
+    target = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    path = target.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+    try:
+        content = signed_content(
+            key_id=key_id,
+            webhook_id=webhook_id,
+            timestamp=timestamp,
+            method=request.method,
+            path=path,
+            body=body,
+        )
+    except (ValueError, TypeError):
+        raise BadSignatureError("malformed signature headers") from None
+    expected = hmac_signature(credential.secret.encode(), content)
+    if not any(hmac.compare_digest(expected, offered) for offered in signatures.split()):
+        raise BadSignatureError("no v1 signature matches the request")
+    if not credential.active:
+        raise PartnerSuspendedError("this partner is suspended")
+
+    await _reject_replay(request, key_id, webhook_id)
+    await _rate_limit(request, credential.partner)
+    return SignedRequest(credential.partner, body, now)
+
+
+async def _reject_replay(request: Request, key_id: str, webhook_id: str) -> None:
+    try:
+        fresh = await request.app.state.redis.set(
+            f"cp:replay:{key_id}:{webhook_id}", b"1", nx=True, ex=2 * TOLERANCE_SECONDS
+        )
+    except Exception as exc:  # Redis is an accelerator, never a gate to correctness
+        _log.warning("replay cache unavailable; accepting", error=type(exc).__name__)
+        return
+    if not fresh:
+        raise ReplayedRequestError(f"webhook-id {webhook_id} was already used")
+
+
+async def _rate_limit(request: Request, partner: PartnerContext) -> None:
+    window = int(time.time())
+    key = f"cp:rate:{partner.partner_id}:{window}"
+    try:
+        pipe = request.app.state.redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 2)
+        count, _ = await pipe.execute()
+    except Exception as exc:
+        _log.warning("rate limiter unavailable; not limiting", error=type(exc).__name__)
+        return
+    if int(count) > partner.rate_limit_per_second:
+        error = RateLimitedError(
+            f"more than {partner.rate_limit_per_second} requests in one second"
+        )
+        error.headers["retry-after"] = "1"
+        raise error
+
+
+PartnerRequest = Annotated[SignedRequest, Depends(authenticate_partner)]
