@@ -63,9 +63,9 @@ def check_external_id(external_id: object) -> str:
 
 
 def _exact_quantity(name: str, value: object) -> Quantity:
-    # bool is an int subclass, and True km is a bug, not a quantity.
+    """Numbers exact (int or Decimal, never float); text for categories; bool for flags."""
     if isinstance(value, bool):
-        raise InvalidEventError(f"quantity {name!r} is a bool; use an int or a Decimal")
+        return value
     if isinstance(value, float):
         raise InvalidEventError(
             f"quantity {name!r} is a float; floats are inexact, use an int or a Decimal "
@@ -78,15 +78,24 @@ def _exact_quantity(name: str, value: object) -> Quantity:
             raise InvalidEventError(f"quantity {name!r} must be a finite Decimal")
         return value
     if isinstance(value, str):
+        # Text is a category ("recyclables") or an exact decimal ("12.5"); never padding,
+        # and never a number text that is not finite.
         try:
-            parsed = Decimal(value)
+            parsed: Decimal | None = Decimal(value)
         except InvalidOperation:
             parsed = None
-        if parsed is None or not parsed.is_finite() or value != value.strip():
-            raise InvalidEventError(f"quantity {name!r} must be a decimal number string")
+        if (
+            not value
+            or len(value) > 64
+            or value != value.strip()
+            or (parsed is not None and not parsed.is_finite())
+        ):
+            raise InvalidEventError(
+                f"quantity {name!r} must be a category or a finite decimal number string"
+            )
         return value
     raise InvalidEventError(
-        f"quantity {name!r} must be an int, a Decimal or a decimal string, "
+        f"quantity {name!r} must be an int, a Decimal, a string or a bool, "
         f"not {type(value).__name__}"
     )
 

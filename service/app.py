@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from service.config import Settings, get_settings
+from service.crediting.endpoints import router as crediting_router
 from service.db import create_engine, create_sessionmaker
 from service.dev_secrets import load_secrets
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
+from service.methodologies.service import RegistryCache
 from service.migrations import head_revisions
 from service.observability import RequestContextMiddleware, configure_logging, get_logger
+from service.partners.auth import CredentialCache
 from service.redis import create_redis
 
 API_DESCRIPTION = """
@@ -44,6 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.redis = create_redis(settings.redis_url)
         app.state.migration_heads = head_revisions()
+        app.state.partner_credentials = CredentialCache()
+        app.state.registry_cache = RegistryCache()
+        app.state.crediting_validity = timedelta(days=settings.points_validity_days)
         log.info("started", environment=settings.environment)
         try:
             yield
@@ -60,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
+    app.include_router(crediting_router)
     return app
 
 

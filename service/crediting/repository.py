@@ -153,6 +153,18 @@ async def add_usage(session: AsyncSession, deltas: dict[tuple[uuid.UUID, str], l
     )
 
 
+async def subtract_usage(
+    session: AsyncSession, participant_id: uuid.UUID, keys: Sequence[str], grams: int, points: int
+) -> None:
+    """Give back cap room (a retraction); the counters' CHECK keeps them from going negative."""
+    if keys and (grams or points):
+        await session.execute(
+            update(_usage)
+            .where(_usage.c.participant_id == participant_id, _usage.c.usage_key.in_(sorted(keys)))
+            .values(grams=_usage.c.grams - grams, points=_usage.c.points - points)
+        )
+
+
 async def insert_credits(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         connection = await session.connection()

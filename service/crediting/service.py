@@ -575,9 +575,7 @@ async def retract(
             )
         methodology = registry.get(row.methodology_id, row.methodology_version)
         keys = [w.usage_key for w in cap_windows(methodology, row.occurred_at)]
-        await repo.add_usage(
-            session, {(row.participant_id, k): [-row.grams, -row.points] for k in keys}
-        )
+        await repo.subtract_usage(session, row.participant_id, keys, row.grams, row.points)
     reasons = [
         *row.reasons,
         {"code": "retracted", "message": f"retracted by the partner: {reason}"},

@@ -20,11 +20,20 @@ def test_float_quantity_is_rejected_with_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [True, None, [1], Decimal("NaN"), Decimal("Infinity"), "12km", " 1", "nan"]
+    "value", [None, [1], Decimal("NaN"), Decimal("Infinity"), " 1", "nan", "", "x" * 65]
 )
 def test_other_inexact_or_odd_quantities_are_rejected(value: Any) -> None:
     with pytest.raises(InvalidEventError, match="distance_m"):
         make_event(quantities={"distance_m": value})
+
+
+def test_categories_and_flags_pass_through() -> None:
+    event = make_event(quantities={"category": "recyclables", "weight_g": 1200, "navigated": True})
+    assert event.to_json()["quantities"] == {
+        "category": "recyclables",
+        "weight_g": 1200,
+        "navigated": True,
+    }
 
 
 def test_decimals_travel_as_exact_strings() -> None:
