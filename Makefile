@@ -11,7 +11,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+	# compat: the checkout itself goes on sys.path, so packages added later import too.
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]' --config-settings editable_mode=compat
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -109,10 +110,16 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from service.dev_secrets import load_secrets
     from service.seed import seed_demo_data
 
     servers = _servers(settings)
-    offered = _with_session(servers, seed_demo_data)
+    partner_key = load_secrets(settings).partner_secret_key
+
+    async def seed(session: AsyncSession) -> dict[str, str]:
+        return await seed_demo_data(session, partner_key)
+
+    offered = _with_session(servers, seed)
     for name, value in offered.items():
         print(f"{name}: {value}")
     return 0
@@ -170,6 +177,97 @@ def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if outcome.ok else 1
 
 
+def cmd_partners(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from service.crediting.service import CreditingSettings, link_identity
+    from service.dev_secrets import load_secrets
+    from service.methodologies.service import RegistryCache
+    from service.models import Partner
+    from service.partners import credentials
+    from service.partners.service import create_partner, partner_by_code
+
+    servers = _servers(settings)
+    secrets = load_secrets(settings)
+    now = datetime.now(UTC)
+
+    async def work(session: AsyncSession) -> list[str]:
+        command = args.partners_command
+        if command == "create":
+            partner = await create_partner(
+                session,
+                code=args.code,
+                name=args.name,
+                kind=args.kind,
+                action_types=args.action_types.split(","),
+                region=args.region,
+                rate_limit_per_second=args.rate_limit,
+            )
+            issued = await credentials.issue_credential(
+                session, secrets.partner_secret_key, partner.id
+            )
+            return [f"partner {partner.code} ({partner.id})", *_show(issued)]
+        if command == "list":
+            rows = (await session.execute(select(Partner).order_by(Partner.code))).scalars()
+            return [
+                f"{p.code}\t{p.kind}\t{p.status}\t{','.join(p.allowed_action_types)}" for p in rows
+            ]
+        if command == "issue-key":
+            partner = await partner_by_code(session, args.code)
+            issued = await credentials.issue_credential(
+                session, secrets.partner_secret_key, partner.id
+            )
+            return _show(issued)
+        if command == "rotate-key":
+            issued = await credentials.rotate_credential(
+                session,
+                secrets.partner_secret_key,
+                args.key_id,
+                overlap=timedelta(hours=args.overlap_hours),
+                now=now,
+            )
+            return [
+                *_show(issued),
+                f"{args.key_id} keeps working for {args.overlap_hours} h, then stops",
+            ]
+        if command == "revoke-key":
+            await credentials.revoke_credential(session, args.key_id, now=now)
+            return [f"{args.key_id} revoked"]
+        partner = await partner_by_code(session, args.code)
+        registry = await RegistryCache().get(session)
+        released = await link_identity(
+            session,
+            registry,
+            CreditingSettings(
+                pepper=secrets.identifier_pepper,
+                validity=timedelta(days=settings.points_validity_days),
+            ),
+            participant_id=args.participant,
+            partner_id=partner.id,
+            subject_ref=args.subject,
+            now=now,
+        )
+        return [f"linked; {len(released)} pending event(s) released"] + [
+            f"  {o.external_id}: {o.status} {o.points} points" for o in released
+        ]
+
+    for line in _with_session(servers, work):
+        print(line)
+    return 0
+
+
+def _show(issued: object) -> list[str]:
+    key_id = getattr(issued, "key_id", "")
+    secret = getattr(issued, "secret", "")
+    return [
+        f"key id: {key_id}",
+        f"secret: {secret}",
+        "(shown once: store it in the partner's secret store)",
+    ]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbon-points", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +303,35 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_commands.add_parser("expire", help="expire due lots (resumable, idempotent)")
     ledger_commands.add_parser("void-overdue-holds", help="void holds past their timeout")
     ledger.set_defaults(handler=cmd_ledger)
+
+    partners = commands.add_parser("partners", help="partners and their signing keys")
+    partner_commands = partners.add_subparsers(dest="partners_command", required=True)
+    create = partner_commands.add_parser("create", help="create a partner and its first key")
+    create.add_argument("code")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--kind",
+        required=True,
+        choices=["transit", "bikeshare", "maas", "utility", "retail", "waste"],
+    )
+    create.add_argument("--action-types", required=True, help="comma-separated, e.g. transit.metro")
+    create.add_argument("--region")
+    create.add_argument("--rate-limit", type=int, default=2000, help="requests per second")
+    partner_commands.add_parser("list", help="list partners")
+    issue = partner_commands.add_parser("issue-key", help="issue another key")
+    issue.add_argument("code")
+    rotate = partner_commands.add_parser("rotate-key", help="issue a successor; old key overlaps")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--overlap-hours", type=int, default=24)
+    revoke = partner_commands.add_parser("revoke-key", help="stop a key now")
+    revoke.add_argument("key_id")
+    link = partner_commands.add_parser(
+        "link", help="link a partner identity to a participant (the app does this later)"
+    )
+    link.add_argument("code")
+    link.add_argument("--subject", required=True, help="the card or account number")
+    link.add_argument("--participant", required=True, type=uuid.UUID)
+    partners.set_defaults(handler=cmd_partners)
 
     methodology = commands.add_parser(
         "methodology",

@@ -10,13 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.ledger import service as ledger
 from service.ledger.schemas import CreditRequest
+from service.methodologies.service import sync_library
 from service.models import Participant, ParticipantKind
+from service.partners.service import ensure_demo_partner
 
 DEMO_CITIZEN_ID = uuid.UUID("00000000-0000-4000-8000-00000000c171")
 DEMO_BUSINESS_ID = uuid.UUID("00000000-0000-4000-8000-00000000b175")
 
 
-async def seed_demo_data(session: AsyncSession) -> dict[str, str]:
+async def seed_demo_data(session: AsyncSession, partner_key: str | None = None) -> dict[str, str]:
     """Insert the demo rows that do not exist yet; return what the demo offers."""
     rows = [
         {
@@ -50,7 +52,22 @@ async def seed_demo_data(session: AsyncSession) -> dict[str, str]:
         for day in range(7)
     ]
     await ledger.credit(session, trips, now=start)
-    return {
+    await sync_library(session)
+    offered = {
         "demo citizen": str(DEMO_CITIZEN_ID),
         "demo business": str(DEMO_BUSINESS_ID),
     }
+    if partner_key is not None:
+        demo = await ensure_demo_partner(
+            session,
+            partner_key,
+            code="demo-metro",
+            name="Demo metro card system",
+            kind="transit",
+            action_types=("transit.metro", "transit.bus"),
+            region="CN-JX",
+        )
+        offered["demo partner"] = "demo-metro"
+        offered["demo partner key id"] = demo.key_id
+        offered["demo partner secret"] = demo.secret
+    return offered

@@ -385,7 +385,8 @@ async def _credit(
                 }
             ]
             continue
-        before = {k: current.get((item.participant, k), [0, 0]) for k in keys}
+        # Copied: `current` moves on as the batch is credited; the credit keeps its "before".
+        before = {k: tuple(current.get((item.participant, k), (0, 0))) for k in keys}
         outcome = evaluate(
             item.methodology, item.action, {k: Usage(g, p) for k, (g, p) in before.items()}
         )
