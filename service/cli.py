@@ -258,6 +258,22 @@ def cmd_partners(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_crediting(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from service.crediting.service import expire_pending
+    from service.methodologies.service import RegistryCache
+
+    servers = _servers(settings)
+
+    async def work(session: AsyncSession) -> int:
+        registry = await RegistryCache().get(session)
+        return await expire_pending(session, registry, now=datetime.now(UTC))
+
+    print(f"expired {_with_session(servers, work)} pending event(s)")
+    return 0
+
+
 def _show(issued: object) -> list[str]:
     key_id = getattr(issued, "key_id", "")
     secret = getattr(issued, "secret", "")
@@ -332,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--subject", required=True, help="the card or account number")
     link.add_argument("--participant", required=True, type=uuid.UUID)
     partners.set_defaults(handler=cmd_partners)
+
+    crediting = commands.add_parser("crediting", help="crediting jobs")
+    crediting_commands = crediting.add_subparsers(dest="crediting_command", required=True)
+    crediting_commands.add_parser(
+        "expire-pending", help="close pending events whose claim window passed unlinked"
+    )
+    crediting.set_defaults(handler=cmd_crediting)
 
     methodology = commands.add_parser(
         "methodology",

@@ -220,6 +220,17 @@ async def pending_for_subject(
     return list(rows)
 
 
+async def oldest_pending(session: AsyncSession, limit: int) -> list[Any]:
+    rows = await session.execute(
+        select(_events)
+        .where(_events.c.status == "pending")
+        .order_by(_events.c.occurred_at, _events.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows)
+
+
 async def outcomes_after(
     session: AsyncSession, partner_id: uuid.UUID, after: int, limit: int
 ) -> list[Any]:

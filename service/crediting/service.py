@@ -550,6 +550,26 @@ async def link_identity(
     return [outcome_of(stored[row.id]) for row in waiting]
 
 
+async def expire_pending(
+    session: AsyncSession, registry: Registry, *, now: datetime, batch_size: int = 500
+) -> int:
+    """Close pending events whose claim window passed unlinked; returns how many."""
+    expired: list[dict[str, Any]] = []
+    for row in await repo.oldest_pending(session, batch_size):
+        methodology = registry.get(row.methodology_id, row.methodology_version)
+        if now <= row.occurred_at + methodology.claim_window:
+            continue
+        reasons = [
+            {
+                "code": "claim_window_passed",
+                "message": "no participant linked this identity within the claim window",
+            }
+        ]
+        expired.append(_outcome_row(row.id, "expired", methodology, reasons))
+    await repo.record_outcomes(session, expired)
+    return len(expired)
+
+
 async def retract(
     session: AsyncSession,
     registry: Registry,

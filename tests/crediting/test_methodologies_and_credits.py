@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -110,3 +110,21 @@ async def test_every_credit_recomputes_to_the_same_numbers(live: Live) -> None:
     with pytest.raises(DBAPIError, match="append-only"):
         async with live.sessionmaker() as session, session.begin():
             await session.execute(update(Credit).values(points=1_000_000))
+
+
+async def test_pending_events_expire_after_the_claim_window(live: Live) -> None:
+    from service.crediting.service import expire_pending
+
+    metro_co = await live.partner("metro-co")
+    async with live.client(metro_co) as client:
+        waiting = await client.submit_event(metro("trip-1", card="never-linked"))
+    assert waiting.status == "pending"
+    async with live.sessionmaker() as session, session.begin():
+        registry = await live.app.state.registry_cache.get(session)
+        now = datetime.now(UTC)
+        assert await expire_pending(session, registry, now=now) == 0
+        assert await expire_pending(session, registry, now=now + timedelta(days=8)) == 1
+    async with live.client(metro_co) as client:
+        closed = await client.get_event("trip-1")
+    assert closed.status == "expired"
+    assert closed.reasons[0].code == "claim_window_passed"
