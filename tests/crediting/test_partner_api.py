@@ -329,3 +329,57 @@ async def test_ingestion_survives_losing_redis(live: Live) -> None:
     assert [o.status for o in first] == ["credited"] * 3
     assert [o.credit_id for o in retried] == [o.credit_id for o in first]
     assert await live.balance(rider) == 3 * TRIP_GRAMS
+
+
+async def test_rotation_keeps_the_old_key_for_the_overlap_only(live: Live) -> None:
+    from datetime import UTC, datetime
+
+    from service.partners.credentials import rotate_credential
+
+    metro_co = await live.partner("metro-co")
+    partner_key = live.app.state.secrets.partner_secret_key
+    async with live.sessionmaker() as session, session.begin():
+        successor = await rotate_credential(
+            session, partner_key, metro_co.key_id, overlap=timedelta(hours=1), now=datetime.now(UTC)
+        )
+    live.app.state.partner_credentials.clear()
+    async with live.client(metro_co) as old, live.client(successor) as new:
+        assert (await old.submit_event(metro("t1"))).status == "pending"
+        assert (await new.submit_event(metro("t2"))).status == "pending"
+    async with live.sessionmaker() as session, session.begin():
+        await rotate_credential(
+            session, partner_key, successor.key_id, overlap=timedelta(0), now=datetime.now(UTC)
+        )
+    live.app.state.partner_credentials.clear()
+    async with live.client(successor) as retired:
+        with pytest.raises(AuthenticationError) as refused:
+            await retired.submit_event(metro("t3"))
+    assert refused.value.problem.type.endswith("/revoked-key")
+
+
+async def test_rate_limits_are_per_partner(live: Live) -> None:
+    from sqlalchemy import update
+
+    from service.models import Partner
+
+    slow = await live.partner("slow-co")
+    fast = await live.partner("fast-co")
+    async with live.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Partner).where(Partner.code == "slow-co").values(rate_limit_per_second=2)
+        )
+    live.app.state.partner_credentials.clear()
+    path = "/v1/partner/events"
+    slow_responses = [
+        await _signed(live, slow, "POST", path, metro(f"s{i}").to_json()) for i in range(8)
+    ]
+    fast_codes = [
+        (await _signed(live, fast, "POST", path, metro(f"f{i}").to_json())).status_code
+        for i in range(8)
+    ]
+    limited = [r for r in slow_responses if r.status_code == 429]
+    # Eight requests span at most two one-second windows: at most four get through.
+    assert len(limited) >= 4
+    assert fast_codes == [200] * 8
+    assert limited[0].headers["retry-after"] == "1"
+    assert limited[0].json()["type"].endswith("/rate-limited")
