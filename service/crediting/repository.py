@@ -100,7 +100,7 @@ async def nearby_credits(
     start: datetime,
     end: datetime,
 ) -> list[Any]:
-    """Credits of these participants and action types between `start` and `end`."""
+    """Standing credits (not retracted) of these participants and action types in a window."""
     rows = await session.execute(
         select(
             _credits.c.event_id,
@@ -108,10 +108,13 @@ async def nearby_credits(
             _credits.c.participant_id,
             _credits.c.action_type,
             _credits.c.occurred_at,
-        ).where(
+        )
+        .join(_events, _events.c.id == _credits.c.event_id)
+        .where(
             _credits.c.participant_id.in_(list(set(participant_ids))),
             _credits.c.action_type.in_(list(set(action_types))),
             _credits.c.occurred_at.between(start, end),
+            _events.c.status != "retracted",
         )
     )
     return list(rows)

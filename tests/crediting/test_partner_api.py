@@ -239,7 +239,13 @@ async def test_the_same_trip_from_two_partners_credits_once(live: Live) -> None:
         later = await b.submit_event(
             metro("app-trip-2", card="maas-user-42", occurred_at=TRIP_AT + timedelta(hours=1))
         )
+        await a.retract("card-trip", "wrong card")
+        reported_again = await b.submit_event(
+            metro("app-trip-3", card="maas-user-42", occurred_at=TRIP_AT + timedelta(minutes=1))
+        )
     assert original.status == "credited"
+    # Once the first report is retracted, the other partner's report of the trip stands.
+    assert reported_again.status == "credited"
     assert echo.status == "duplicate"
     assert echo.duplicate_of == {"credit_id": original.credit_id}
     assert later.status == "credited"
