@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from integrations import (
     AuthenticationError,
     ConflictError,
+    Event,
     PermissionDeniedError,
     sign_request,
 )
@@ -320,21 +321,28 @@ async def test_ingestion_survives_losing_redis(live: Live) -> None:
     rider = await live.participant()
     await live.link(rider, metro_co, "6222020000000001")
     working = live.app.state.redis
-    live.app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    try:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    events = [metro(f"t{i}", occurred_at=TRIP_AT + timedelta(minutes=10 * i)) for i in range(12)]
+
+    async def send(chunk: list[Event]) -> list[str | None]:
         async with live.client(metro_co) as client:
-            first = await client.submit_events(
-                [metro(f"t{i}", occurred_at=TRIP_AT + timedelta(hours=i)) for i in range(3)]
-            )
-            retried = await client.submit_events(
-                [metro(f"t{i}", occurred_at=TRIP_AT + timedelta(hours=i)) for i in range(3)]
-            )
+            return [o.credit_id for o in await client.submit_events(chunk, batch_size=2)]
+
+    try:
+        # Redis goes away while batches are in flight.
+        in_flight = asyncio.gather(*(send(events[k : k + 4]) for k in range(0, 12, 4)))
+        await asyncio.sleep(0)
+        live.app.state.redis = dead
+        first = [credit for chunk in await in_flight for credit in chunk]
+        retried = await send(events)
     finally:
-        await live.app.state.redis.aclose()
         live.app.state.redis = working
-    assert [o.status for o in first] == ["credited"] * 3
-    assert [o.credit_id for o in retried] == [o.credit_id for o in first]
-    assert await live.balance(rider) == 3 * TRIP_GRAMS
+        await dead.aclose()
+    assert None not in first
+    assert retried == first
+    assert await live.balance(rider) == 2000  # 12 trips, the transit.daily cap of 2,000 g
+    async with live.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Credit)) == 12
 
 
 async def test_rotation_keeps_the_old_key_for_the_overlap_only(live: Live) -> None:
