@@ -1,0 +1,70 @@
+"""What the app reads: balances, history, reductions, explanations, leaderboards."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ExpiringPoints(BaseModel):
+    expires_at: datetime
+    points: int
+
+
+class BalanceOut(BaseModel):
+    available: int
+    on_hold: int
+    debt: int
+    pending_events: int
+    grams_co2e: int
+    expiring: list[ExpiringPoints]
+
+
+class ReductionRow(BaseModel):
+    month: str
+    action_type: str
+    grams: int
+    points: int
+    credits: int
+
+
+class HistoryItem(BaseModel):
+    sequence: int
+    kind: str
+    points: int
+    at: datetime
+    credit_id: str | None = None
+    methodology_id: str | None = None
+    methodology_version: int | None = None
+    reason: str | None = None
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryItem]
+    next_cursor: str | None
+
+
+class LeaderboardEntry(BaseModel):
+    rank: int
+    participant_id: str
+    display_name: str
+    grams: int
+
+
+class Leaderboard(BaseModel):
+    scope: str
+    key: str
+    period: str
+    starts: datetime
+    entries: list[LeaderboardEntry]
+
+
+class Explanation(BaseModel):
+    credit_id: str
+    status: str
+    grams: int
+    points: int
+    trace: dict[str, Any]
+    text: str

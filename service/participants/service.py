@@ -1,0 +1,210 @@
+"""The app's reads. Each takes the session first and reads only the caller's own data."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from points_rules import Action, Registry, Usage, explain
+from service.crediting.schemas import engine_inputs
+from service.errors import NotFoundError
+from service.ledger import service as ledger
+from service.models import Participant
+from service.observability import get_logger
+from service.participants import repository as repo
+from service.participants.schemas import (
+    BalanceOut,
+    ExpiringPoints,
+    Explanation,
+    HistoryItem,
+    HistoryPage,
+    Leaderboard,
+    LeaderboardEntry,
+    ReductionRow,
+)
+
+_log = get_logger("carbon_points.participants")
+LEADERBOARD_SECONDS = 60
+
+
+class CreditNotFoundError(NotFoundError):
+    slug = "credit-not-found"
+    title = "Credit not found"
+
+
+async def balance(session: AsyncSession, participant_id: uuid.UUID) -> BalanceOut:
+    """Available, on hold, owed, pending, grams, and what expires when."""
+    current = await ledger.balance(session, participant_id)
+    return BalanceOut(
+        available=current.available,
+        on_hold=current.held,
+        debt=current.debt,
+        pending_events=await repo.pending_events(session, participant_id),
+        grams_co2e=current.grams,
+        expiring=[ExpiringPoints(expires_at=at, points=n) for at, n in current.expiring],
+    )
+
+
+async def reductions(
+    session: AsyncSession, participant_id: uuid.UUID, tz: str
+) -> list[ReductionRow]:
+    """Grams of CO2e (and points) by month and action type, retractions excluded."""
+    return [
+        ReductionRow(month=m, action_type=a, grams=int(g), points=int(p), credits=int(n))
+        for m, a, g, p, n in await repo.reductions(session, participant_id, tz)
+    ]
+
+
+async def history(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+    kinds: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> HistoryPage:
+    """Every movement of the participant's points, newest first, a page at a time."""
+    account_id = await repo.points_account_id(session, participant_id)
+    if account_id is None:
+        return HistoryPage(items=[], next_cursor=None)
+    rows = await repo.history(
+        session,
+        account_id,
+        before_seq=int(cursor) if cursor else None,
+        limit=limit,
+        kinds=kinds,
+        since=since,
+        until=until,
+    )
+    items = []
+    for seq, amount, kind, request, created_at in rows:
+        items.append(
+            HistoryItem(
+                sequence=seq,
+                kind=kind,
+                points=amount,
+                at=created_at,
+                credit_id=request.get("credit_id"),
+                methodology_id=request.get("methodology_id"),
+                methodology_version=request.get("methodology_version"),
+                reason=request.get("reason"),
+            )
+        )
+    next_cursor = str(items[-1].sequence) if len(items) == limit else None
+    return HistoryPage(items=items, next_cursor=next_cursor)
+
+
+async def explain_credit(
+    session: AsyncSession, registry: Registry, participant_id: uuid.UUID, credit_id: int
+) -> Explanation:
+    """Regenerate a credit's full trace from its methodology version and stored inputs."""
+    found = await repo.credit_for(session, participant_id, credit_id)
+    if found is None:
+        # The same answer for "does not exist" and "is someone else's".
+        raise CreditNotFoundError(f"no credit {credit_id} on this account")
+    credit, event_status = found
+    methodology = registry.get(credit.methodology_id, credit.methodology_version)
+    action = Action(
+        action_type=credit.action_type,
+        occurred_at=credit.occurred_at,
+        received_at=credit.received_at,
+        inputs=engine_inputs(credit.inputs),
+        region=credit.region,
+    )
+    trace = explain(
+        methodology, action, {k: Usage(g, p) for k, (g, p) in credit.usage_before.items()}
+    )
+    return Explanation(
+        credit_id=str(credit.event_id),
+        status="retracted" if event_status == "retracted" else credit.status,
+        grams=credit.grams,
+        points=credit.points,
+        trace=trace.to_dict(),
+        text=trace.render_text(),
+    )
+
+
+def period_window(period: str, now: datetime, tz: str) -> tuple[datetime, datetime, str]:
+    """This week (ISO, from Monday) or month, in the program's time zone."""
+    local = now.astimezone(ZoneInfo(tz))
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "week":
+        start = day - timedelta(days=day.weekday())
+        iso = start.isocalendar()
+        return start, start + timedelta(days=7), f"{iso.year}-W{iso.week:02d}"
+    start = day.replace(day=1)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end, start.strftime("%Y-%m")
+
+
+async def leaderboard(
+    session: AsyncSession,
+    redis: Redis,
+    *,
+    scope: str,
+    key: str,
+    participant_filter: Any,
+    period: str,
+    now: datetime,
+    tz: str,
+    limit: int = 20,
+) -> Leaderboard:
+    """Top participants by grams; a Redis sorted set rebuilt from PostgreSQL when missing.
+
+    The sorted set lives a minute; losing Redis only means every read rebuilds it.
+    """
+    start, end, label = period_window(period, now, tz)
+    redis_key = f"cp:leaderboard:{scope}:{key}:{label}"
+    names_key = redis_key + ":names"
+    entries: list[LeaderboardEntry] | None = None
+    try:
+        raw: Any = await redis.zrevrange(redis_key, 0, limit - 1, withscores=True)
+        cached: list[tuple[bytes, float]] = [(m, float(s)) for m, s in raw]
+        if cached:
+            names = await redis.hmget(names_key, [member for member, _ in cached])
+            entries = [
+                LeaderboardEntry(
+                    rank=i + 1,
+                    participant_id=_text(member),
+                    display_name=_text(name or b""),
+                    grams=int(score),
+                )
+                for i, ((member, score), name) in enumerate(zip(cached, names, strict=True))
+            ]
+    except Exception as exc:
+        _log.warning("leaderboard cache unavailable", error=type(exc).__name__)
+    if entries is None:
+        rows = await repo.top_by_grams(session, participant_filter, start, end, limit)
+        entries = [
+            LeaderboardEntry(
+                rank=i + 1, participant_id=str(pid), display_name=name, grams=int(grams)
+            )
+            for i, (pid, name, grams) in enumerate(rows)
+        ]
+        if entries:
+            try:
+                pipe = redis.pipeline(transaction=True)
+                pipe.delete(redis_key, names_key)
+                pipe.zadd(redis_key, {e.participant_id: e.grams for e in entries})
+                pipe.hset(names_key, mapping={e.participant_id: e.display_name for e in entries})
+                pipe.expire(redis_key, LEADERBOARD_SECONDS)
+                pipe.expire(names_key, LEADERBOARD_SECONDS)
+                await pipe.execute()
+            except Exception as exc:
+                _log.warning("leaderboard cache unavailable", error=type(exc).__name__)
+    return Leaderboard(scope=scope, key=key, period=label, starts=start, entries=entries)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def region_filter(region: str) -> Any:
+    return Participant.region == region
