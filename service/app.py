@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from service.accounts.endpoints import router as accounts_router
 from service.config import Settings, get_settings
 from service.crediting.endpoints import router as crediting_router
 from service.db import create_engine, create_sessionmaker
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(crediting_router)
+    app.include_router(accounts_router)
     return app
 
 

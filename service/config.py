@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     jwt_signing_key: SecretStr | None = None
     partner_secret_key: SecretStr | None = None
     identifier_pepper: SecretStr | None = None
+    # JWT signing keys retired from jwt_signing_key, comma-separated: tokens they signed
+    # stay valid until they expire (ten minutes), so a rotation logs nobody out.
+    jwt_previous_signing_keys: SecretStr | None = None
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)

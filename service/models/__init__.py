@@ -14,10 +14,16 @@ from service.models.ledger import (
     LedgerTransaction,
 )
 from service.models.methodology_version import MethodologyVersion
+from service.models.organisation import Organisation
+from service.models.organisation_member import OrganisationMember
 from service.models.participant import Participant, ParticipantKind
 from service.models.partner import Partner
 from service.models.partner_credential import PartnerCredential
 from service.models.partner_event import PartnerEvent
+from service.models.partner_token_use import PartnerTokenUse
+from service.models.redemption_token import RedemptionToken
+from service.models.refresh_token import RefreshToken
+from service.models.user import User
 
 __all__ = [
     "Base",
@@ -32,9 +38,15 @@ __all__ = [
     "LedgerPosting",
     "LedgerTransaction",
     "MethodologyVersion",
+    "Organisation",
+    "OrganisationMember",
     "Participant",
     "ParticipantKind",
     "Partner",
     "PartnerCredential",
     "PartnerEvent",
+    "PartnerTokenUse",
+    "RedemptionToken",
+    "RefreshToken",
+    "User",
 ]

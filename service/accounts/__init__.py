@@ -1,0 +1,4 @@
+"""Accounts and authentication for the app API: users, organisations, tokens.
+
+Other domains use `service.accounts.dependencies.CurrentUser`.
+"""

@@ -1,0 +1,277 @@
+"""All of the accounts domain's SQL. Functions take the session first and never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import Organisation, OrganisationMember, Participant, RefreshToken, User
+
+_users = cast(Table, User.__table__)
+_participants = cast(Table, Participant.__table__)
+_organisations = cast(Table, Organisation.__table__)
+_members = cast(Table, OrganisationMember.__table__)
+_refresh = cast(Table, RefreshToken.__table__)
+
+
+async def login_taken(session: AsyncSession, login_hash: bytes) -> bool:
+    found = await session.scalar(select(_users.c.id).where(_users.c.login_hash == login_hash))
+    return found is not None
+
+
+async def insert_participant(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    kind: str,
+    display_name: str,
+    region: str | None,
+) -> None:
+    await session.execute(
+        insert(_participants).values(
+            id=participant_id, kind=kind, display_name=display_name, region=region
+        )
+    )
+
+
+async def insert_user(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    participant_id: uuid.UUID,
+    login_hash: bytes,
+    password_hash: str,
+) -> bool:
+    """False when the login hash is taken (a concurrent registration won)."""
+    inserted = await session.scalar(
+        insert(_users)
+        .values(
+            id=user_id,
+            participant_id=participant_id,
+            login_hash=login_hash,
+            password_hash=password_hash,
+        )
+        .on_conflict_do_nothing(index_elements=["login_hash"])
+        .returning(_users.c.id)
+    )
+    return inserted is not None
+
+
+async def user_by_login_hash(session: AsyncSession, login_hash: bytes) -> Any:
+    """id, participant_id, password_hash, token_generation of a live user, or None."""
+    return (
+        await session.execute(
+            select(
+                _users.c.id,
+                _users.c.participant_id,
+                _users.c.password_hash,
+                _users.c.token_generation,
+            ).where(_users.c.login_hash == login_hash, _users.c.erased_at.is_(None))
+        )
+    ).first()
+
+
+async def user_by_id(session: AsyncSession, user_id: uuid.UUID) -> Any:
+    """participant_id, token_generation, erased_at of the user, or None."""
+    return (
+        await session.execute(
+            select(_users.c.participant_id, _users.c.token_generation, _users.c.erased_at).where(
+                _users.c.id == user_id
+            )
+        )
+    ).first()
+
+
+async def set_password_hash(session: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:
+    await session.execute(
+        update(_users).where(_users.c.id == user_id).values(password_hash=password_hash)
+    )
+
+
+async def next_token_generation(session: AsyncSession, user_id: uuid.UUID) -> int:
+    generation = await session.scalar(
+        update(_users)
+        .where(_users.c.id == user_id)
+        .values(token_generation=_users.c.token_generation + 1)
+        .returning(_users.c.token_generation)
+    )
+    return int(generation or 0)
+
+
+async def profile(session: AsyncSession, user_id: uuid.UUID) -> Any:
+    """The user's id, participant, display name, region and registration time."""
+    return (
+        await session.execute(
+            select(
+                _users.c.id,
+                _users.c.participant_id,
+                _participants.c.display_name,
+                _participants.c.region,
+                _users.c.created_at,
+            )
+            .join(_participants, _participants.c.id == _users.c.participant_id)
+            .where(_users.c.id == user_id)
+        )
+    ).first()
+
+
+async def memberships(session: AsyncSession, user_id: uuid.UUID) -> Sequence[Any]:
+    """(organisation participant id, name, role) for every organisation of the user."""
+    rows = await session.execute(
+        select(_organisations.c.participant_id, _organisations.c.name, _members.c.role)
+        .join(_members, _members.c.organisation_id == _organisations.c.participant_id)
+        .where(_members.c.user_id == user_id)
+        .order_by(_organisations.c.name, _organisations.c.participant_id)
+    )
+    return rows.all()
+
+
+# Refresh tokens
+
+
+async def insert_refresh_token(
+    session: AsyncSession,
+    *,
+    token_hash: bytes,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID,
+    issued_at: datetime,
+    expires_at: datetime,
+) -> None:
+    await session.execute(
+        insert(_refresh).values(
+            token_hash=token_hash,
+            user_id=user_id,
+            family_id=family_id,
+            issued_at=issued_at,
+            expires_at=expires_at,
+        )
+    )
+
+
+async def use_refresh_token(session: AsyncSession, token_hash: bytes, now: datetime) -> Any:
+    """Mark a live token used, atomically; its user_id and family_id, or None.
+
+    The row lock makes concurrent uses of one token serial: exactly one succeeds, and
+    the others find it used (which is reuse).
+    """
+    return (
+        await session.execute(
+            update(_refresh)
+            .where(
+                _refresh.c.token_hash == token_hash,
+                _refresh.c.used_at.is_(None),
+                _refresh.c.revoked_at.is_(None),
+                _refresh.c.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(_refresh.c.user_id, _refresh.c.family_id)
+        )
+    ).first()
+
+
+async def refresh_token_state(session: AsyncSession, token_hash: bytes) -> Any:
+    """user_id, family_id, used_at, revoked_at, expires_at of a token, or None."""
+    return (
+        await session.execute(
+            select(
+                _refresh.c.user_id,
+                _refresh.c.family_id,
+                _refresh.c.used_at,
+                _refresh.c.revoked_at,
+                _refresh.c.expires_at,
+            ).where(_refresh.c.token_hash == token_hash)
+        )
+    ).first()
+
+
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(_refresh)
+        .where(_refresh.c.family_id == family_id, _refresh.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def revoke_all_families(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(_refresh)
+        .where(_refresh.c.user_id == user_id, _refresh.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+# Organisations
+
+
+async def insert_organisation(
+    session: AsyncSession, participant_id: uuid.UUID, *, name: str, created_by: uuid.UUID
+) -> None:
+    await session.execute(
+        insert(_organisations).values(
+            participant_id=participant_id, name=name, created_by=created_by
+        )
+    )
+
+
+async def insert_member(
+    session: AsyncSession, organisation_id: uuid.UUID, user_id: uuid.UUID, role: str
+) -> bool:
+    """False when the user is a member already."""
+    inserted = await session.scalar(
+        insert(_members)
+        .values(organisation_id=organisation_id, user_id=user_id, role=role)
+        .on_conflict_do_nothing(index_elements=["organisation_id", "user_id"])
+        .returning(_members.c.user_id)
+    )
+    return inserted is not None
+
+
+async def role_in(
+    session: AsyncSession, organisation_id: uuid.UUID, user_id: uuid.UUID
+) -> str | None:
+    role = await session.scalar(
+        select(_members.c.role).where(
+            _members.c.organisation_id == organisation_id, _members.c.user_id == user_id
+        )
+    )
+    return str(role) if role is not None else None
+
+
+async def organisation(session: AsyncSession, organisation_id: uuid.UUID) -> Any:
+    """participant_id, name, region, created_at of the organisation, or None."""
+    return (
+        await session.execute(
+            select(
+                _organisations.c.participant_id,
+                _organisations.c.name,
+                _participants.c.region,
+                _organisations.c.created_at,
+            )
+            .join(_participants, _participants.c.id == _organisations.c.participant_id)
+            .where(_organisations.c.participant_id == organisation_id)
+        )
+    ).first()
+
+
+async def members(session: AsyncSession, organisation_id: uuid.UUID) -> Sequence[Any]:
+    """user_id, display_name, role, added_at of each member, owners first."""
+    rows = await session.execute(
+        select(
+            _members.c.user_id,
+            _participants.c.display_name,
+            _members.c.role,
+            _members.c.added_at,
+        )
+        .join(_users, _users.c.id == _members.c.user_id)
+        .join(_participants, _participants.c.id == _users.c.participant_id)
+        .where(_members.c.organisation_id == organisation_id)
+        .order_by(_members.c.role.desc(), _members.c.added_at, _members.c.user_id)
+    )
+    return rows.all()
