@@ -44,6 +44,7 @@ from integrations._signing import (
     sign_request,
     signed_content,
 )
+from integrations._tokens import TokenError, make_link_token, make_voucher, read_token, verify_token
 from integrations._webhooks import sign_webhook, verify_webhook, webhook_signed_content
 
 __all__ = [
@@ -71,15 +72,20 @@ __all__ = [
     "RateLimitedError",
     "Reason",
     "ServerError",
+    "TokenError",
     "TransportError",
     "UnexpectedResponseError",
     "ValidationError",
     "WebhookVerificationError",
     "hmac_signature",
+    "make_link_token",
+    "make_voucher",
     "new_webhook_id",
+    "read_token",
     "sign_request",
     "sign_webhook",
     "signed_content",
+    "verify_token",
     "verify_webhook",
     "webhook_signed_content",
 ]

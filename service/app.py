@@ -22,6 +22,8 @@ from service.health.endpoints import router as health_router
 from service.methodologies.service import RegistryCache
 from service.migrations import head_revisions
 from service.observability import RequestContextMiddleware, configure_logging, get_logger
+from service.participants.endpoints import privacy_router
+from service.participants.endpoints import router as participant_router
 from service.partners.auth import CredentialCache
 from service.redis import create_redis
 
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(crediting_router)
     app.include_router(accounts_router)
+    app.include_router(participant_router)
+    app.include_router(privacy_router)
     return app
 
 

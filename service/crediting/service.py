@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -171,8 +171,14 @@ async def ingest(
     partner: PartnerContext,
     items: Sequence[EventIn | tuple[str | None, ProblemError]],
     received_at: datetime,
+    *,
+    known_subjects: Mapping[bytes, uuid.UUID] | None = None,
 ) -> list[OutcomeOut]:
-    """Credit a request's events; one outcome per item, in order."""
+    """Credit a request's events; one outcome per item, in order.
+
+    `known_subjects` maps subject hashes to participants without an identity link: a
+    claim voucher scanned by a signed-in participant names its subject that way.
+    """
     results: list[OutcomeOut | None] = [None] * len(items)
     first: dict[str, _Pending] = {}
     repeats: list[_Pending] = []
@@ -229,6 +235,7 @@ async def ingest(
         partner.partner_id,
         [p.subject for p in fresh if p.status not in _FINAL_WITHOUT_SUBJECT],
     )
+    links.update(known_subjects or {})
     to_credit: list[_ToCredit] = []
     outcomes: list[dict[str, Any]] = []
     for p in fresh:

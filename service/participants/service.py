@@ -8,13 +8,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import Action, Registry, Usage, explain
 from service.crediting.schemas import engine_inputs
 from service.errors import NotFoundError
 from service.ledger import service as ledger
-from service.models import Participant
+from service.models import OrganisationMember, Participant, User
 from service.observability import get_logger
 from service.participants import repository as repo
 from service.participants.schemas import (
@@ -204,6 +205,16 @@ async def leaderboard(
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def organisation_filter(organisation_id: uuid.UUID) -> Any:
+    """Participants who are members (users) of the organisation, and the organisation itself."""
+    members = (
+        select(User.participant_id)
+        .join(OrganisationMember, OrganisationMember.user_id == User.id)
+        .where(OrganisationMember.organisation_id == organisation_id)
+    )
+    return or_(Participant.id.in_(members), Participant.id == organisation_id)
 
 
 def region_filter(region: str) -> Any:

@@ -1,0 +1,135 @@
+"""A participant's partner identities: linked with a partner-signed token, unlinked at will.
+
+The participant's consent is the act of submitting the token from the app; the partner's
+signature proves the identity is theirs. Only a keyed hash of the card or account number is
+kept. Linking releases the credits waiting for that identity; unlinking stops crediting
+from then on (later events for it wait as pending again).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from integrations import TokenError, read_token, verify_token
+from points_rules import Registry
+from service.crediting.schemas import OutcomeOut
+from service.crediting.service import CreditingSettings, link_identity
+from service.errors import ConflictError, NotFoundError, ProblemError
+from service.models import IdentityLink, Partner, PartnerTokenUse
+from service.partners.auth import CredentialCache, PartnerContext
+
+
+class PartnerTokenInvalidError(ProblemError):
+    status = 422
+    slug = "partner-token-invalid"
+    title = "The partner's token is invalid or expired"
+
+
+class PartnerTokenUsedError(ConflictError):
+    slug = "partner-token-used"
+    title = "This token was already used"
+
+
+class LinkNotFoundError(NotFoundError):
+    slug = "identity-link-not-found"
+    title = "Identity link not found"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkView:
+    id: int
+    partner_code: str
+    partner_name: str
+    linked_at: datetime
+
+
+async def verified_claims(
+    cache: CredentialCache,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    partner_key: str,
+    token: str,
+    expected_type: str,
+    now: datetime,
+) -> tuple[PartnerContext, dict[str, object]]:
+    """The signing partner and the claims of a partner token, or a 422 problem."""
+    try:
+        key_id, _, _ = read_token(token)
+        credential = await cache.get(sessionmaker, partner_key, key_id)
+        if credential is None or credential.revoked or not credential.active:
+            raise TokenError("unknown or revoked key")
+        if credential.expires_at is not None and credential.expires_at <= now:
+            raise TokenError("key past its rotation overlap")
+        claims = verify_token(token, credential.secret, expected_type, now=now.timestamp())
+    except TokenError as exc:
+        raise PartnerTokenInvalidError(str(exc)) from None
+    return credential.partner, claims
+
+
+async def link_with_token(
+    session: AsyncSession,
+    registry: Registry,
+    settings: CreditingSettings,
+    partner: PartnerContext,
+    claims: dict[str, object],
+    participant_id: uuid.UUID,
+    now: datetime,
+) -> list[OutcomeOut]:
+    """Link the token's identity to the participant, once per token."""
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise PartnerTokenInvalidError("the token names no identity")
+    used = await session.execute(
+        insert(PartnerTokenUse)
+        .values(
+            partner_id=partner.partner_id,
+            token_id=str(claims["jti"]),
+            participant_id=participant_id,
+        )
+        .on_conflict_do_nothing()
+        .returning(PartnerTokenUse.token_id)
+    )
+    if used.scalar() is None:
+        raise PartnerTokenUsedError("ask the partner's app for a new link token")
+    return await link_identity(
+        session,
+        registry,
+        settings,
+        participant_id=participant_id,
+        partner_id=partner.partner_id,
+        subject_ref=subject,
+        now=now,
+    )
+
+
+async def list_links(session: AsyncSession, participant_id: uuid.UUID) -> list[LinkView]:
+    rows = await session.execute(
+        select(IdentityLink.id, Partner.code, Partner.name, IdentityLink.linked_at)
+        .join(Partner, Partner.id == IdentityLink.partner_id)
+        .where(IdentityLink.participant_id == participant_id, IdentityLink.unlinked_at.is_(None))
+        .order_by(IdentityLink.linked_at)
+    )
+    return [LinkView(*row) for row in rows]
+
+
+async def unlink(
+    session: AsyncSession, participant_id: uuid.UUID, link_id: int, now: datetime
+) -> None:
+    """Stop crediting this identity to the participant from now on."""
+    result = await session.execute(
+        update(IdentityLink)
+        .where(
+            IdentityLink.id == link_id,
+            IdentityLink.participant_id == participant_id,
+            IdentityLink.unlinked_at.is_(None),
+        )
+        .values(unlinked_at=now)
+        .returning(IdentityLink.id)
+    )
+    if result.scalar() is None:
+        raise LinkNotFoundError(f"no active link {link_id} on this account")
