@@ -7,8 +7,9 @@ Create Date: 2026-11-30 21:57:54
 Besides the tables: append-only triggers on every fact table, deferred constraint
 triggers that reject a transaction whose postings do not sum to zero per asset
 (or that has fewer than two), triggers that let only balances, chain heads and
-lot remainders change, and the program's own accounts: 16 issuance shards per asset, so concurrent credits do not queue on one hot balance row, and
-the expiry account.
+lot remainders change, and the program's own accounts: 64 issuance shards per
+asset, so concurrent credits rarely queue on one hot balance row, and the expiry
+account.
 """
 
 from collections.abc import Sequence
@@ -126,7 +127,7 @@ SYSTEM_ACCOUNTS = (
 INSERT INTO ledger_accounts (code, owner_type, asset, kind, bounded)
 SELECT 'program:issuance:' || asset || ':' || lpad(shard::text, 2, '0'),
        'program', asset, 'issuance', false
-FROM unnest(ARRAY['POINTS', 'GCO2E', 'DEBT']) AS asset, generate_series(0, 15) AS shard
+FROM unnest(ARRAY['POINTS', 'GCO2E', 'DEBT']) AS asset, generate_series(0, 63) AS shard
 """,
     """
 INSERT INTO ledger_accounts (code, owner_type, asset, kind, bounded)

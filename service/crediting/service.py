@@ -362,13 +362,15 @@ async def _credit(
     await repo.lock_participants(session, participants)
 
     window = settings.duplicate_window
-    nearby = await repo.nearby_credits(
+    nearby: dict[tuple[uuid.UUID, str], list[Any]] = defaultdict(list)
+    for credit_row in await repo.nearby_credits(
         session,
         participants,
         [item.action.action_type for item in items],
         min(item.action.occurred_at for item in items) - window,
         max(item.action.occurred_at for item in items) + window,
-    )
+    ):
+        nearby[(credit_row.participant_id, credit_row.action_type)].append(credit_row)
     keys_by_item = [
         [w.usage_key for w in cap_windows(item.methodology, item.action.occurred_at)]
         for item in items
@@ -426,7 +428,9 @@ async def _credit(
             }
         )
         # A later event of the same batch must see this one for dedup, like a stored credit.
-        nearby.append(_Nearby(item.event_id, item.partner_id, item.participant, item.action))
+        nearby[(item.participant, item.action.action_type)].append(
+            _Nearby(item.event_id, item.partner_id, item.participant, item.action)
+        )
         if outcome.grams or outcome.points:
             requests.append(
                 CreditRequest(
@@ -470,12 +474,12 @@ class _Nearby:
         return self._action.occurred_at
 
 
-def _duplicate_of(item: _ToCredit, nearby: Sequence[Any], window: timedelta) -> int | None:
-    for other in nearby:
+def _duplicate_of(
+    item: _ToCredit, nearby: dict[tuple[uuid.UUID, str], list[Any]], window: timedelta
+) -> int | None:
+    for other in nearby.get((item.participant, item.action.action_type), ()):
         if (
-            other.participant_id == item.participant
-            and other.action_type == item.action.action_type
-            and other.partner_id != item.partner_id
+            other.partner_id != item.partner_id
             and abs(other.occurred_at - item.action.occurred_at) <= window
         ):
             return int(other.event_id)

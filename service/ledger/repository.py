@@ -22,7 +22,7 @@ from service.models import (
     LedgerTransaction,
 )
 
-ISSUANCE_SHARDS = 16
+ISSUANCE_SHARDS = 64
 
 _accounts = cast(Table, LedgerAccount.__table__)
 _transactions = cast(Table, LedgerTransaction.__table__)

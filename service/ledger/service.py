@@ -13,7 +13,7 @@ Rules every operation follows, so that no two can deadlock and no number can dri
 * Materialised state (balances, chain heads, lot remainders) is written in the
   same database transaction as the postings it summarises; the database's CHECK
   constraints refuse any negative available balance even if this code erred.
-* The program's issuance account is 16 shards per asset; each call picks one at
+* The program's issuance account is 64 shards per asset; each call picks one at
   random, so concurrent batches do not queue on one balance row.
 * Debt (points a reversal could not claw back) is the `DEBT` asset: posted and
   chained like points. Points that come back to a participant who owes (a voided
