@@ -363,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     methodology.add_argument("rest", nargs=argparse.REMAINDER)
     methodology.set_defaults(handler=cmd_methodology)
+    from service.webhooks.cli import register as register_webhooks
+
+    register_webhooks(commands)
     return parser
 
 

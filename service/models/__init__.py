@@ -24,6 +24,9 @@ from service.models.partner_token_use import PartnerTokenUse
 from service.models.redemption_token import RedemptionToken
 from service.models.refresh_token import RefreshToken
 from service.models.user import User
+from service.models.webhook_attempt import WebhookAttempt
+from service.models.webhook_endpoint import WebhookEndpoint
+from service.models.webhook_message import WebhookMessage
 
 __all__ = [
     "Base",
@@ -49,4 +52,7 @@ __all__ = [
     "RedemptionToken",
     "RefreshToken",
     "User",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookMessage",
 ]

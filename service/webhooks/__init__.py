@@ -1,0 +1,10 @@
+"""Outbound webhooks to merchants and partners, from a transactional outbox.
+
+Business code calls `enqueue(session, ...)` inside its own transaction; the delivery worker
+(`service.webhooks.delivery.deliver_due`) sends what committed, signed to the Standard Webhooks
+spec, retrying with exponential backoff and full jitter and dead-lettering after the last try.
+"""
+
+from service.webhooks.service import EVENT_TYPES, enqueue
+
+__all__ = ["EVENT_TYPES", "enqueue"]
