@@ -29,9 +29,10 @@ from service.webhooks.retry import DEFAULT_RETRY, RetryPolicy
 from service.webhooks.signing import signature_header
 
 # Per phase; the whole attempt is also bounded by TOTAL_TIMEOUT (a receiver dripping bytes
-# could otherwise hold a send for read-timeout × chunks). Both well under DEFAULT_LEASE.
+# could otherwise hold a send for read-timeout × chunks).
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0)
 TOTAL_TIMEOUT = 30.0
+# The shortest lease; a batch's lease also covers its slowest case (see `lease_for`).
 DEFAULT_LEASE = timedelta(seconds=90)
 USER_AGENT = "carbon-points-webhooks/1"
 
@@ -130,6 +131,16 @@ async def claim_due(
     return claimed, endpoints
 
 
+def lease_for(batch_size: int, concurrency: int, minimum: timedelta = DEFAULT_LEASE) -> timedelta:
+    """Long enough for a whole batch in the worst case: every send in every wave timing out.
+
+    A lease that ran out while its message still waited its turn would let another worker
+    send it too.
+    """
+    waves = -(-batch_size // concurrency)
+    return max(minimum, timedelta(seconds=waves * TOTAL_TIMEOUT + 30))
+
+
 def _error_text(outcome: _Outcome) -> str:
     if outcome.status_code is not None:
         return f"HTTP {outcome.status_code}"
@@ -187,7 +198,7 @@ async def deliver_due(
     batch_size: int = 100,
     partner_key: str,
     retry: RetryPolicy = DEFAULT_RETRY,
-    lease: timedelta = DEFAULT_LEASE,
+    lease: timedelta | None = None,
     http_timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     concurrency: int = 16,
     rng: random.Random | None = None,
@@ -195,7 +206,8 @@ async def deliver_due(
     """Attempt every message due at `now`, batch by batch, once each; return the attempts made.
 
     Messages due at `now` are tried once in this call; those that fail are rescheduled after
-    `now` and wait for a later call. Leases and retry times follow `now` plus the real time
+    `now` and wait for a later call. Each batch is leased for `lease` (default: `lease_for`
+    the batch size and concurrency). Leases and retry times follow `now` plus the real time
     elapsed in this call, so a long run does not let its leases expire early.
     """
     started = time.monotonic()
@@ -204,6 +216,7 @@ async def deliver_due(
         return now + timedelta(seconds=time.monotonic() - started)
 
     limit = asyncio.Semaphore(concurrency)
+    batch_lease = lease or lease_for(batch_size, concurrency)
 
     async def send(message: ClaimedMessage, endpoint: WebhookEndpoint | None) -> _Outcome:
         async with limit:
@@ -220,7 +233,7 @@ async def deliver_due(
     while True:
         # Due by the caller's `now`: what fails here is rescheduled after it and waits.
         claimed, endpoints = await claim_due(
-            sessionmaker, now=now, leased_until=clock() + lease, batch_size=batch_size
+            sessionmaker, now=now, leased_until=clock() + batch_lease, batch_size=batch_size
         )
         if not claimed:
             return total

@@ -260,3 +260,11 @@ async def test_a_late_failure_from_an_expired_lease_does_not_undo_a_newer_attemp
     async with env.sessionmaker() as session, session.begin():
         await repository.mark_delivered(session, message_id, at=datetime.now(UTC))
     assert (await env.message(message_id)).status == "delivered"
+
+
+def test_a_batch_lease_outlasts_its_slowest_case() -> None:
+    from service.webhooks.delivery import TOTAL_TIMEOUT, lease_for
+
+    assert lease_for(1, 16) == DEFAULT_LEASE
+    # 100 messages, 16 at a time: 7 waves that could each time out in full.
+    assert lease_for(100, 16) > timedelta(seconds=7 * TOTAL_TIMEOUT)
