@@ -19,6 +19,8 @@ from service.db import create_engine, create_sessionmaker
 from service.dev_secrets import load_secrets
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
+from service.merchants.endpoints import catalogue_router
+from service.merchants.endpoints import router as merchant_router
 from service.methodologies.service import RegistryCache
 from service.migrations import head_revisions
 from service.observability import RequestContextMiddleware, configure_logging, get_logger
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_router)
     app.include_router(participant_router)
     app.include_router(privacy_router)
+    app.include_router(merchant_router)
+    app.include_router(catalogue_router)
     return app
 
 

@@ -274,6 +274,69 @@ def cmd_crediting(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_merchants(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from service.merchants import service as merchants
+    from service.merchants.auth import issue_key
+    from service.models import Merchant
+
+    servers = _servers(settings)
+
+    async def merchant_by_code(session: AsyncSession, code: str) -> Merchant:
+        from sqlalchemy import select
+
+        from service.errors import NotFoundError
+
+        found = await session.scalar(select(Merchant).where(Merchant.code == code))
+        if found is None:
+            raise NotFoundError(f"no merchant {code!r}")
+        return found
+
+    async def work(session: AsyncSession) -> list[str]:
+        command = args.merchants_command
+        if command == "create":
+            merchant = await merchants.create_merchant(
+                session, code=args.code, name=args.name, region=args.region
+            )
+            issued = await issue_key(session, merchant.id, ["redeem", "refund", "settlement"])
+            return [
+                f"merchant {merchant.code} ({merchant.id})",
+                f"api key: {issued.token}",
+                "(shown once)",
+            ]
+        merchant = await merchant_by_code(session, args.code)
+        if command == "add-terminal":
+            terminal = await merchants.add_terminal(session, merchant.id, args.terminal, args.name)
+            issued = await issue_key(session, merchant.id, ["redeem"], terminal.id)
+            return [
+                f"terminal {terminal.code} ({terminal.id})",
+                f"api key: {issued.token}",
+                "(shown once; scope: redeem)",
+            ]
+        if command == "issue-key":
+            issued = await issue_key(session, merchant.id, args.scopes.split(","))
+            return [f"api key: {issued.token}", "(shown once)"]
+        now = datetime.now(UTC)
+        offer = await merchants.create_offer(
+            session,
+            merchant.id,
+            title=args.title,
+            points_price=args.points,
+            face_value_fen=args.face_value_fen,
+            valid_from=now,
+            valid_to=now + timedelta(days=args.days),
+            stock=args.stock,
+            per_user_limit=args.per_user_limit,
+            region=args.region,
+        )
+        return [f"offer {offer.id}: {offer.title} for {offer.points_price} points"]
+
+    for line in _with_session(servers, work):
+        print(line)
+    return 0
+
+
 def _show(issued: object) -> list[str]:
     key_id = getattr(issued, "key_id", "")
     secret = getattr(issued, "secret", "")
@@ -348,6 +411,30 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--subject", required=True, help="the card or account number")
     link.add_argument("--participant", required=True, type=uuid.UUID)
     partners.set_defaults(handler=cmd_partners)
+
+    merchants = commands.add_parser("merchants", help="merchants, terminals, keys and offers")
+    merchant_commands = merchants.add_subparsers(dest="merchants_command", required=True)
+    m_create = merchant_commands.add_parser("create", help="create a merchant and its first key")
+    m_create.add_argument("code")
+    m_create.add_argument("--name", required=True)
+    m_create.add_argument("--region")
+    m_terminal = merchant_commands.add_parser("add-terminal", help="a till, with its own key")
+    m_terminal.add_argument("code")
+    m_terminal.add_argument("--terminal", required=True)
+    m_terminal.add_argument("--name", required=True)
+    m_key = merchant_commands.add_parser("issue-key", help="another key with chosen scopes")
+    m_key.add_argument("code")
+    m_key.add_argument("--scopes", default="redeem,refund,settlement")
+    m_offer = merchant_commands.add_parser("add-offer", help="an offer in the catalogue")
+    m_offer.add_argument("code")
+    m_offer.add_argument("--title", required=True)
+    m_offer.add_argument("--points", type=int, required=True)
+    m_offer.add_argument("--face-value-fen", type=int, required=True)
+    m_offer.add_argument("--days", type=int, default=30)
+    m_offer.add_argument("--stock", type=int)
+    m_offer.add_argument("--per-user-limit", type=int)
+    m_offer.add_argument("--region")
+    merchants.set_defaults(handler=cmd_merchants)
 
     crediting = commands.add_parser("crediting", help="crediting jobs")
     crediting_commands = crediting.add_subparsers(dest="crediting_command", required=True)

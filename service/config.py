@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Shenzhen's 2022 rules allow points to live at most 10 years; two is the default.
     points_validity_days: int = Field(default=730, ge=1, le=3653)
     hold_timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    # The program's rate for settling with merchants: a program choice (1 point = 1 fen).
+    fen_per_point: int = Field(default=1, ge=0, le=100_000)
 
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from service.models.base import Base
 from service.models.cap_usage import CapUsage
 from service.models.credit import Credit
+from service.models.idempotency_key import IdempotencyKey
 from service.models.identity_link import IdentityLink
 from service.models.ledger import (
     LedgerAccount,
@@ -13,7 +14,11 @@ from service.models.ledger import (
     LedgerPosting,
     LedgerTransaction,
 )
+from service.models.merchant import Merchant
+from service.models.merchant_api_key import MerchantApiKey
+from service.models.merchant_terminal import MerchantTerminal
 from service.models.methodology_version import MethodologyVersion
+from service.models.offer import Offer
 from service.models.organisation import Organisation
 from service.models.organisation_member import OrganisationMember
 from service.models.participant import Participant, ParticipantKind
@@ -21,6 +26,7 @@ from service.models.partner import Partner
 from service.models.partner_credential import PartnerCredential
 from service.models.partner_event import PartnerEvent
 from service.models.partner_token_use import PartnerTokenUse
+from service.models.redemption import Redemption
 from service.models.redemption_token import RedemptionToken
 from service.models.refresh_token import RefreshToken
 from service.models.user import User
@@ -32,6 +38,7 @@ __all__ = [
     "Base",
     "CapUsage",
     "Credit",
+    "IdempotencyKey",
     "IdentityLink",
     "LedgerAccount",
     "LedgerHold",
@@ -40,7 +47,11 @@ __all__ = [
     "LedgerLotMovement",
     "LedgerPosting",
     "LedgerTransaction",
+    "Merchant",
+    "MerchantApiKey",
+    "MerchantTerminal",
     "MethodologyVersion",
+    "Offer",
     "Organisation",
     "OrganisationMember",
     "Participant",
@@ -49,6 +60,7 @@ __all__ = [
     "PartnerCredential",
     "PartnerEvent",
     "PartnerTokenUse",
+    "Redemption",
     "RedemptionToken",
     "RefreshToken",
     "User",

@@ -1,0 +1,106 @@
+"""Merchant API keys: `Authorization: Bearer cpmk_<key id>_<secret>`, scoped, hashed at rest."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.merchants.errors import (
+    MerchantKeyInvalidError,
+    MerchantSuspendedError,
+    ScopeMissingError,
+)
+from service.models import Merchant, MerchantApiKey
+
+SCOPES = ("redeem", "refund", "settlement")
+PREFIX = "cpmk_"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    key_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantContext:
+    merchant_id: uuid.UUID
+    code: str
+    terminal_id: uuid.UUID | None
+    scopes: frozenset[str]
+    key_id: str
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise ScopeMissingError(f"this key lacks the {scope!r} scope")
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+async def issue_key(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    scopes: list[str],
+    terminal_id: uuid.UUID | None = None,
+) -> IssuedKey:
+    """A new key; the token is shown once and only its hash is stored."""
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise ScopeMissingError(f"scopes are {', '.join(SCOPES)}")
+    key_id = "mk_" + secrets.token_hex(10)
+    secret = secrets.token_urlsafe(32)
+    session.add(
+        MerchantApiKey(
+            key_id=key_id,
+            merchant_id=merchant_id,
+            terminal_id=terminal_id,
+            scopes=sorted(set(scopes)),
+            secret_hash=_digest(secret),
+        )
+    )
+    await session.flush()
+    return IssuedKey(key_id, f"{PREFIX}{key_id}_{secret}")
+
+
+async def authenticate_merchant(request: Request) -> MerchantContext:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(PREFIX):
+        raise MerchantKeyInvalidError("send Authorization: Bearer cpmk_...")
+    # `mk_<letters and digits>` then `_` then the secret (which may itself contain `_`).
+    rest = token[len(PREFIX) :]
+    split = rest.find("_", 3)
+    key_id, secret = rest[:split], rest[split + 1 :]
+    if not rest.startswith("mk_") or split < 0 or not secret:
+        raise MerchantKeyInvalidError("malformed merchant key")
+    async with request.app.state.sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(MerchantApiKey, Merchant)
+                .join(Merchant, Merchant.id == MerchantApiKey.merchant_id)
+                .where(MerchantApiKey.key_id == key_id)
+            )
+        ).first()
+    if row is None:
+        raise MerchantKeyInvalidError("unknown merchant key")
+    key, merchant = row
+    if key.revoked_at is not None or not hmac.compare_digest(key.secret_hash, _digest(secret)):
+        raise MerchantKeyInvalidError("unknown or revoked merchant key")
+    if merchant.status != "active":
+        raise MerchantSuspendedError("this merchant is suspended")
+    return MerchantContext(
+        merchant.id, merchant.code, key.terminal_id, frozenset(key.scopes), key_id
+    )
+
+
+MerchantKey = Annotated[MerchantContext, Depends(authenticate_merchant)]
