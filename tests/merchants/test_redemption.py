@@ -120,6 +120,16 @@ async def test_a_full_redemption_at_a_till(live: Live, http: httpx.AsyncClient) 
         headers={"authorization": f"Bearer {till.token}"},
     )
     assert csv.text.strip().splitlines()[-1] == "total,,,60,60"
+    # The statement reconciles with the ledger: the merchant's settlement account holds it.
+    async with live.sessionmaker() as session:
+        from sqlalchemy import text
+
+        held = await session.scalar(
+            text(
+                "SELECT posted FROM ledger_accounts WHERE code LIKE 'merchant:%:settlement:POINTS'"
+            )
+        )
+    assert held == body["net_points"]
     assert (await verify_ledger(live.sessionmaker.kw["bind"])).ok
 
 
