@@ -5,15 +5,13 @@ from service.models.cap_usage import CapUsage
 from service.models.credit import Credit
 from service.models.idempotency_key import IdempotencyKey
 from service.models.identity_link import IdentityLink
-from service.models.ledger import (
-    LedgerAccount,
-    LedgerHold,
-    LedgerHoldResolution,
-    LedgerLot,
-    LedgerLotMovement,
-    LedgerPosting,
-    LedgerTransaction,
-)
+from service.models.ledger_account import LedgerAccount
+from service.models.ledger_hold import LedgerHold
+from service.models.ledger_hold_resolution import LedgerHoldResolution
+from service.models.ledger_lot import LedgerLot
+from service.models.ledger_lot_movement import LedgerLotMovement
+from service.models.ledger_posting import LedgerPosting
+from service.models.ledger_transaction import LedgerTransaction
 from service.models.merchant import Merchant
 from service.models.merchant_api_key import MerchantApiKey
 from service.models.merchant_terminal import MerchantTerminal
