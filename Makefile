@@ -48,3 +48,13 @@ seed: install
 
 clean-data:
 	rm -rf .data
+
+## make loadtest: seed a fresh database, serve, run Locust headless (rush-hour shape), check
+## exactly-once and `ledger verify`, print the summary; reports in loadtests/results/<time>/.
+## Variables: WORKERS (service processes, 2), USERS (Locust users at the peak, 30),
+## DURATION or RUN_TIME (180, 3m, 1m30s), SHAPE (rush or flat), LOADTEST_ARGS (more options:
+## .venv/bin/python -m loadtests.run --help). DATABASE_URL/REDIS_URL, else embedded servers.
+.PHONY: loadtest
+loadtest: install
+	$(BIN)/python -m loadtests.run --workers $(or $(WORKERS),2) --users $(or $(USERS),30) \
+		--duration $(or $(DURATION),$(RUN_TIME),180) --shape $(or $(SHAPE),rush) $(LOADTEST_ARGS)

@@ -1,0 +1,1 @@
+"""Locust load tests of carbon-points (see README.md)."""
