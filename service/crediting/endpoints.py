@@ -99,8 +99,9 @@ async def submit_event(signed: PartnerRequest, session: DbSession, request: Requ
         session, registry, _settings(request), signed.partner, [parsed], signed.received_at
     )
     if outcome.problem is not None:
+        request_id = request.scope.get("state", {}).get("request_id")
         return Response(
-            orjson.dumps(outcome.problem),
+            orjson.dumps({**outcome.problem, "request_id": request_id}),
             status_code=int(outcome.problem["status"]),
             media_type="application/problem+json",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -88,6 +89,27 @@ async def linked_participants(
 async def lock_participants(session: AsyncSession, participant_ids: Sequence[uuid.UUID]) -> None:
     """Serialise crediting per participant (dedup and caps), in one fixed order."""
     keys = sorted({p.int & 0x7FFF_FFFF_FFFF_FFFF for p in participant_ids})
+    if keys:
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+            {"keys": keys},
+        )
+
+
+async def lock_subjects(
+    session: AsyncSession, partner_id: uuid.UUID, subject_hashes: Sequence[bytes]
+) -> None:
+    """Serialise linking and ingestion per partner identity, so that an event arriving as
+    its identity is being linked is either seen by the link or sees the link, never neither.
+
+    Subject keys are negative; participant keys are positive: the two never collide.
+    """
+    keys = sorted(
+        {
+            -(int.from_bytes(hashlib.sha256(partner_id.bytes + s).digest()[:8], "big") >> 1) - 1
+            for s in subject_hashes
+        }
+    )
     if keys:
         await session.execute(
             text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),

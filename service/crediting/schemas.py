@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-_DECIMAL_TEXT = re.compile(r"^-?\d{1,12}(\.\d{1,9})?$")
+# Any exact decimal text a JSON number or a Decimal's str() can produce (no exponent).
+_DECIMAL_TEXT = re.compile(r"^-?\d{1,40}(\.\d{1,40})?$")
 
 Quantity = StrictBool | StrictInt | Decimal | Annotated[str, Field(max_length=64)]
 

@@ -45,7 +45,13 @@ from points_rules import (
 )
 from service.crediting import repository as repo
 from service.crediting.schemas import EventIn, OutcomeOut, ReasonOut, engine_inputs
-from service.errors import ConflictError, NotFoundError, ProblemError, ValidationProblem
+from service.errors import (
+    ConflictError,
+    NotFoundError,
+    ProblemError,
+    ServiceUnavailableError,
+    ValidationProblem,
+)
 from service.ledger import service as ledger
 from service.ledger.errors import AlreadyReversedError
 from service.ledger.schemas import CreditRequest
@@ -88,7 +94,8 @@ class CreditingSettings:
 
 
 def _jsonable_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Decimal) else v for k, v in inputs.items()}
+    # Fixed-point text ("1000", never "1E+3"), so the stored value reads back exactly.
+    return {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in inputs.items()}
 
 
 def _content_hash(event: EventIn, subject: bytes) -> bytes:
@@ -207,7 +214,9 @@ async def ingest(
                 "occurred_at": p.event.occurred_at,
                 "received_at": received_at,
                 "subject_hash": p.subject,
-                "region": p.event.region,
+                # The region the methodology was chosen for (the partner's, when the event
+                # names none), so a release after linking chooses the same one.
+                "region": p.action.region,
                 "quantities": _jsonable_inputs(dict(p.event.quantities)),
                 "place_ids": p.event.place_ids,
                 "status": "received",
@@ -230,11 +239,9 @@ async def ingest(
     fresh = [p for x, p in first.items() if x in claimed]
     for p in fresh:
         p.event_id = claimed[p.event.external_id][0]
-    links = await repo.linked_participants(
-        session,
-        partner.partner_id,
-        [p.subject for p in fresh if p.status not in _FINAL_WITHOUT_SUBJECT],
-    )
+    waiting = [p.subject for p in fresh if p.status not in _FINAL_WITHOUT_SUBJECT]
+    await repo.lock_subjects(session, partner.partner_id, waiting)
+    links = await repo.linked_participants(session, partner.partner_id, waiting)
     links.update(known_subjects or {})
     to_credit: list[_ToCredit] = []
     outcomes: list[dict[str, Any]] = []
@@ -396,9 +403,14 @@ async def _credit(
             continue
         # Copied: `current` moves on as the batch is credited; the credit keeps its "before".
         before = {k: tuple(current.get((item.participant, k), (0, 0))) for k in keys}
-        outcome = evaluate(
-            item.methodology, item.action, {k: Usage(g, p) for k, (g, p) in before.items()}
-        )
+        try:
+            outcome = evaluate(
+                item.methodology, item.action, {k: Usage(g, p) for k, (g, p) in before.items()}
+            )
+        except InvalidActionError as exc:
+            item.status = "ineligible"
+            item.reasons = [{"code": "invalid_input", "message": str(exc)}]
+            continue
         item.status, item.grams, item.points = outcome.status, outcome.grams, outcome.points
         item.reasons = [{"code": r.code, "message": r.message} for r in outcome.reasons]
         if outcome.status not in (CREDITED, CAPPED):
@@ -519,6 +531,7 @@ async def link_identity(
 ) -> list[OutcomeOut]:
     """Link a partner identity to a participant and release the credits waiting for it."""
     subject = subject_hash(settings.pepper, partner_id, subject_ref)
+    await repo.lock_subjects(session, partner_id, [subject])
     inserted = await repo.insert_link(
         session,
         {"participant_id": participant_id, "partner_id": partner_id, "subject_hash": subject},
@@ -605,7 +618,13 @@ async def retract(
                 credit_id=row.credit_transaction_id,
                 reason=reason,
             )
-        methodology = registry.get(row.methodology_id, row.methodology_version)
+        try:
+            methodology = registry.get(row.methodology_id, row.methodology_version)
+        except NoMethodologyError:
+            # Filed moments ago by another process; this one's cache catches up within seconds.
+            error = ServiceUnavailableError("methodology cache refreshing; retry shortly")
+            error.headers["retry-after"] = "5"
+            raise error from None
         keys = [w.usage_key for w in cap_windows(methodology, row.occurred_at)]
         await repo.subtract_usage(session, row.participant_id, keys, row.grams, row.points)
     reasons = [

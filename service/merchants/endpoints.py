@@ -108,6 +108,7 @@ async def capture(
             body.points,
             now=datetime.now(UTC),
             request_key=idempotency_key or "",
+            terminal_id=merchant.terminal_id,
         )
 
     return await run_idempotent(
@@ -132,7 +133,11 @@ async def void(
 
     async def work() -> RedemptionOut:
         return await service.void(
-            session, merchant.merchant_id, redemption_id, request_key=idempotency_key or ""
+            session,
+            merchant.merchant_id,
+            redemption_id,
+            request_key=idempotency_key or "",
+            terminal_id=merchant.terminal_id,
         )
 
     return await run_idempotent(
@@ -163,6 +168,7 @@ async def refund(
             redemption_id,
             body.points,
             refund_key=idempotency_key or "",
+            terminal_id=merchant.terminal_id,
         )
 
     return await run_idempotent(
@@ -178,6 +184,9 @@ async def refund(
 async def get_redemption(
     redemption_id: uuid.UUID, merchant: MerchantKey, session: DbSession
 ) -> RedemptionOut:
+    if not merchant.scopes & {"redeem", "refund"}:
+        merchant.require("redeem")
+    await service.redemption_for(session, merchant.merchant_id, redemption_id, merchant.terminal_id)
     return await service.view(session, merchant.merchant_id, redemption_id)
 
 

@@ -59,13 +59,20 @@ async def run_idempotent(
     fingerprint = _fingerprint(operation, request.url.path, body)
     sessionmaker = request.app.state.sessionmaker
     async with sessionmaker() as claim, claim.begin():
-        inserted = await claim.scalar(
+        # `locked_at` doubles as this request's lease: only its holder may record a result.
+        lease = await claim.scalar(
             insert(IdempotencyKey)
-            .values(merchant_id=merchant_id, key=key, request_hash=fingerprint, state="in_progress")
+            .values(
+                merchant_id=merchant_id,
+                key=key,
+                request_hash=fingerprint,
+                state="in_progress",
+                locked_at=func.clock_timestamp(),
+            )
             .on_conflict_do_nothing()
-            .returning(IdempotencyKey.key)
+            .returning(IdempotencyKey.locked_at)
         )
-        if inserted is None:
+        if lease is None:
             stored = await claim.scalar(
                 select(IdempotencyKey)
                 .where(IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key)
@@ -89,40 +96,44 @@ async def run_idempotent(
                 )
             if stored.locked_at > datetime.now(UTC) - LEASE:
                 raise RequestInProgressError("retry when the first request has finished")
-            await claim.execute(
+            lease = await claim.scalar(
                 update(IdempotencyKey)
                 .where(IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key)
-                .values(locked_at=func.now())
+                .values(locked_at=func.clock_timestamp())
+                .returning(IdempotencyKey.locked_at)
             )
+    mine = (
+        (IdempotencyKey.merchant_id == merchant_id)
+        & (IdempotencyKey.key == key)
+        & (IdempotencyKey.state == "in_progress")
+        & (IdempotencyKey.locked_at == lease)
+    )
     try:
         result = await work()
     except ProblemError as error:
         await session.rollback()
-        await _store(sessionmaker, merchant_id, key, error.status, error.to_problem())
-        raise
-    except BaseException:
-        async with sessionmaker() as cleanup, cleanup.begin():
-            await cleanup.execute(
-                delete(IdempotencyKey).where(
-                    IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key
+        async with sessionmaker() as store, store.begin():
+            await store.execute(
+                update(IdempotencyKey)
+                .where(mine)
+                .values(
+                    state="done", response_status=error.status, response_body=error.to_problem()
                 )
             )
         raise
+    except BaseException:
+        async with sessionmaker() as cleanup, cleanup.begin():
+            await cleanup.execute(delete(IdempotencyKey).where(mine))
+        raise
     payload = result.model_dump(mode="json")
-    await session.execute(
+    recorded = await session.scalar(
         update(IdempotencyKey)
-        .where(IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key)
+        .where(mine)
         .values(state="done", response_status=status_code, response_body=payload)
+        .returning(IdempotencyKey.key)
     )
+    if recorded is None:
+        # Our lease was taken over (we ran past LEASE): roll our work back rather than
+        # commit a result the key no longer vouches for.
+        raise RequestInProgressError("this request ran too long and was superseded by a retry")
     return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
-
-
-async def _store(
-    sessionmaker: Any, merchant_id: uuid.UUID, key: str, status: int, body: dict[str, Any]
-) -> None:
-    async with sessionmaker() as store, store.begin():
-        await store.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key)
-            .values(state="done", response_status=status, response_body=body)
-        )

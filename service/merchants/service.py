@@ -246,13 +246,18 @@ async def _announce(
 
 
 async def _redemption(
-    session: AsyncSession, merchant_id: uuid.UUID, redemption_id: uuid.UUID
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    redemption_id: uuid.UUID,
+    terminal_id: uuid.UUID | None = None,
 ) -> Redemption:
-    found = await session.scalar(
-        select(Redemption).where(
-            Redemption.id == redemption_id, Redemption.merchant_id == merchant_id
-        )
+    """The merchant's redemption; a key bound to a terminal sees only that terminal's."""
+    query = select(Redemption).where(
+        Redemption.id == redemption_id, Redemption.merchant_id == merchant_id
     )
+    if terminal_id is not None:
+        query = query.where(Redemption.terminal_id == terminal_id)
+    found = await session.scalar(query)
     if found is None:
         raise RedemptionNotFoundError(f"no redemption {redemption_id} at this merchant")
     return found
@@ -266,13 +271,14 @@ async def capture(
     *,
     now: datetime,
     request_key: str,
+    terminal_id: uuid.UUID | None = None,
 ) -> RedemptionOut:
     """Take the held points, all or part, once; the rest goes back to the customer.
 
     The ledger key carries the caller's idempotency key: a retry of this request replays,
     a second, different capture finds the hold resolved.
     """
-    redemption = await _redemption(session, merchant_id, redemption_id)
+    redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
     await ledger.post_hold(
         session,
         origin=ledger_origin(merchant_id),
@@ -287,10 +293,15 @@ async def capture(
 
 
 async def void(
-    session: AsyncSession, merchant_id: uuid.UUID, redemption_id: uuid.UUID, *, request_key: str
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    redemption_id: uuid.UUID,
+    *,
+    request_key: str,
+    terminal_id: uuid.UUID | None = None,
 ) -> RedemptionOut:
     """Release the hold; the points and the offer's stock come back."""
-    redemption = await _redemption(session, merchant_id, redemption_id)
+    redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
     await ledger.void_hold(
         session,
         origin=ledger_origin(merchant_id),
@@ -309,9 +320,10 @@ async def refund(
     points: int,
     *,
     refund_key: str,
+    terminal_id: uuid.UUID | None = None,
 ) -> RedemptionOut:
     """Give captured points back to the lots they came from."""
-    redemption = await _redemption(session, merchant_id, redemption_id)
+    redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
     resolution = await session.get(LedgerHoldResolution, redemption.hold_id)
     if resolution is None or resolution.transaction_id is None:
         raise ConflictError("only a captured redemption can be refunded")
@@ -325,6 +337,16 @@ async def refund(
     return await _announce(
         session, merchant_id, "redemption.refunded", await view(session, merchant_id, redemption_id)
     )
+
+
+async def redemption_for(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    redemption_id: uuid.UUID,
+    terminal_id: uuid.UUID | None,
+) -> None:
+    """Raise not-found unless the key may see this redemption."""
+    await _redemption(session, merchant_id, redemption_id, terminal_id)
 
 
 async def view(

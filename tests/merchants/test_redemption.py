@@ -338,3 +338,38 @@ async def test_redemption_webhooks_are_sent_for_committed_work_only(
     # Two committed events; the refused authorisation rolled back and sent nothing.
     assert sorted(r["type"] for r in received) == ["redemption.authorised", "redemption.captured"]
     assert {r["data"]["id"] for r in received} == {ok.json()["id"]}
+
+
+async def test_a_terminal_key_reaches_only_its_terminals_redemptions(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    from sqlalchemy import select
+
+    from service.models import Merchant
+
+    till, rider, _ = await _setup(live, http)
+    async with live.sessionmaker() as session, session.begin():
+        merchant = (await session.scalars(select(Merchant))).one()
+        one = await merchants.add_terminal(session, merchant.id, "till-1", "Till 1")
+        two = await merchants.add_terminal(session, merchant.id, "till-2", "Till 2")
+        key_one = await issue_key(session, merchant.id, ["redeem", "refund"], one.id)
+        key_two = await issue_key(session, merchant.id, ["redeem", "refund"], two.id)
+    first, second = Till(live, http, key_one.token), Till(live, http, key_two.token)
+    rid = (
+        await first.call(
+            "POST",
+            "/v1/merchant/redemptions",
+            {"redemption_token": await _code(live, rider), "points": 10},
+        )
+    ).json()["id"]
+    assert (
+        await second.call("POST", f"/v1/merchant/redemptions/{rid}/capture", {})
+    ).status_code == 404
+    assert (await second.call("GET", f"/v1/merchant/redemptions/{rid}")).status_code == 404
+    assert (
+        await first.call("POST", f"/v1/merchant/redemptions/{rid}/capture", {})
+    ).status_code == 200
+    # The merchant-wide key still sees every terminal's redemptions.
+    assert (await till.call("GET", f"/v1/merchant/redemptions/{rid}")).json()[
+        "status"
+    ] == "captured"
