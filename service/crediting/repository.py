@@ -20,6 +20,42 @@ _usage = cast(Table, CapUsage.__table__)
 _links = cast(Table, IdentityLink.__table__)
 
 
+# Reconciliation feed safety. `outcome_seq` values are taken inside transactions, so a value
+# can commit after a higher one has. Every transaction that takes values first holds a shared
+# advisory lock whose key carries the sequence's value at that moment (a lower bound of what it
+# will take); the feed only pages up to the lowest such bound still held, so it never moves a
+# partner's cursor past an outcome that has yet to commit.
+_FEED_NAMESPACE = 0x4350  # "CP"
+_FEED_VALUE_BITS = 48
+_FEED_MASK = (1 << _FEED_VALUE_BITS) - 1
+
+
+async def announce_outcome_writer(session: AsyncSession) -> None:
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock_shared("
+            "(CAST(:ns AS bigint) << 48) | (SELECT last_value FROM partner_event_outcome_seq))"
+        ),
+        {"ns": _FEED_NAMESPACE},
+    )
+
+
+async def feed_safe_point(session: AsyncSession) -> int:
+    """The highest outcome_seq below which every outcome is committed (or never will be)."""
+    last = int(await session.scalar(text("SELECT last_value FROM partner_event_outcome_seq")) or 0)
+    lowest_in_flight = await session.scalar(
+        text(
+            "SELECT min(((classid::bigint << 32) | objid::bigint) & :mask) FROM pg_locks "
+            "WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND ((classid::bigint << 32) | objid::bigint) >> 48 = :ns"
+        ),
+        {"mask": _FEED_MASK, "ns": _FEED_NAMESPACE},
+    )
+    # A writer's values are above its bound (equal only on a brand-new sequence): stop below it.
+    return last if lowest_in_flight is None else min(last, int(lowest_in_flight) - 1)
+
+
 async def claim_events(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> dict[str, tuple[int, int]]:
@@ -262,9 +298,14 @@ async def oldest_pending(session: AsyncSession, limit: int) -> list[Any]:
 async def outcomes_after(
     session: AsyncSession, partner_id: uuid.UUID, after: int, limit: int
 ) -> list[Any]:
+    safe = await feed_safe_point(session)
     rows = await session.execute(
         select(_events)
-        .where(_events.c.partner_id == partner_id, _events.c.outcome_seq > after)
+        .where(
+            _events.c.partner_id == partner_id,
+            _events.c.outcome_seq > after,
+            _events.c.outcome_seq <= safe,
+        )
         .order_by(_events.c.outcome_seq)
         .limit(limit)
     )

@@ -203,6 +203,7 @@ async def ingest(
         else:
             first[pending.event.external_id] = pending
 
+    await repo.announce_outcome_writer(session)
     claimed = await repo.claim_events(
         session,
         [
@@ -532,6 +533,7 @@ async def link_identity(
     """Link a partner identity to a participant and release the credits waiting for it."""
     subject = subject_hash(settings.pepper, partner_id, subject_ref)
     await repo.lock_subjects(session, partner_id, [subject])
+    await repo.announce_outcome_writer(session)
     inserted = await repo.insert_link(
         session,
         {"participant_id": participant_id, "partner_id": partner_id, "subject_hash": subject},
@@ -579,6 +581,7 @@ async def expire_pending(
 ) -> int:
     """Close pending events whose claim window passed unlinked; returns how many."""
     expired: list[dict[str, Any]] = []
+    await repo.announce_outcome_writer(session)
     for row in await repo.oldest_pending(session, batch_size):
         methodology = registry.get(row.methodology_id, row.methodology_version)
         if now <= row.occurred_at + methodology.claim_window:
@@ -607,6 +610,7 @@ async def retract(
         raise EventNotFoundError(f"no event {external_id!r} from {partner.code}")
     if row.status == "retracted":
         return outcome_of(row)
+    await repo.announce_outcome_writer(session)
     if row.credit_transaction_id is not None and row.participant_id is not None:
         await repo.lock_participants(session, [row.participant_id])
         # Reversed already by another path (a fraud review): the retraction still stands.

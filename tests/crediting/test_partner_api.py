@@ -397,3 +397,40 @@ async def test_rate_limits_are_per_partner(live: Live) -> None:
     assert fast_codes == [200] * 8
     assert limited[0].headers["retry-after"] == "1"
     assert limited[0].json()["type"].endswith("/rate-limited")
+
+
+async def test_the_outcome_feed_never_skips_an_outcome_committed_late(live: Live) -> None:
+    from datetime import UTC, datetime
+
+    from service.crediting import service as crediting
+    from service.crediting.schemas import EventIn
+
+    metro_co = await live.partner("metro-co")
+    partner = await live.app.state.partner_credentials.get(
+        live.sessionmaker, live.app.state.secrets.partner_secret_key, metro_co.key_id
+    )
+    assert partner is not None
+    async with live.sessionmaker() as session:
+        registry = await live.app.state.registry_cache.get(session)
+
+    def event(external_id: str) -> EventIn:
+        return EventIn.model_validate(metro(external_id, card="someone").to_json())
+
+    # A slow transaction takes its outcome numbers first and commits last.
+    slow = live.sessionmaker()
+    try:
+        await slow.begin()
+        await crediting.ingest(
+            slow, registry, live.settings(), partner.partner, [event("slow-1")], datetime.now(UTC)
+        )
+        async with live.client(metro_co) as client:
+            fast = await client.submit_event(metro("fast-1", card="someone-else"))
+            assert fast.status == "pending"
+            while_open = await client.list_outcomes()
+            await slow.commit()
+            after = [o.external_id async for o in client.iter_outcomes()]
+    finally:
+        await slow.close()
+    # While the slow one was open, the fast outcome (numbered after it) was held back.
+    assert [o.external_id for o in while_open.outcomes] == []
+    assert after == ["slow-1", "fast-1"]
