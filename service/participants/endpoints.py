@@ -119,7 +119,7 @@ async def region_leaderboard(
     request: Request,
     period: Period = "week",
 ) -> Leaderboard:
-    return await reads.leaderboard(
+    board = await reads.leaderboard(
         session,
         request.app.state.redis,
         scope="region",
@@ -129,6 +129,7 @@ async def region_leaderboard(
         now=datetime.now(UTC),
         tz=request.app.state.settings.program_timezone,
     )
+    return _mark_caller(board, user.participant_id)
 
 
 @router.get(
@@ -144,7 +145,7 @@ async def organisation_leaderboard(
 ) -> Leaderboard:
     if await user.role_in(session, organisation_id) is None:
         raise ForbiddenError("only members see their organisation's leaderboard")
-    return await reads.leaderboard(
+    board = await reads.leaderboard(
         session,
         request.app.state.redis,
         scope="organisation",
@@ -154,6 +155,13 @@ async def organisation_leaderboard(
         now=datetime.now(UTC),
         tz=request.app.state.settings.program_timezone,
     )
+    return _mark_caller(board, user.participant_id)
+
+
+def _mark_caller(board: Leaderboard, participant_id: uuid.UUID) -> Leaderboard:
+    for entry in board.entries:
+        entry.is_you = entry.participant_id == str(participant_id)
+    return board
 
 
 @router.get("/identity-links", summary="Linked partner identities (never the numbers)")

@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import (
+    CapUsage,
     Credit,
     IdentityLink,
     LedgerAccount,
@@ -27,6 +28,8 @@ from service.models import (
     Participant,
     Partner,
     PartnerEvent,
+    PartnerTokenUse,
+    Redemption,
     RedemptionToken,
     RefreshToken,
     User,
@@ -163,6 +166,30 @@ async def export(
             for h in (
                 await session.scalars(
                     select(LedgerHold).where(LedgerHold.account_id.in_(account_ids))
+                )
+            ).all()
+        ],
+        "redemptions": [
+            _row(r, "id", "merchant_id", "offer_id", "points", "created_at")
+            for r in (
+                await session.scalars(
+                    select(Redemption).where(Redemption.participant_id == participant_id)
+                )
+            ).all()
+        ],
+        "cap_usage": [
+            _row(u, "usage_key", "grams", "points")
+            for u in (
+                await session.scalars(
+                    select(CapUsage).where(CapUsage.participant_id == participant_id)
+                )
+            ).all()
+        ],
+        "link_tokens_used": [
+            _row(t, "partner_id", "token_id", "used_at")
+            for t in (
+                await session.scalars(
+                    select(PartnerTokenUse).where(PartnerTokenUse.participant_id == participant_id)
                 )
             ).all()
         ],

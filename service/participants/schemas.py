@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ExpiringPoints(BaseModel):
@@ -48,9 +48,11 @@ class HistoryPage(BaseModel):
 
 class LeaderboardEntry(BaseModel):
     rank: int
-    participant_id: str
+    # Kept to mark the caller's own row; never sent: other people's ids are not for the app.
+    participant_id: str = Field(exclude=True)
     display_name: str
     grams: int
+    is_you: bool = False
 
 
 class Leaderboard(BaseModel):

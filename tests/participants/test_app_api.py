@@ -68,6 +68,8 @@ async def test_the_citizen_flow(live: Live, http: httpx.AsyncClient) -> None:
     assert claimed.json()["status"] == "credited"
     board = await http.get("/v1/app/leaderboards/regions/CN-JX?period=month", headers=auth)
     assert board.status_code == 200
+    for entry in board.json()["entries"]:
+        assert "participant_id" not in entry  # other people's ids never reach the app
 
 
 async def test_no_endpoint_lets_one_user_see_or_change_anothers_data(
@@ -194,6 +196,7 @@ def _section_for(table: str) -> str:
         "credits": "credits",
         "ledger_accounts": "accounts",
         "redemption_tokens": "redemption_codes",
-        "cap_usage": "credits",
-        "partner_token_uses": "identity_links",
+        "cap_usage": "cap_usage",
+        "partner_token_uses": "link_tokens_used",
+        "redemptions": "redemptions",
     }[table]
