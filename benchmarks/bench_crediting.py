@@ -154,7 +154,7 @@ async def populate(
         # Only the tables filled here. ANALYZE on the still empty ledger and event tables would
         # record "0 rows", and the service's connections would then cache generic plans with
         # sequential scans (trigger functions, foreign-key checks) that get slower with every
-        # batch until autovacuum analyzes again (see docs/performance-crediting.md).
+        # batch until autovacuum analyzes again (see docs/performance.md, crediting section).
         await conn.execute("ANALYZE participants, identity_links")
     finally:
         await conn.close()

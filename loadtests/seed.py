@@ -162,7 +162,7 @@ async def populate(
             state.app_users = [AppUser(i, str(uid), str(participant_ids[i])) for uid, i in users]
         # Only the tables filled here: ANALYZE on the still empty event and ledger tables would
         # record "0 rows" and leave the service with sequential-scan plans as they grow (see
-        # docs/performance-crediting.md).
+        # docs/performance.md, crediting section).
         await conn.execute("ANALYZE participants, identity_links, users")
     finally:
         await conn.close()
