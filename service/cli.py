@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -66,6 +67,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         shutil.rmtree(prom_dir, ignore_errors=True)
         prom_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
+    # uvicorn re-raises the signal that stopped it; with Python's default SIGTERM action the
+    # process would die without running atexit, leaving the embedded servers running.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     print(f"carbon-points on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     print(f"servers: {servers.describe()}", flush=True)
     uvicorn.run(
@@ -81,6 +85,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=True,
     )
     return 0
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:

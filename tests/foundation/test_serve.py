@@ -47,9 +47,9 @@ def _serve_until_ready(env: dict[str, str], port: int) -> tuple[subprocess.Popen
     return process, status
 
 
-def _stop(process: subprocess.Popen[bytes]) -> str:
+def _stop(process: subprocess.Popen[bytes], how: signal.Signals = signal.SIGINT) -> str:
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(process.pid, how)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -88,6 +88,16 @@ def test_serve_with_urls_unset_starts_embedded_servers(tmp_path: Path) -> None:
     )
     assert upgrade.returncode == 0, upgrade.stdout[-3000:] + upgrade.stderr[-3000:]
     process, status = _serve_until_ready(env, _free_port())
-    output = _stop(process)
+    output = _stop(process, signal.SIGTERM)  # what a process manager sends
     assert status == 200, output[-3000:]
     assert '"postgresql": "embedded"' in output or "'postgresql': 'embedded'" in output
+    # Stopping the service stops the embedded servers it started.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _running(str(tmp_path)):
+        time.sleep(0.3)
+    assert not _running(str(tmp_path)), "embedded servers outlived the service"
+
+
+def _running(marker: str) -> bool:
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False)
+    return bool(found.stdout.strip())
