@@ -239,10 +239,10 @@ async def credit_of_event(session: AsyncSession, event_id: int) -> Any:
     return (await session.execute(select(_credits).where(_credits.c.event_id == event_id))).first()
 
 
-async def record_outcomes(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
-    """Write each event's outcome; returns event id -> its new outcome_seq."""
+async def record_outcomes(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Write each event's outcome, each with a new outcome_seq (the feed's cursor)."""
     if not rows:
-        return {}
+        return
     connection = await session.connection()
     await connection.execute(
         update(_events)
@@ -261,11 +261,6 @@ async def record_outcomes(session: AsyncSession, rows: Sequence[dict[str, Any]])
         ),
         [{"_id": row["id"], **{k: v for k, v in row.items() if k != "id"}} for row in rows],
     )
-    ids = [row["id"] for row in rows]
-    seqs = await session.execute(
-        select(_events.c.id, _events.c.outcome_seq).where(_events.c.id.in_(ids))
-    )
-    return {event_id: seq for event_id, seq in seqs}
 
 
 async def pending_for_subject(
