@@ -17,8 +17,10 @@ from points_rules._evaluate import (
     Outcome,
     Reason,
     Usage,
+    apply_caps,
     cap_windows,
     evaluate,
+    evaluate_uncapped,
     usage_key,
 )
 from points_rules._explain import Trace, explain
@@ -49,10 +51,12 @@ __all__ = [
     "Registry",
     "Trace",
     "Usage",
+    "apply_caps",
     "cap_windows",
     "content_hash",
     "default_registry",
     "evaluate",
+    "evaluate_uncapped",
     "explain",
     "load_library",
     "load_methodology",

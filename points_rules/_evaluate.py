@@ -266,10 +266,8 @@ def _normalise(m: Methodology, raw: Mapping[str, InputValue]) -> dict[str, Input
     return values
 
 
-def _run(
-    m: Methodology, action: Action, usage_so_far: Mapping[str, Usage], env: dict[str, Any]
-) -> Outcome:
-    """The evaluation proper; ``env`` receives inputs and every computed step."""
+def _run(m: Methodology, action: Action, env: dict[str, Any]) -> Outcome:
+    """The evaluation proper, uncapped; ``env`` receives inputs and every computed step."""
     if action.action_type != m.action_type:
         raise InvalidActionError(
             f"action type {action.action_type!r} does not match methodology {m.action_type!r}"
@@ -364,11 +362,20 @@ def _run(
             m.id,
             m.version,
         )
-    if not m.caps:
-        return Outcome(
-            CREDITED, grams, points, (), inputs, m.id, m.version, (), grams, points, exact
-        )
-    keys = _usage_keys(m, occurred)
+    keys = _usage_keys(m, occurred) if m.caps else ()
+    return Outcome(CREDITED, grams, points, (), inputs, m.id, m.version, keys, grams, points, exact)
+
+
+def apply_caps(m: Methodology, uncapped: Outcome, usage_so_far: Mapping[str, Usage]) -> Outcome:
+    """Cap an uncapped outcome (see ``evaluate_uncapped``) by what the subject already has.
+
+    Pure arithmetic on integers: no formula runs again, so a caller that evaluates every
+    action once, before it knows the subject's usage, caps it later with this.
+    """
+    if uncapped.status != CREDITED or not m.caps:
+        return uncapped
+    grams, points, keys = uncapped.grams, uncapped.points, uncapped.usage_keys
+    inputs, exact = uncapped.inputs, uncapped.exact_grams
     capped_grams, capped_points = grams, points
     binding: list[Reason] = []
     for cap, key in zip(m.caps, keys, strict=True):
@@ -419,4 +426,10 @@ def evaluate(
     subject already has in that cap period. Deterministic: the same methodology, action and
     usage always give the same outcome. Raises InvalidActionError for a malformed action.
     """
-    return _run(methodology, action, usage_so_far, {})
+    return apply_caps(methodology, _run(methodology, action, {}), usage_so_far)
+
+
+def evaluate_uncapped(methodology: Methodology, action: Action) -> Outcome:
+    """Evaluate one action as if no cap applied (its ``usage_keys`` name the caps it counts
+    against); ``apply_caps`` then gives exactly what ``evaluate`` would with that usage."""
+    return _run(methodology, action, {})

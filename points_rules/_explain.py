@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from points_rules._evaluate import Action, Outcome, Usage, _run, cap_windows
+from points_rules._evaluate import Action, Outcome, Usage, _run, apply_caps, cap_windows
 from points_rules._methodology import Methodology
 
 __all__ = ["Trace", "explain"]
@@ -210,7 +210,7 @@ def explain(
     m = methodology
     usage = usage_so_far or {}
     env: dict[str, Any] = {}
-    outcome = _run(m, action, usage, env)
+    outcome = apply_caps(m, _run(m, action, env), usage)
     params = []
     for name, p in m.doc.parameters.items():
         value: str | dict[str, str]

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, tuple_, update
+from sqlalchemy import Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.ledger.plan import (
+    AccountState,
+    CreditWrites,
+    issuance_account_code,
+    merchant_account_code,
+    participant_account_code,
+)
 from service.models import (
     LedgerAccount,
     LedgerHold,
@@ -24,6 +32,14 @@ from service.models import (
 
 ISSUANCE_SHARDS = 64
 
+__all__ = [
+    "ISSUANCE_SHARDS",
+    "AccountState",
+    "issuance_account_code",
+    "merchant_account_code",
+    "participant_account_code",
+]
+
 _accounts = cast(Table, LedgerAccount.__table__)
 _transactions = cast(Table, LedgerTransaction.__table__)
 _postings = cast(Table, LedgerPosting.__table__)
@@ -31,19 +47,6 @@ _lots = cast(Table, LedgerLot.__table__)
 _movements = cast(Table, LedgerLotMovement.__table__)
 _holds = cast(Table, LedgerHold.__table__)
 _resolutions = cast(Table, LedgerHoldResolution.__table__)
-
-
-@dataclass(slots=True)
-class AccountState:
-    """An account row as locked for update; the writer changes it, then saves it."""
-
-    id: int
-    asset: str
-    bounded: bool
-    posted: int
-    held: int
-    chain_seq: int
-    chain_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +62,6 @@ class OpenLot:
     id: int
     remaining: int
     expires_at: datetime
-
-
-def participant_account_code(participant_id: uuid.UUID, asset: str) -> str:
-    return f"participant:{participant_id}:{asset}"
-
-
-def merchant_account_code(merchant_id: uuid.UUID) -> str:
-    return f"merchant:{merchant_id}:settlement:POINTS"
-
-
-def issuance_account_code(asset: str, shard: int) -> str:
-    return f"program:issuance:{asset}:{shard:02d}"
 
 
 EXPIRY_ACCOUNT_CODE = "program:expiry:POINTS"
@@ -157,31 +148,33 @@ async def lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
     return {row.id: AccountState(*row) for row in rows}
 
 
+_SAVE_ACCOUNTS = text(
+    """
+    UPDATE ledger_accounts AS a
+    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq, chain_hash = s.chain_hash
+    FROM unnest(CAST(:id AS bigint[]), CAST(:posted AS bigint[]), CAST(:held AS bigint[]),
+                CAST(:chain_seq AS bigint[]), CAST(:chain_hash AS bytea[]))
+         AS s(id, posted, held, chain_seq, chain_hash)
+    WHERE a.id = s.id
+    """
+)
+
+
 async def save_accounts(session: AsyncSession, states: Iterable[AccountState]) -> None:
-    params = [
-        {
-            "_id": s.id,
-            "posted": s.posted,
-            "held": s.held,
-            "chain_seq": s.chain_seq,
-            "chain_hash": s.chain_hash,
-        }
-        for s in states
-    ]
-    if not params:
+    """Balances and chain heads of locked accounts, in one statement."""
+    ordered = sorted(states, key=lambda s: s.id)
+    if not ordered:
         return
-    statement = (
-        update(_accounts)
-        .where(_accounts.c.id == bindparam("_id"))
-        .values(
-            posted=bindparam("posted"),
-            held=bindparam("held"),
-            chain_seq=bindparam("chain_seq"),
-            chain_hash=bindparam("chain_hash"),
-        )
+    await session.execute(
+        _SAVE_ACCOUNTS,
+        {
+            "id": [s.id for s in ordered],
+            "posted": [s.posted for s in ordered],
+            "held": [s.held for s in ordered],
+            "chain_seq": [s.chain_seq for s in ordered],
+            "chain_hash": [s.chain_hash for s in ordered],
+        },
     )
-    connection = await session.connection()
-    await connection.execute(statement, params)
 
 
 async def insert_transactions(
@@ -264,10 +257,31 @@ async def sum_transactions_by_request(
     return int(total or 0)
 
 
+_INSERT_POSTINGS = text(
+    """
+    INSERT INTO ledger_postings (transaction_id, account_id, asset, amount, account_seq, chain_hash)
+    SELECT * FROM unnest(CAST(:tx AS bigint[]), CAST(:account AS bigint[]),
+                         CAST(:asset AS text[]), CAST(:amount AS bigint[]),
+                         CAST(:seq AS bigint[]), CAST(:hash AS bytea[]))
+    """
+)
+
+
 async def insert_postings(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """All of a transaction's postings in one statement: the balance trigger checks each
+    statement's transactions as a whole."""
     if rows:
-        connection = await session.connection()
-        await connection.execute(_postings.insert(), list(rows))
+        await session.execute(
+            _INSERT_POSTINGS,
+            {
+                "tx": [r["transaction_id"] for r in rows],
+                "account": [r["account_id"] for r in rows],
+                "asset": [r["asset"] for r in rows],
+                "amount": [r["amount"] for r in rows],
+                "seq": [r["account_seq"] for r in rows],
+                "hash": [r["chain_hash"] for r in rows],
+            },
+        )
 
 
 async def insert_lots(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -430,3 +444,228 @@ async def expiring_lots(session: AsyncSession, code: str) -> list[tuple[datetime
         .order_by(_lots.c.expires_at)
     )
     return [(when, int(total)) for when, total in rows]
+
+
+# --- the set-based credit path --------------------------------------------------------------
+
+_ENSURE_AND_RESERVE = text(
+    """
+    WITH created AS (
+        INSERT INTO ledger_accounts (code, owner_type, owner_id, asset, kind, bounded)
+        SELECT code, 'participant', owner, asset, 'participant', true
+        FROM unnest(CAST(:code AS text[]), CAST(:owner AS uuid[]), CAST(:asset AS text[]))
+             AS n(code, owner, asset)
+        ORDER BY code
+        ON CONFLICT (code) DO NOTHING
+    )
+    SELECT ARRAY(SELECT nextval('ledger_transactions_id_seq')
+                 FROM generate_series(1, CAST(:transactions AS integer))),
+           ARRAY(SELECT nextval('ledger_lots_id_seq')
+                 FROM generate_series(1, CAST(:lots AS integer)))
+    """
+)
+
+
+async def ensure_participant_accounts_and_reserve(
+    session: AsyncSession, participant_ids: Iterable[uuid.UUID], *, transactions: int, lots: int
+) -> tuple[list[int], list[int]]:
+    """Create participants' missing POINTS and GCO2E accounts; reserve row ids. One statement.
+
+    New accounts go in sorted by code (a fixed order for their unique-key locks), before any
+    account row is locked. The reserved ids let a plan compute the hash chain, which covers
+    the transaction id, before anything is written.
+    """
+    rows = sorted(
+        (participant_account_code(pid, asset), pid, asset)
+        for pid in set(participant_ids)
+        for asset in ("POINTS", "GCO2E")
+    )
+    result = await session.execute(
+        _ENSURE_AND_RESERVE,
+        {
+            "code": [r[0] for r in rows],
+            "owner": [r[1] for r in rows],
+            "asset": [r[2] for r in rows],
+            "transactions": transactions,
+            "lots": lots,
+        },
+    )
+    tx_ids, lot_ids = result.one()
+    return list(tx_ids), list(lot_ids)
+
+
+_LOCK_FOR_CREDITS = text(
+    # Shards first: SKIP LOCKED never waits, so taking them first keeps the one lock order
+    # (ascending id; issuance rows are the oldest) without ever blocking on them.
+    """
+    WITH points_shard AS (
+        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash FROM ledger_accounts
+        WHERE code = ANY(CAST(:points_shards AS text[]))
+        ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
+    ), grams_shard AS (
+        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash FROM ledger_accounts
+        WHERE code = ANY(CAST(:grams_shards AS text[]))
+        ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
+    ), debt_shard AS (
+        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash FROM ledger_accounts
+        WHERE code = ANY(CAST(:debt_shards AS text[]))
+        ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
+    ), owners AS (
+        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash FROM ledger_accounts
+        WHERE code = ANY(CAST(:codes AS text[]))
+        ORDER BY id FOR NO KEY UPDATE
+    )
+    SELECT * FROM points_shard UNION ALL SELECT * FROM grams_shard
+    UNION ALL SELECT * FROM debt_shard UNION ALL SELECT * FROM owners
+    """
+)
+
+
+def _shard_codes(asset: str) -> list[str]:
+    return [issuance_account_code(asset, shard) for shard in range(ISSUANCE_SHARDS)]
+
+
+_SHARD_CODES = {asset: _shard_codes(asset) for asset in ("POINTS", "GCO2E", "DEBT")}
+
+
+async def lock_for_credits(
+    session: AsyncSession, codes: Iterable[str]
+) -> tuple[dict[str, AccountState], dict[str, str]]:
+    """Lock the accounts of `codes` (ascending id) and one free issuance shard per asset.
+
+    Returns states by code and the shard code taken per asset. A shard is taken with SKIP
+    LOCKED: a credit never waits for another transaction's issuance row, so concurrent
+    credits never queue on it. Only when every shard of an asset is busy (more than 64
+    writers at once) does one wait, for a random shard.
+    """
+    result = await session.execute(
+        _LOCK_FOR_CREDITS,
+        {
+            "points_shards": _SHARD_CODES["POINTS"],
+            "grams_shards": _SHARD_CODES["GCO2E"],
+            "debt_shards": _SHARD_CODES["DEBT"],
+            "codes": sorted(set(codes)),
+        },
+    )
+    states: dict[str, AccountState] = {}
+    shards: dict[str, str] = {}
+    for row in result:
+        code = str(row.code)
+        states[code] = AccountState(
+            row.id,
+            row.asset,
+            row.bounded,
+            row.posted,
+            row.held,
+            row.chain_seq,
+            bytes(row.chain_hash),
+        )
+        if code.startswith("program:issuance:"):
+            shards[row.asset] = code
+    for asset, candidates in _SHARD_CODES.items():
+        if asset not in shards:  # every shard busy: wait for one, like any other writer
+            code = candidates[secrets.randbelow(ISSUANCE_SHARDS)]
+            states.update(await lock_accounts_by_code(session, [code]))
+            shards[asset] = code
+    return states, shards
+
+
+async def lock_accounts_by_code(session: AsyncSession, codes: Sequence[str]) -> dict[str, Any]:
+    rows = await session.execute(
+        select(
+            _accounts.c.code,
+            _accounts.c.id,
+            _accounts.c.asset,
+            _accounts.c.bounded,
+            _accounts.c.posted,
+            _accounts.c.held,
+            _accounts.c.chain_seq,
+            _accounts.c.chain_hash,
+        )
+        .where(_accounts.c.code.in_(list(codes)))
+        .order_by(_accounts.c.id)
+        .with_for_update(key_share=True)
+    )
+    return {
+        row.code: AccountState(
+            row.id,
+            row.asset,
+            row.bounded,
+            row.posted,
+            row.held,
+            row.chain_seq,
+            bytes(row.chain_hash),
+        )
+        for row in rows
+    }
+
+
+_WRITE_CREDITS = text(
+    """
+    WITH tx AS (
+        INSERT INTO ledger_transactions (id, origin, idempotency_key, kind, request, created_at)
+        SELECT id, origin, key, 'credit', CAST(request AS jsonb), created_at
+        FROM unnest(CAST(:tx_id AS bigint[]), CAST(:tx_origin AS text[]),
+                    CAST(:tx_key AS text[]), CAST(:tx_request AS text[]),
+                    CAST(:tx_created_at AS timestamptz[]))
+             AS t(id, origin, key, request, created_at)
+    ), postings AS (
+        INSERT INTO ledger_postings
+            (transaction_id, account_id, asset, amount, account_seq, chain_hash)
+        SELECT * FROM unnest(CAST(:p_tx AS bigint[]), CAST(:p_account AS bigint[]),
+                             CAST(:p_asset AS text[]), CAST(:p_amount AS bigint[]),
+                             CAST(:p_seq AS bigint[]), CAST(:p_hash AS bytea[]))
+    ), lots AS (
+        INSERT INTO ledger_lots (id, account_id, transaction_id, amount, remaining, expires_at)
+        SELECT id, account, tx, amount, amount, expires_at
+        FROM unnest(CAST(:l_id AS bigint[]), CAST(:l_account AS bigint[]),
+                    CAST(:l_tx AS bigint[]), CAST(:l_amount AS bigint[]),
+                    CAST(:l_expires_at AS timestamptz[]))
+             AS l(id, account, tx, amount, expires_at)
+    ), movements AS (
+        INSERT INTO ledger_lot_movements (lot_id, kind, amount, transaction_id)
+        SELECT id, 'open', amount, tx
+        FROM unnest(CAST(:l_id AS bigint[]), CAST(:l_amount AS bigint[]),
+                    CAST(:l_tx AS bigint[])) AS m(id, amount, tx)
+    )
+    UPDATE ledger_accounts AS a
+    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq, chain_hash = s.chain_hash
+    FROM unnest(CAST(:a_id AS bigint[]), CAST(:a_posted AS bigint[]), CAST(:a_held AS bigint[]),
+                CAST(:a_seq AS bigint[]), CAST(:a_hash AS bytea[]))
+         AS s(id, posted, held, chain_seq, chain_hash)
+    WHERE a.id = s.id
+    """
+)
+
+
+async def write_credits(session: AsyncSession, writes: CreditWrites) -> None:
+    """Every row of a credit plan, in one statement: transactions (when the plan inserts
+    them), postings, lots and their opening movements, and the accounts' new balances and
+    chain heads. Foreign keys between these rows are checked at the statement's end."""
+    accounts = sorted(writes.accounts.values(), key=lambda s: s.id)
+    await session.execute(
+        _WRITE_CREDITS,
+        {
+            "tx_id": writes.tx_id,
+            "tx_origin": writes.tx_origin,
+            "tx_key": writes.tx_key,
+            "tx_request": writes.tx_request,
+            "tx_created_at": writes.tx_created_at,
+            "p_tx": writes.posting_tx,
+            "p_account": writes.posting_account,
+            "p_asset": writes.posting_asset,
+            "p_amount": writes.posting_amount,
+            "p_seq": writes.posting_seq,
+            "p_hash": writes.posting_hash,
+            "l_id": writes.lot_id,
+            "l_account": writes.lot_account,
+            "l_tx": writes.lot_tx,
+            "l_amount": writes.lot_amount,
+            "l_expires_at": writes.lot_expires_at,
+            "a_id": [s.id for s in accounts],
+            "a_posted": [s.posted for s in accounts],
+            "a_held": [s.held for s in accounts],
+            "a_seq": [s.chain_seq for s in accounts],
+            "a_hash": [s.chain_hash for s in accounts],
+        },
+    )

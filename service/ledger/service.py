@@ -47,7 +47,8 @@ from service.ledger.errors import (
     NothingToRefundError,
     TransactionNotFoundError,
 )
-from service.ledger.repository import AccountState, OpenLot, StoredTransaction
+from service.ledger.plan import AccountState, CreditSpec, plan_credits
+from service.ledger.repository import OpenLot, StoredTransaction
 from service.ledger.schemas import (
     Asset,
     Balance,
@@ -157,17 +158,7 @@ async def credit(
     Returns one result per request, in order.
     """
     moment = now or datetime.now(UTC)
-    _aware(moment, "now")
-    for request in requests:
-        _whole("points", request.points, 0)
-        _whole("grams", request.grams, 0)
-        if request.points + request.grams == 0:
-            raise InvalidAmountError(f"credit {request.key!r}: points and grams are both zero")
-        _aware(request.expires_at, "expires_at")
-        if not moment < request.expires_at <= moment + MAX_VALIDITY:
-            raise InvalidAmountError(
-                f"credit {request.key!r}: expires_at must be after now and at most ten years on"
-            )
+    _check_credits(requests, moment)
 
     first_by_key: dict[tuple[str, str], CreditRequest] = {}
     for request in requests:
@@ -220,90 +211,131 @@ async def credit(
     return results
 
 
+def _check_credits(requests: Sequence[CreditRequest], moment: datetime) -> None:
+    _aware(moment, "now")
+    for request in requests:
+        _whole("points", request.points, 0)
+        _whole("grams", request.grams, 0)
+        if request.points + request.grams == 0:
+            raise InvalidAmountError(f"credit {request.key!r}: points and grams are both zero")
+        _aware(request.expires_at, "expires_at")
+        if not moment < request.expires_at <= moment + MAX_VALIDITY:
+            raise InvalidAmountError(
+                f"credit {request.key!r}: expires_at must be after now and at most ten years on"
+            )
+
+
+def _spec(request: CreditRequest) -> CreditSpec:
+    return CreditSpec(
+        request.origin,
+        request.key,
+        request.participant_id,
+        request.points,
+        request.grams,
+        request.expires_at,
+        request.content(),
+    )
+
+
+@dataclass(slots=True)
+class CreditContext:
+    """The locked accounts and reserved ids for crediting a set of participants.
+
+    Holding one means this database transaction holds the row locks of those participants'
+    POINTS, GCO2E (and DEBT, if any) accounts, and of one issuance shard per asset: crediting
+    them is serialised with every other writer of those accounts until commit.
+    """
+
+    participants: frozenset[uuid.UUID]
+    accounts: dict[str, AccountState]
+    shards: dict[Asset, str]
+    transaction_ids: list[int]
+    lot_ids: list[int]
+
+
+async def lock_for_credits(
+    session: AsyncSession,
+    participant_ids: Sequence[uuid.UUID],
+    *,
+    capacity: int,
+    with_transactions: bool = True,
+) -> CreditContext:
+    """Create missing accounts, reserve ids for up to `capacity` credits, lock. Two statements.
+
+    The caller decides what to credit under these locks (caps and de-duplication read state
+    that only changes under them), then calls `post_credits`.
+    """
+    participants = frozenset(participant_ids)
+    transaction_ids, lot_ids = await repo.ensure_participant_accounts_and_reserve(
+        session, participants, transactions=capacity if with_transactions else 0, lots=capacity
+    )
+    codes = [
+        repo.participant_account_code(pid, asset.value) for pid in participants for asset in Asset
+    ]
+    accounts, shards = await repo.lock_for_credits(session, codes)
+    return CreditContext(
+        participants,
+        accounts,
+        {Asset(asset): code for asset, code in shards.items()},
+        transaction_ids,
+        lot_ids,
+    )
+
+
+async def post_credits(
+    session: AsyncSession,
+    context: CreditContext,
+    requests: Sequence[CreditRequest],
+    *,
+    now: datetime,
+) -> list[CreditResult]:
+    """Post credits whose idempotency keys are new by construction (the caller owns them,
+    e.g. one per claimed event): planned in memory, written in one statement, nothing read
+    back. Each request's participant must be one `context` locked."""
+    _check_credits(requests, now)
+    if not requests:
+        return []
+    if len(requests) > len(context.transaction_ids):
+        raise InvalidAmountError(
+            f"{len(requests)} credits, ids reserved for {len(context.transaction_ids)}"
+        )
+    for request in requests:
+        if request.participant_id not in context.participants:
+            raise InvalidAmountError(f"credit {request.key!r}: its participant is not locked")
+    writes = plan_credits(
+        [_spec(r) for r in requests],
+        transaction_ids=context.transaction_ids,
+        lot_ids=context.lot_ids,
+        accounts=context.accounts,
+        issuance=context.shards,
+        created_at=now,
+    )
+    del context.transaction_ids[: len(writes.tx_id)]
+    del context.lot_ids[: len(writes.lot_id)]
+    await repo.write_credits(session, writes)
+    return writes.results
+
+
 async def _apply_credits(
     session: AsyncSession,
     fresh: list[CreditRequest],
     inserted: dict[tuple[str, str], tuple[int, datetime]],
 ) -> dict[tuple[str, str], CreditResult]:
-    participants = {r.participant_id for r in fresh}
-    account_ids = await repo.ensure_accounts(
-        session, _participant_account_rows(participants, (Asset.POINTS, Asset.GRAMS))
+    ordered = sorted(fresh, key=lambda r: (r.origin, r.key))
+    context = await lock_for_credits(
+        session, [r.participant_id for r in ordered], capacity=len(ordered), with_transactions=False
     )
-    # Debt accounts exist only for participants who were ever reversed into debt.
-    account_ids.update(
-        await repo.account_ids_by_code(
-            session, [repo.participant_account_code(p, Asset.DEBT) for p in participants]
-        )
+    writes = plan_credits(
+        [_spec(r) for r in ordered],
+        transaction_ids=(),
+        lot_ids=context.lot_ids,
+        accounts=context.accounts,
+        issuance=context.shards,
+        created_at=datetime.now(UTC),
+        known_transactions=inserted,
     )
-    shard = _shard()
-    issuance = {asset: repo.issuance_account_code(asset.value, shard) for asset in Asset}
-    wanted = [issuance[Asset.POINTS]]
-    if any(r.grams for r in fresh):
-        wanted.append(issuance[Asset.GRAMS])
-    if any(code.endswith(":DEBT") for code in account_ids):
-        wanted.append(issuance[Asset.DEBT])
-    account_ids.update(await repo.account_ids_by_code(session, wanted))
-    states = await repo.lock_accounts(session, account_ids.values())
-    writer = _Writer(states)
-
-    lots: list[dict[str, Any]] = []
-    lot_keys: list[tuple[str, str]] = []
-    paid_by_key: dict[tuple[str, str], int] = {}
-    for request in sorted(fresh, key=lambda r: (r.origin, r.key)):
-        key = (request.origin, request.key)
-        tx_id, created_at = inserted[key]
-        digest = transaction_digest(
-            tx_id, request.origin, request.key, "credit", request.content(), created_at
-        )
-        pid = request.participant_id
-        points_account = account_ids[repo.participant_account_code(pid, Asset.POINTS)]
-        debt_account = account_ids.get(repo.participant_account_code(pid, Asset.DEBT))
-
-        writer.post(tx_id, digest, account_ids[issuance[Asset.POINTS]], -request.points)
-        writer.post(tx_id, digest, points_account, request.points)
-        paid = min(states[debt_account].posted, request.points) if debt_account else 0
-        if paid and debt_account:
-            # Debt is paid first, in the open: the points go back to issuance.
-            writer.post(tx_id, digest, points_account, -paid)
-            writer.post(tx_id, digest, account_ids[issuance[Asset.POINTS]], paid)
-            writer.post(tx_id, digest, debt_account, -paid)
-            writer.post(tx_id, digest, account_ids[issuance[Asset.DEBT]], paid)
-        paid_by_key[key] = paid
-        if request.grams:
-            grams_account = account_ids[repo.participant_account_code(pid, Asset.GRAMS)]
-            writer.post(tx_id, digest, account_ids[issuance[Asset.GRAMS]], -request.grams)
-            writer.post(tx_id, digest, grams_account, request.grams)
-        if request.points - paid > 0:
-            lots.append(
-                {
-                    "account_id": points_account,
-                    "transaction_id": tx_id,
-                    "amount": request.points - paid,
-                    "remaining": request.points - paid,
-                    "expires_at": request.expires_at,
-                }
-            )
-            lot_keys.append(key)
-
-    lot_ids = await repo.insert_lots(session, lots)
-    await repo.insert_movements(
-        session,
-        [
-            {
-                "lot_id": lot_id,
-                "kind": "open",
-                "amount": lot["amount"],
-                "transaction_id": lot["transaction_id"],
-            }
-            for lot_id, lot in zip(lot_ids, lots, strict=True)
-        ],
-    )
-    await writer.flush(session)
-    lot_by_key = dict(zip(lot_keys, lot_ids, strict=True))
-    return {
-        key: CreditResult(Status.CREATED, inserted[key][0], lot_by_key.get(key), paid_by_key[key])
-        for key in paid_by_key
-    }
+    await repo.write_credits(session, writes)
+    return {(r.origin, r.key): result for r, result in zip(ordered, writes.results, strict=True)}
 
 
 # --- holds (two-phase) ---------------------------------------------------------------------
