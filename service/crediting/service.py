@@ -21,9 +21,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -32,18 +31,27 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import (
-    CAPPED,
-    CREDITED,
     Action,
     InvalidActionError,
     Methodology,
     NoMethodologyError,
+    Outcome,
+    Reason,
     Registry,
     Usage,
     cap_windows,
-    evaluate,
+    evaluate_uncapped,
 )
 from service.crediting import repository as repo
+from service.crediting.decide import (
+    CREDIT_STATUSES,
+    FINAL_WITHOUT_SUBJECT,
+    Candidate,
+    Decision,
+    StandingCredit,
+    State,
+    decide,
+)
 from service.crediting.schemas import EventIn, OutcomeOut, ReasonOut, engine_inputs
 from service.errors import (
     ConflictError,
@@ -60,7 +68,6 @@ from service.partners.credentials import subject_hash
 from service.partners.errors import ActionTypeNotAllowedError
 
 LEDGER_ORIGIN = "crediting"
-_FINAL_WITHOUT_SUBJECT = frozenset({"ineligible", "implausible", "expired"})
 
 
 class NoMethodologyProblem(ProblemError):
@@ -124,7 +131,7 @@ def outcome_of(row: Any) -> OutcomeOut:
     duplicate = None
     if row.duplicate_of is not None:
         duplicate = {"credit_id": str(row.duplicate_of)}
-    credited = row.status in (CREDITED, CAPPED, "retracted") and row.participant_id is not None
+    credited = row.status in (*CREDIT_STATUSES, "retracted") and row.participant_id is not None
     return OutcomeOut(
         external_id=row.external_id,
         status=row.status,
@@ -140,155 +147,42 @@ def outcome_of(row: Any) -> OutcomeOut:
 
 
 @dataclass(slots=True)
-class _Pending:
-    """An event on its way through one request."""
+class Prepared:
+    """One event validated, hashed and evaluated (once, uncapped), ready to be claimed."""
 
-    index: int
+    partner: PartnerContext
     event: EventIn
     subject: bytes
     content: bytes
     methodology: Methodology
     action: Action
-    status: str = "received"
-    reasons: list[dict[str, str]] = field(default_factory=list)
-    event_id: int = 0
-    participant: uuid.UUID | None = None
+    evaluation: Outcome
+    known_participant: uuid.UUID | None = None
+
+    @property
+    def key(self) -> tuple[uuid.UUID, str]:
+        return (self.partner.partner_id, self.event.external_id)
 
 
-@dataclass(slots=True)
-class _ToCredit:
-    event_id: int
-    partner_id: uuid.UUID
-    participant: uuid.UUID
-    methodology: Methodology
-    action: Action
-    # Filled in by _credit:
-    status: str = ""
-    grams: int = 0
-    points: int = 0
-    reasons: list[dict[str, str]] = field(default_factory=list)
-    duplicate_of: int | None = None
-    transaction_id: int | None = None
+Item = Prepared | OutcomeOut
+"""What the shell takes per event: prepared, or already answered (a problem)."""
 
 
-async def ingest(
-    session: AsyncSession,
+def prepare(
     registry: Registry,
     settings: CreditingSettings,
     partner: PartnerContext,
-    items: Sequence[EventIn | tuple[str | None, ProblemError]],
+    item: EventIn | tuple[str | None, ProblemError],
     received_at: datetime,
-    *,
     known_subjects: Mapping[bytes, uuid.UUID] | None = None,
-) -> list[OutcomeOut]:
-    """Credit a request's events; one outcome per item, in order.
-
-    `known_subjects` maps subject hashes to participants without an identity link: a
-    claim voucher scanned by a signed-in participant names its subject that way.
-    """
-    results: list[OutcomeOut | None] = [None] * len(items)
-    first: dict[str, _Pending] = {}
-    repeats: list[_Pending] = []
-    for index, item in enumerate(items):
-        if isinstance(item, tuple):
-            results[index] = _problem(item[0], item[1])
-            continue
-        try:
-            pending = _prepare(registry, settings, partner, item, index, received_at)
-        except ProblemError as error:
-            results[index] = _problem(item.external_id, error)
-            continue
-        if pending.event.external_id in first:
-            repeats.append(pending)
-        else:
-            first[pending.event.external_id] = pending
-
-    await repo.announce_outcome_writer(session)
-    claimed = await repo.claim_events(
-        session,
-        [
-            {
-                "partner_id": partner.partner_id,
-                "external_id": p.event.external_id,
-                "content_hash": p.content,
-                "action_type": p.event.action_type,
-                "occurred_at": p.event.occurred_at,
-                "received_at": received_at,
-                "subject_hash": p.subject,
-                # The region the methodology was chosen for (the partner's, when the event
-                # names none), so a release after linking chooses the same one.
-                "region": p.action.region,
-                "quantities": _jsonable_inputs(dict(p.event.quantities)),
-                "place_ids": p.event.place_ids,
-                "status": "received",
-                "reasons": [],
-            }
-            for p in first.values()
-        ],
-    )
-    seen_before = await repo.events_by_external_id(
-        session, partner.partner_id, [x for x in first if x not in claimed]
-    )
-    for external_id, row in seen_before.items():
-        pending = first[external_id]
-        results[pending.index] = (
-            outcome_of(row)
-            if bytes(row.content_hash) == pending.content
-            else _problem(external_id, _event_conflict(external_id))
-        )
-
-    fresh = [p for x, p in first.items() if x in claimed]
-    for p in fresh:
-        p.event_id = claimed[p.event.external_id][0]
-    waiting = [p.subject for p in fresh if p.status not in _FINAL_WITHOUT_SUBJECT]
-    await repo.lock_subjects(session, partner.partner_id, waiting)
-    links = await repo.linked_participants(session, partner.partner_id, waiting)
-    links.update(known_subjects or {})
-    to_credit: list[_ToCredit] = []
-    outcomes: list[dict[str, Any]] = []
-    for p in fresh:
-        if p.status in _FINAL_WITHOUT_SUBJECT:
-            outcomes.append(_outcome_row(p.event_id, p.status, p.methodology, p.reasons))
-            continue
-        participant = links.get(p.subject)
-        if participant is None:
-            reasons = [
-                {
-                    "code": "subject_not_linked",
-                    "message": "waiting for the participant to link this identity; "
-                    f"credited if linked within the {p.methodology.claim_window.days}-day "
-                    "claim window",
-                }
-            ]
-            outcomes.append(_outcome_row(p.event_id, "pending", p.methodology, reasons))
-            continue
-        to_credit.append(
-            _ToCredit(p.event_id, partner.partner_id, participant, p.methodology, p.action)
-        )
-    await _credit(session, settings, to_credit, now=received_at)
-    outcomes.extend(_credited_row(c) for c in to_credit)
-    await repo.record_outcomes(session, outcomes)
-
-    stored = await repo.events_by_id(session, [p.event_id for p in fresh])
-    for p in fresh:
-        results[p.index] = outcome_of(stored[p.event_id])
-    by_external = {p.event.external_id: p for p in first.values()}
-    for repeat in repeats:
-        original = by_external[repeat.event.external_id]
-        outcome = results[original.index]
-        results[repeat.index] = (
-            outcome
-            if repeat.content == original.content and outcome is not None
-            else _problem(repeat.event.external_id, _event_conflict(repeat.event.external_id))
-        )
-    return [r for r in results if r is not None]
-
-
-def _event_conflict(external_id: str) -> EventConflictError:
-    return EventConflictError(
-        f"external id {external_id!r} was first sent with different content; "
-        "a retry must resend exactly the same event"
-    )
+) -> Item:
+    """Validate, hash and evaluate one event; no I/O. A bad event becomes its own problem."""
+    if isinstance(item, tuple):
+        return _problem(item[0], item[1])
+    try:
+        return _prepare(registry, settings, partner, item, received_at, known_subjects)
+    except ProblemError as error:
+        return _problem(item.external_id, error)
 
 
 def _prepare(
@@ -296,9 +190,9 @@ def _prepare(
     settings: CreditingSettings,
     partner: PartnerContext,
     event: EventIn,
-    index: int,
     received_at: datetime,
-) -> _Pending:
+    known_subjects: Mapping[bytes, uuid.UUID] | None,
+) -> Prepared:
     if event.action_type not in partner.allowed_action_types:
         raise ActionTypeNotAllowedError(
             f"{partner.code} may report {', '.join(sorted(partner.allowed_action_types))}, "
@@ -317,15 +211,276 @@ def _prepare(
         region=region,
     )
     try:
-        preview = evaluate(methodology, action, {})
+        evaluation = evaluate_uncapped(methodology, action)
     except InvalidActionError as exc:
         raise ValidationProblem(str(exc)) from None
     subject = subject_hash(settings.pepper, partner.partner_id, event.subject_ref)
-    pending = _Pending(index, event, subject, _content_hash(event, subject), methodology, action)
-    if preview.status not in (CREDITED, CAPPED):
-        pending.status = preview.status
-        pending.reasons = [{"code": r.code, "message": r.message} for r in preview.reasons]
-    return pending
+    known = known_subjects.get(subject) if known_subjects else None
+    return Prepared(
+        partner,
+        event,
+        subject,
+        _content_hash(event, subject),
+        methodology,
+        action,
+        evaluation,
+        known,
+    )
+
+
+async def ingest(
+    session: AsyncSession,
+    registry: Registry,
+    settings: CreditingSettings,
+    partner: PartnerContext,
+    items: Sequence[EventIn | tuple[str | None, ProblemError]],
+    received_at: datetime,
+    *,
+    known_subjects: Mapping[bytes, uuid.UUID] | None = None,
+) -> list[OutcomeOut]:
+    """Credit a request's events; one outcome per item, in order.
+
+    `known_subjects` maps subject hashes to participants without an identity link: a
+    claim voucher scanned by a signed-in participant names its subject that way.
+    """
+    prepared = [
+        prepare(registry, settings, partner, item, received_at, known_subjects) for item in items
+    ]
+    return await ingest_prepared(session, settings, prepared)
+
+
+async def ingest_prepared(
+    session: AsyncSession, settings: CreditingSettings, items: Sequence[Item]
+) -> list[OutcomeOut]:
+    """Claim, decide and write prepared events, from one partner or many; one outcome per
+    item, in order. A constant number of statements, whatever the number of events:
+
+    1. lock the events' partner identities and announce an outcome writer;
+    2. claim the new events and read their subjects' links;
+    3. (only if some were sent before) read the stored events;
+    4-5. create missing accounts and reserve ids, then lock the participants' accounts
+       (`ledger.lock_for_credits`);
+    6. load cap usage and standing credits;
+    7. post the credits (`ledger.post_credits`);
+    8. write credits, cap usage and outcomes.
+
+    Everything between 6 and 7 is `decide`, in memory. Nothing written is read back.
+    """
+    results: list[OutcomeOut | None] = [None] * len(items)
+    first: dict[tuple[uuid.UUID, str], Prepared] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, OutcomeOut):
+            results[index] = item
+        else:
+            first.setdefault(item.key, item)
+    if not first:
+        return [r for r in results if r is not None]
+
+    await repo.lock_subjects_and_announce(
+        session,
+        [
+            (p.partner.partner_id, p.subject)
+            for p in first.values()
+            if p.evaluation.status not in FINAL_WITHOUT_SUBJECT
+        ],
+    )
+    claimed = await repo.claim_and_link(
+        session,
+        [
+            {
+                "partner_id": p.partner.partner_id,
+                "external_id": p.event.external_id,
+                "content_hash": p.content,
+                "action_type": p.event.action_type,
+                "occurred_at": p.event.occurred_at,
+                "received_at": p.action.received_at,
+                "subject_hash": p.subject,
+                # The region the methodology was chosen for (the partner's, when the event
+                # names none), so a release after linking chooses the same one.
+                "region": p.action.region,
+                "quantities": orjson.dumps(_jsonable_inputs(dict(p.event.quantities))).decode(),
+                "place_ids": None
+                if p.event.place_ids is None
+                else orjson.dumps(p.event.place_ids).decode(),
+            }
+            for p in first.values()
+        ],
+    )
+    stored = await repo.events_by_keys(session, [k for k in first if k not in claimed])
+
+    candidates = [
+        Candidate(
+            claimed[key][0],
+            key[0],
+            p.known_participant or claimed[key][1],
+            p.methodology,
+            p.action,
+            p.evaluation,
+        )
+        for key, p in first.items()
+        if key in claimed
+    ]
+    now = max(p.action.received_at for p in first.values())
+    decisions = await _decide_and_write(session, settings, candidates, now=now)
+    decided = {d.event_id: d for d in decisions}
+
+    # Every copy of an external id is compared with the event as stored (or as claimed
+    # now), so an exact re-send gets the original outcome wherever it sits in the batch.
+    for index, item in enumerate(items):
+        if not isinstance(item, Prepared):
+            continue
+        key = item.key
+        if key in claimed:
+            original = first[key]
+            outcome = _outcome_of_decision(decided[claimed[key][0]], item.event.external_id)
+            same = item.content == original.content
+        else:
+            row = stored[key]
+            outcome = outcome_of(row)
+            same = item.content == bytes(row.content_hash)
+        results[index] = (
+            outcome if same else _problem(item.event.external_id, _event_conflict(key[1]))
+        )
+    return [r for r in results if r is not None]
+
+
+async def _decide_and_write(
+    session: AsyncSession,
+    settings: CreditingSettings,
+    candidates: Sequence[Candidate],
+    *,
+    now: datetime,
+) -> list[Decision]:
+    """Lock, load, decide, write: the claimed events' outcomes, committed with the caller.
+    `now` starts the credits' validity."""
+    if not candidates:
+        return []
+    crediting = [
+        (c.participant, c)
+        for c in candidates
+        if c.participant is not None and c.evaluation.status in CREDIT_STATUSES
+    ]
+    context = None
+    state = State({}, ())
+    if crediting:
+        participants = sorted({participant for participant, _ in crediting})
+        context = await ledger.lock_for_credits(session, participants, capacity=len(crediting))
+        window = settings.duplicate_window
+        usage, standing = await repo.load_state(
+            session,
+            [(p, key) for p, c in crediting for key in c.evaluation.usage_keys],
+            [
+                (
+                    p,
+                    c.action.action_type,
+                    c.action.occurred_at - window,
+                    c.action.occurred_at + window,
+                )
+                for p, c in crediting
+            ],
+        )
+        state = State(
+            {slot: Usage(g, p) for slot, (g, p) in usage.items()},
+            [
+                StandingCredit(
+                    row.event_id, row.partner_id, row.participant_id, row.key, row.occurred_at
+                )
+                for row in standing
+            ],
+        )
+    plan = decide(candidates, state, duplicate_window=settings.duplicate_window)
+
+    transactions: dict[int, int] = {}
+    to_post = plan.credits
+    if to_post and context is not None:
+        results = await ledger.post_credits(
+            session,
+            context,
+            [
+                CreditRequest(
+                    origin=LEDGER_ORIGIN,
+                    key=f"event:{d.event_id}",
+                    participant_id=d.participant,  # type: ignore[arg-type]
+                    points=d.points,
+                    grams=d.grams,
+                    expires_at=now + settings.validity,
+                    credit_id=str(d.event_id),
+                    methodology_id=d.methodology.id,
+                    methodology_version=d.methodology.version,
+                )
+                for d in to_post
+            ],
+            now=now,
+        )
+        transactions = {
+            d.event_id: r.transaction_id
+            for d, r in zip(to_post, results, strict=True)
+            if r.transaction_id is not None
+        }
+    await repo.write_outcomes(
+        session,
+        [
+            {
+                "event_id": d.event_id,
+                "participant_id": d.participant,
+                "partner_id": d.partner_id,
+                "action_type": d.action.action_type,
+                "occurred_at": d.action.occurred_at,
+                "received_at": d.action.received_at,
+                "region": d.action.region,
+                "methodology_id": d.methodology.id,
+                "methodology_version": d.methodology.version,
+                "inputs": orjson.dumps(d.inputs or {}).decode(),
+                "usage_before": orjson.dumps(d.usage_before or {}).decode(),
+                "status": d.status,
+                "grams": d.grams,
+                "points": d.points,
+                "transaction_id": transactions.get(d.event_id),
+            }
+            for d in plan.decisions
+            if d.makes_credit
+        ],
+        plan.usage_added,
+        [
+            {
+                "id": d.event_id,
+                "status": d.status,
+                "participant_id": d.participant,
+                "methodology_id": d.methodology.id,
+                "methodology_version": d.methodology.version,
+                "grams": d.grams,
+                "points": d.points,
+                "reasons": orjson.dumps(list(d.reasons)).decode(),
+                "duplicate_of": d.duplicate_of,
+                "transaction_id": transactions.get(d.event_id),
+            }
+            for d in plan.decisions
+        ],
+    )
+    return plan.decisions
+
+
+def _outcome_of_decision(d: Decision, external_id: str) -> OutcomeOut:
+    credited = d.status in CREDIT_STATUSES and d.participant is not None
+    return OutcomeOut(
+        external_id=external_id,
+        status=d.status,
+        grams=d.grams,
+        points=d.points,
+        credit_id=str(d.event_id) if credited else None,
+        methodology_id=d.methodology.id,
+        methodology_version=d.methodology.version,
+        duplicate_of=None if d.duplicate_of is None else {"credit_id": str(d.duplicate_of)},
+        reasons=[ReasonOut(**r) for r in d.reasons],
+        received_at=d.action.received_at,
+    )
+
+
+def _event_conflict(external_id: str) -> EventConflictError:
+    return EventConflictError(
+        f"external id {external_id!r} was first sent with different content; "
+        "a retry must resend exactly the same event"
+    )
 
 
 def _outcome_row(
@@ -347,156 +502,6 @@ def _outcome_row(
         "duplicate_of": None,
         "credit_transaction_id": None,
     }
-
-
-def _credited_row(item: _ToCredit) -> dict[str, Any]:
-    row = _outcome_row(item.event_id, item.status, item.methodology, item.reasons, item.participant)
-    row.update(
-        grams=item.grams,
-        points=item.points,
-        duplicate_of=item.duplicate_of,
-        credit_transaction_id=item.transaction_id,
-    )
-    return row
-
-
-async def _credit(
-    session: AsyncSession, settings: CreditingSettings, items: list[_ToCredit], *, now: datetime
-) -> None:
-    """Dedup, caps and the ledger for events whose participant is known (fills `items`)."""
-    if not items:
-        return
-    participants = [item.participant for item in items]
-    await repo.lock_participants(session, participants)
-
-    window = settings.duplicate_window
-    nearby: dict[tuple[uuid.UUID, str], list[Any]] = defaultdict(list)
-    for credit_row in await repo.nearby_credits(
-        session,
-        participants,
-        [item.action.action_type for item in items],
-        min(item.action.occurred_at for item in items) - window,
-        max(item.action.occurred_at for item in items) + window,
-    ):
-        nearby[(credit_row.participant_id, credit_row.action_type)].append(credit_row)
-    keys_by_item = [
-        [w.usage_key for w in cap_windows(item.methodology, item.action.occurred_at)]
-        for item in items
-    ]
-    counters = await repo.usage(
-        session, participants, [key for keys in keys_by_item for key in keys]
-    )
-    current: dict[tuple[uuid.UUID, str], list[int]] = {k: list(v) for k, v in counters.items()}
-    deltas: dict[tuple[uuid.UUID, str], list[int]] = defaultdict(lambda: [0, 0])
-    credits: list[dict[str, Any]] = []
-    requests: list[CreditRequest] = []
-    for item, keys in zip(items, keys_by_item, strict=True):
-        twin = _duplicate_of(item, nearby, window)
-        if twin is not None:
-            item.status, item.duplicate_of = "duplicate", twin
-            item.reasons = [
-                {
-                    "code": "duplicate",
-                    "message": f"the same action was already credited as credit {twin}, "
-                    "reported by another partner",
-                }
-            ]
-            continue
-        # Copied: `current` moves on as the batch is credited; the credit keeps its "before".
-        before = {k: tuple(current.get((item.participant, k), (0, 0))) for k in keys}
-        try:
-            outcome = evaluate(
-                item.methodology, item.action, {k: Usage(g, p) for k, (g, p) in before.items()}
-            )
-        except InvalidActionError as exc:
-            item.status = "ineligible"
-            item.reasons = [{"code": "invalid_input", "message": str(exc)}]
-            continue
-        item.status, item.grams, item.points = outcome.status, outcome.grams, outcome.points
-        item.reasons = [{"code": r.code, "message": r.message} for r in outcome.reasons]
-        if outcome.status not in (CREDITED, CAPPED):
-            continue
-        for key in outcome.usage_keys:
-            slot = current.setdefault((item.participant, key), [0, 0])
-            slot[0] += outcome.grams
-            slot[1] += outcome.points
-            deltas[(item.participant, key)][0] += outcome.grams
-            deltas[(item.participant, key)][1] += outcome.points
-        credits.append(
-            {
-                "event_id": item.event_id,
-                "participant_id": item.participant,
-                "partner_id": item.partner_id,
-                "action_type": item.action.action_type,
-                "occurred_at": item.action.occurred_at,
-                "received_at": item.action.received_at,
-                "region": item.action.region,
-                "methodology_id": item.methodology.id,
-                "methodology_version": item.methodology.version,
-                "inputs": _jsonable_inputs(outcome.inputs),
-                "usage_before": {k: list(v) for k, v in before.items()},
-                "status": outcome.status,
-                "grams": outcome.grams,
-                "points": outcome.points,
-            }
-        )
-        # A later event of the same batch must see this one for dedup, like a stored credit.
-        nearby[(item.participant, item.action.action_type)].append(
-            _Nearby(item.event_id, item.partner_id, item.participant, item.action)
-        )
-        if outcome.grams or outcome.points:
-            requests.append(
-                CreditRequest(
-                    origin=LEDGER_ORIGIN,
-                    key=f"event:{item.event_id}",
-                    participant_id=item.participant,
-                    points=outcome.points,
-                    grams=outcome.grams,
-                    expires_at=now + settings.validity,
-                    credit_id=str(item.event_id),
-                    methodology_id=item.methodology.id,
-                    methodology_version=item.methodology.version,
-                )
-            )
-    results = await ledger.credit(session, requests, now=now) if requests else []
-    by_event = {
-        int(request.key.split(":", 1)[1]): result.transaction_id
-        for request, result in zip(requests, results, strict=True)
-    }
-    for item in items:
-        item.transaction_id = by_event.get(item.event_id)
-    for credit in credits:
-        credit["transaction_id"] = by_event.get(credit["event_id"])
-    await repo.insert_credits(session, credits)
-    await repo.add_usage(session, deltas)
-
-
-@dataclass(frozen=True, slots=True)
-class _Nearby:
-    event_id: int
-    partner_id: uuid.UUID
-    participant_id: uuid.UUID
-    _action: Action
-
-    @property
-    def action_type(self) -> str:
-        return self._action.action_type
-
-    @property
-    def occurred_at(self) -> datetime:
-        return self._action.occurred_at
-
-
-def _duplicate_of(
-    item: _ToCredit, nearby: dict[tuple[uuid.UUID, str], list[Any]], window: timedelta
-) -> int | None:
-    for other in nearby.get((item.participant, item.action.action_type), ()):
-        if (
-            other.partner_id != item.partner_id
-            and abs(other.occurred_at - item.action.occurred_at) <= window
-        ):
-            return int(other.event_id)
-    return None
 
 
 # --- after the fact: reading, linking, retracting ------------------------------------------
@@ -532,8 +537,7 @@ async def link_identity(
 ) -> list[OutcomeOut]:
     """Link a partner identity to a participant and release the credits waiting for it."""
     subject = subject_hash(settings.pepper, partner_id, subject_ref)
-    await repo.lock_subjects(session, partner_id, [subject])
-    await repo.announce_outcome_writer(session)
+    await repo.lock_subjects_and_announce(session, [(partner_id, subject)])
     inserted = await repo.insert_link(
         session,
         {"participant_id": participant_id, "partner_id": partner_id, "subject_hash": subject},
@@ -545,22 +549,13 @@ async def link_identity(
                 "unlink it from the other account first, or contact support"
             )
     waiting = await repo.pending_for_subject(session, partner_id, subject)
-    to_credit: list[_ToCredit] = []
-    outcomes: list[dict[str, Any]] = []
+    candidates: list[Candidate] = []
     for row in waiting:
         try:
             methodology = registry.select(row.action_type, row.occurred_at, row.region)
         except NoMethodologyError:
             methodology = registry.get(row.methodology_id, row.methodology_version)
-        if now > row.occurred_at + methodology.claim_window:
-            reasons = [
-                {
-                    "code": "claim_window_passed",
-                    "message": "the identity was linked after the claim window closed",
-                }
-            ]
-            outcomes.append(_outcome_row(row.id, "expired", methodology, reasons, participant_id))
-            continue
+        # Judged as received when it was; credited now.
         action = Action(
             action_type=row.action_type,
             occurred_at=row.occurred_at,
@@ -568,12 +563,27 @@ async def link_identity(
             inputs=engine_inputs(row.quantities),
             region=row.region,
         )
-        to_credit.append(_ToCredit(row.id, partner_id, participant_id, methodology, action))
-    await _credit(session, settings, to_credit, now=now)
-    outcomes.extend(_credited_row(c) for c in to_credit)
-    await repo.record_outcomes(session, outcomes)
-    stored = await repo.events_by_id(session, [row.id for row in waiting])
-    return [outcome_of(stored[row.id]) for row in waiting]
+        if now > row.occurred_at + methodology.claim_window:
+            reason = Reason(
+                "claim_window_passed", "the identity was linked after the claim window closed"
+            )
+            evaluation = Outcome(
+                "expired", 0, 0, (reason,), {}, methodology.id, methodology.version
+            )
+        else:
+            try:
+                evaluation = evaluate_uncapped(methodology, action)
+            except InvalidActionError as exc:
+                reason = Reason("invalid_input", str(exc))
+                evaluation = Outcome(
+                    "ineligible", 0, 0, (reason,), {}, methodology.id, methodology.version
+                )
+        candidates.append(
+            Candidate(row.id, partner_id, participant_id, methodology, action, evaluation)
+        )
+    decisions = await _decide_and_write(session, settings, candidates, now=now)
+    by_id = {row.id: row for row in waiting}
+    return [_outcome_of_decision(d, by_id[d.event_id].external_id) for d in decisions]
 
 
 async def expire_pending(
