@@ -6,6 +6,7 @@ and reached through `app.state`; nothing is created at import time.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -14,7 +15,9 @@ from fastapi import FastAPI
 
 from service.accounts.endpoints import router as accounts_router
 from service.config import Settings, get_settings
+from service.crediting.endpoints import crediting_settings
 from service.crediting.endpoints import router as crediting_router
+from service.crediting.group_commit import GroupCommitter
 from service.db import create_engine, create_sessionmaker
 from service.dev_secrets import load_secrets
 from service.errors import install_error_handlers
@@ -56,10 +59,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.partner_credentials = CredentialCache()
         app.state.registry_cache = RegistryCache()
         app.state.crediting_validity = timedelta(days=settings.points_validity_days)
+        app.state.batch_slots = asyncio.Semaphore(settings.batch_concurrency)
+        app.state.single_events = GroupCommitter(
+            app.state.sessionmaker,
+            lambda: crediting_settings(app),
+            concurrency=settings.single_event_groups,
+        )
         log.info("started", environment=settings.environment)
         try:
             yield
         finally:
+            await app.state.single_events.drain()
             await app.state.redis.aclose()
             await app.state.engine.dispose()
 

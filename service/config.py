@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Event batches in flight per process: the rest queue for a slot, so that batches never
+    # take every database connection from single events, app reads and tills.
+    batch_concurrency: int = Field(default=2, ge=1, le=64)
+    # Single events: groups committed at once per process (see service/crediting/group_commit.py).
+    single_event_groups: int = Field(default=2, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -38,12 +38,16 @@ _SIGNED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _settings(request: Request) -> service.CreditingSettings:
-    state = request.app.state
+def crediting_settings(app: FastAPI) -> service.CreditingSettings:
+    state = app.state
     return service.CreditingSettings(
         pepper=state.secrets.identifier_pepper,
         validity=state.crediting_validity,
     )
+
+
+def _settings(request: Request) -> service.CreditingSettings:
+    return crediting_settings(request.app)
 
 
 def _json(body: bytes) -> Any:
@@ -95,8 +99,10 @@ async def submit_event(signed: PartnerRequest, session: DbSession, request: Requ
         raise BadRequestError("the body must be one event object")
     parsed = _parse_event(raw, ("body",))
     registry = await request.app.state.registry_cache.get(session)
-    (outcome,) = await service.ingest(
-        session, registry, _settings(request), signed.partner, [parsed], signed.received_at
+    item = service.prepare(registry, _settings(request), signed.partner, parsed, signed.received_at)
+    # Committed with the other single events in flight, before this returns.
+    outcome = (
+        item if isinstance(item, OutcomeOut) else await request.app.state.single_events.submit(item)
     )
     if outcome.problem is not None:
         request_id = request.scope.get("state", {}).get("request_id")
@@ -144,9 +150,14 @@ async def submit_batch(signed: PartnerRequest, session: DbSession, request: Requ
         raise PayloadTooLargeError(f"at most {MAX_BATCH} events a batch, not {len(events)}")
     items = [_parse_event(item, ("events", str(i))) for i, item in enumerate(events)]
     registry = await request.app.state.registry_cache.get(session)
-    results = await service.ingest(
-        session, registry, _settings(request), signed.partner, items, signed.received_at
-    )
+    # A bounded number of batches at once per process: the others wait here, without a
+    # database connection, so single events, app reads and tills are never starved of one.
+    async with request.app.state.batch_slots:
+        results = await service.ingest(
+            session, registry, _settings(request), signed.partner, items, signed.received_at
+        )
+        # Committed inside the slot: the next batch's locks wait for this one's commit anyway.
+        await session.commit()
     return BatchOut(results=results)
 
 
