@@ -56,27 +56,6 @@ async def feed_safe_point(session: AsyncSession) -> int:
     return last if lowest_in_flight is None else min(last, int(lowest_in_flight) - 1)
 
 
-async def claim_events(
-    session: AsyncSession, rows: Sequence[dict[str, Any]]
-) -> dict[str, tuple[int, int]]:
-    """Insert events not seen before (sorted by external id, a fixed lock order).
-
-    Returns external id -> (event id, outcome_seq) for the rows this call inserted.
-    """
-    if not rows:
-        return {}
-    ordered = sorted(rows, key=lambda row: str(row["external_id"]))
-    # Rows as parameters of one cached statement: compiling a 500-row VALUES every call
-    # would cost more than the insert.
-    result = await session.execute(
-        insert(_events)
-        .on_conflict_do_nothing(index_elements=["partner_id", "external_id"])
-        .returning(_events.c.external_id, _events.c.id, _events.c.outcome_seq),
-        ordered,
-    )
-    return {external_id: (event_id, seq) for external_id, event_id, seq in result}
-
-
 async def events_by_external_id(
     session: AsyncSession, partner_id: uuid.UUID, external_ids: Sequence[str]
 ) -> dict[str, Any]:
@@ -107,116 +86,6 @@ async def events_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, A
     return {row.id: row for row in rows}
 
 
-async def linked_participants(
-    session: AsyncSession, partner_id: uuid.UUID, subject_hashes: Sequence[bytes]
-) -> dict[bytes, uuid.UUID]:
-    if not subject_hashes:
-        return {}
-    rows = await session.execute(
-        select(_links.c.subject_hash, _links.c.participant_id).where(
-            _links.c.partner_id == partner_id,
-            _links.c.subject_hash.in_(list(set(subject_hashes))),
-            _links.c.unlinked_at.is_(None),
-        )
-    )
-    return {bytes(subject): participant for subject, participant in rows}
-
-
-async def lock_participants(session: AsyncSession, participant_ids: Sequence[uuid.UUID]) -> None:
-    """Serialise crediting per participant (dedup and caps), in one fixed order."""
-    keys = sorted({p.int & 0x7FFF_FFFF_FFFF_FFFF for p in participant_ids})
-    if keys:
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-            {"keys": keys},
-        )
-
-
-async def lock_subjects(
-    session: AsyncSession, partner_id: uuid.UUID, subject_hashes: Sequence[bytes]
-) -> None:
-    """Serialise linking and ingestion per partner identity, so that an event arriving as
-    its identity is being linked is either seen by the link or sees the link, never neither.
-
-    Subject keys are negative; participant keys are positive: the two never collide.
-    """
-    keys = sorted(
-        {
-            -(int.from_bytes(hashlib.sha256(partner_id.bytes + s).digest()[:8], "big") >> 1) - 1
-            for s in subject_hashes
-        }
-    )
-    if keys:
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-            {"keys": keys},
-        )
-
-
-async def nearby_credits(
-    session: AsyncSession,
-    participant_ids: Sequence[uuid.UUID],
-    action_types: Sequence[str],
-    start: datetime,
-    end: datetime,
-) -> list[Any]:
-    """Standing credits (not retracted) of these participants and action types in a window."""
-    rows = await session.execute(
-        select(
-            _credits.c.event_id,
-            _credits.c.partner_id,
-            _credits.c.participant_id,
-            _credits.c.action_type,
-            _credits.c.occurred_at,
-        )
-        .join(_events, _events.c.id == _credits.c.event_id)
-        .where(
-            _credits.c.participant_id.in_(list(set(participant_ids))),
-            _credits.c.action_type.in_(list(set(action_types))),
-            _credits.c.occurred_at.between(start, end),
-            _events.c.status != "retracted",
-        )
-    )
-    return list(rows)
-
-
-async def usage(
-    session: AsyncSession, participant_ids: Sequence[uuid.UUID], keys: Sequence[str]
-) -> dict[tuple[uuid.UUID, str], tuple[int, int]]:
-    if not keys:
-        return {}
-    rows = await session.execute(
-        select(_usage.c.participant_id, _usage.c.usage_key, _usage.c.grams, _usage.c.points).where(
-            _usage.c.participant_id.in_(list(set(participant_ids))),
-            _usage.c.usage_key.in_(list(set(keys))),
-        )
-    )
-    return {(p, k): (g, pts) for p, k, g, pts in rows}
-
-
-async def add_usage(session: AsyncSession, deltas: dict[tuple[uuid.UUID, str], list[int]]) -> None:
-    rows = [
-        {"participant_id": p, "usage_key": k, "grams": g, "points": pts}
-        for (p, k), (g, pts) in sorted(
-            deltas.items(), key=lambda item: (str(item[0][0]), item[0][1])
-        )
-        if g or pts
-    ]
-    if not rows:
-        return
-    statement = insert(_usage)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["participant_id", "usage_key"],
-            set_={
-                "grams": _usage.c.grams + statement.excluded.grams,
-                "points": _usage.c.points + statement.excluded.points,
-            },
-        ),
-        rows,
-    )
-
-
 async def subtract_usage(
     session: AsyncSession, participant_id: uuid.UUID, keys: Sequence[str], grams: int, points: int
 ) -> None:
@@ -227,16 +96,6 @@ async def subtract_usage(
             .where(_usage.c.participant_id == participant_id, _usage.c.usage_key.in_(sorted(keys)))
             .values(grams=_usage.c.grams - grams, points=_usage.c.points - points)
         )
-
-
-async def insert_credits(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        connection = await session.connection()
-        await connection.execute(_credits.insert(), list(rows))
-
-
-async def credit_of_event(session: AsyncSession, event_id: int) -> Any:
-    return (await session.execute(select(_credits).where(_credits.c.event_id == event_id))).first()
 
 
 async def record_outcomes(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -341,7 +200,9 @@ _LOCK_SUBJECTS_AND_ANNOUNCE = text(
 
 
 def subject_lock_key(partner_id: uuid.UUID, subject_hash: bytes) -> int:
-    """Subject keys are negative; participant keys are positive: the two never collide."""
+    """A partner identity's advisory lock key. Ingestion and linking take it, so that an
+    event arriving as its identity is being linked is either seen by the link or sees the
+    link, never neither. Subject keys are negative; participant keys are positive."""
     digest = hashlib.sha256(partner_id.bytes + subject_hash).digest()[:8]
     return -(int.from_bytes(digest, "big") >> 1) - 1
 

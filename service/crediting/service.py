@@ -1,19 +1,22 @@
-"""The crediting path: partner events to outcomes, exactly once, in one transaction a batch.
+"""The crediting path: partner events to outcomes, exactly once, in one transaction a request
+(a batch) or a group of requests (single events, `group_commit`).
 
-Per request (one event or a batch of up to 1,000), inside the request's transaction:
+The imperative shell around the functional core in `decide.py`:
 
-1. Each event is validated on its own; a bad one gets its own problem and its siblings go on.
-2. Events are claimed by inserting them under the unique (partner, external id): a retry finds
-   its original and gets the original outcome; the same id with other content is a conflict.
-3. The methodology in force at `occurred_at` (by action type and region) evaluates it.
-4. Subjects are resolved through identity links; an unlinked subject's event waits as
-   `pending` for its claim window and is credited when the participant links it.
-5. Under a per-participant lock (dedup and caps need it), cross-partner duplicates are found,
-   caps are applied from the usage counters, and the credits go to the ledger as lots.
+1. `prepare`, no I/O: each event is validated, its subject hashed, and evaluated once by the
+   methodology in force at `occurred_at` (uncapped); a bad one gets its own problem and its
+   siblings go on.
+2. `ingest_prepared`, a constant number of statements: lock the partner identities, claim the
+   events under the unique (partner, external id) and read their links in one statement (a
+   retry finds its original and gets the original outcome; the same id with other content is
+   a conflict), lock the participants' ledger accounts, load cap usage and standing credits,
+   `decide` in memory, post the credits and write every outcome in sets.
 
 The transaction commits before the response is sent, so a 2xx means every outcome in it is
-durable; Redis plays no part in it. Lock order, everywhere: event keys, participant locks,
-ledger keys, ledger accounts.
+durable; Redis plays no part in it. Lock order, everywhere: partner identities (advisory,
+sorted), event keys (sorted), new account keys (sorted), ledger accounts (issuance shards
+with SKIP LOCKED, then ascending id). Ledger keys of credits are new by construction (one per
+claimed event), so no one waits on them.
 """
 
 from __future__ import annotations
@@ -622,7 +625,8 @@ async def retract(
         return outcome_of(row)
     await repo.announce_outcome_writer(session)
     if row.credit_transaction_id is not None and row.participant_id is not None:
-        await repo.lock_participants(session, [row.participant_id])
+        # The reversal locks the participant's accounts, the same row locks crediting takes
+        # before it reads cap usage: the usage given back below is never lost to a credit.
         # Reversed already by another path (a fraud review): the retraction still stands.
         with contextlib.suppress(AlreadyReversedError):
             await ledger.reverse_credit(
