@@ -12,6 +12,7 @@ from sqlalchemy import ARRAY, String, Table, Uuid, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import json_rows, json_text
 from service.models import CapUsage, Credit, IdentityLink, PartnerEvent
 
 _events = cast(Table, PartnerEvent.__table__)
@@ -195,7 +196,8 @@ async def insert_link(session: AsyncSession, row: dict[str, Any]) -> bool:
 _LOCK_SUBJECTS_AND_ANNOUNCE = text(
     "SELECT pg_advisory_xact_lock_shared("
     "(CAST(:ns AS bigint) << 48) | (SELECT last_value FROM partner_event_outcome_seq)), "
-    "(SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k)"
+    "(SELECT count(pg_advisory_xact_lock(CAST(k AS bigint))) "
+    "FROM json_array_elements_text(CAST(:keys AS json)) AS k)"
 )
 
 
@@ -216,7 +218,7 @@ async def lock_subjects_and_announce(
         _LOCK_SUBJECTS_AND_ANNOUNCE,
         {
             "ns": _FEED_NAMESPACE,
-            "keys": sorted({subject_lock_key(p, s) for p, s in subjects}),
+            "keys": json_text(sorted({subject_lock_key(p, s) for p, s in subjects})),
         },
     )
 
@@ -227,16 +229,13 @@ _CLAIM_AND_LINK = text(
         INSERT INTO partner_events (partner_id, external_id, content_hash, action_type,
             occurred_at, received_at, subject_hash, region, quantities, place_ids, status,
             reasons)
-        SELECT partner_id, external_id, content_hash, action_type, occurred_at, received_at,
-            subject_hash, region, CAST(quantities AS jsonb), CAST(place_ids AS jsonb),
+        SELECT partner_id, external_id, decode(content_hash, 'hex'), action_type, occurred_at,
+            received_at, decode(subject_hash, 'hex'), region, quantities, place_ids,
             'received', CAST('[]' AS jsonb)
-        FROM unnest(CAST(:partner_id AS uuid[]), CAST(:external_id AS text[]),
-                    CAST(:content_hash AS bytea[]), CAST(:action_type AS text[]),
-                    CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
-                    CAST(:subject_hash AS bytea[]), CAST(:region AS text[]),
-                    CAST(:quantities AS text[]), CAST(:place_ids AS text[]))
-             AS e(partner_id, external_id, content_hash, action_type, occurred_at,
-                  received_at, subject_hash, region, quantities, place_ids)
+        FROM json_to_recordset(CAST(:events AS json))
+             AS e(partner_id uuid, external_id text, content_hash text, action_type text,
+                  occurred_at timestamptz, received_at timestamptz, subject_hash text,
+                  region text, quantities jsonb, place_ids jsonb)
         ON CONFLICT (partner_id, external_id) DO NOTHING
         RETURNING id, partner_id, external_id, subject_hash
     )
@@ -262,21 +261,10 @@ async def claim_and_link(
     if not rows:
         return {}
     ordered = sorted(rows, key=lambda r: (str(r["partner_id"]), str(r["external_id"])))
-    columns = (
-        "partner_id",
-        "external_id",
-        "content_hash",
-        "action_type",
-        "occurred_at",
-        "received_at",
-        "subject_hash",
-        "region",
-        "quantities",
-        "place_ids",
-    )
-    result = await session.execute(
-        _CLAIM_AND_LINK, {column: [r[column] for r in ordered] for column in columns}
-    )
+    for row in ordered:
+        row["content_hash"] = bytes(row["content_hash"]).hex()
+        row["subject_hash"] = bytes(row["subject_hash"]).hex()
+    result = await session.execute(_CLAIM_AND_LINK, {"events": json_text(ordered)})
     return {
         (partner_id, external_id): (event_id, participant)
         for event_id, partner_id, external_id, participant in result
@@ -309,16 +297,13 @@ _LOAD_STATE = text(
     SELECT 0 AS kind, u.participant_id, u.usage_key AS key, u.grams, u.points,
            CAST(NULL AS bigint) AS event_id, CAST(NULL AS uuid) AS partner_id,
            CAST(NULL AS timestamptz) AS occurred_at
-    FROM cap_usage AS u
-    JOIN unnest(CAST(:usage_participant AS uuid[]), CAST(:usage_key AS text[])) AS w(p, k)
-        ON u.participant_id = w.p AND u.usage_key = w.k
+    FROM json_to_recordset(CAST(:slots AS json)) AS w(p uuid, k text)
+    JOIN cap_usage AS u ON u.participant_id = w.p AND u.usage_key = w.k
     UNION ALL
     SELECT DISTINCT 1, c.participant_id, c.action_type, CAST(NULL AS bigint),
-           CAST(NULL AS bigint), c.event_id, c.partner_id,
-           c.occurred_at
-    FROM unnest(CAST(:near_participant AS uuid[]), CAST(:near_type AS text[]),
-                CAST(:near_start AS timestamptz[]), CAST(:near_end AS timestamptz[]))
-         AS w(p, t, s, e)
+           CAST(NULL AS bigint), c.event_id, c.partner_id, c.occurred_at
+    FROM json_to_recordset(CAST(:windows AS json))
+         AS w(p uuid, t text, s timestamptz, e timestamptz)
     JOIN credits AS c
         ON c.participant_id = w.p AND c.action_type = w.t AND c.occurred_at BETWEEN w.s AND w.e
     JOIN partner_events AS ev ON ev.id = c.event_id
@@ -340,12 +325,13 @@ async def load_state(
     result = await session.execute(
         _LOAD_STATE,
         {
-            "usage_participant": [s[0] for s in slots],
-            "usage_key": [s[1] for s in slots],
-            "near_participant": [w[0] for w in near],
-            "near_type": [w[1] for w in near],
-            "near_start": [w[2] for w in near],
-            "near_end": [w[3] for w in near],
+            "slots": json_rows(p=[s[0] for s in slots], k=[s[1] for s in slots]),
+            "windows": json_rows(
+                p=[w[0] for w in near],
+                t=[w[1] for w in near],
+                s=[w[2] for w in near],
+                e=[w[3] for w in near],
+            ),
         },
     )
     usage: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
@@ -364,40 +350,29 @@ _WRITE_OUTCOMES = text(
         INSERT INTO credits (event_id, participant_id, partner_id, action_type, occurred_at,
             received_at, region, methodology_id, methodology_version, inputs, usage_before,
             status, grams, points, transaction_id)
-        SELECT event_id, participant_id, partner_id, action_type, occurred_at, received_at,
-            region, methodology_id, methodology_version, CAST(inputs AS jsonb),
-            CAST(usage_before AS jsonb), status, grams, points, transaction_id
-        FROM unnest(CAST(:c_event AS bigint[]), CAST(:c_participant AS uuid[]),
-                    CAST(:c_partner AS uuid[]), CAST(:c_action_type AS text[]),
-                    CAST(:c_occurred_at AS timestamptz[]), CAST(:c_received_at AS timestamptz[]),
-                    CAST(:c_region AS text[]), CAST(:c_methodology_id AS text[]),
-                    CAST(:c_methodology_version AS integer[]), CAST(:c_inputs AS text[]),
-                    CAST(:c_usage_before AS text[]), CAST(:c_status AS text[]),
-                    CAST(:c_grams AS bigint[]), CAST(:c_points AS bigint[]),
-                    CAST(:c_transaction AS bigint[]))
-             AS c(event_id, participant_id, partner_id, action_type, occurred_at, received_at,
-                  region, methodology_id, methodology_version, inputs, usage_before, status,
-                  grams, points, transaction_id)
+        SELECT * FROM json_to_recordset(CAST(:credits AS json))
+             AS c(event_id bigint, participant_id uuid, partner_id uuid, action_type text,
+                  occurred_at timestamptz, received_at timestamptz, region text,
+                  methodology_id text, methodology_version integer, inputs jsonb,
+                  usage_before jsonb, status text, grams bigint, points bigint,
+                  transaction_id bigint)
     ), added_usage AS (
         INSERT INTO cap_usage (participant_id, usage_key, grams, points)
-        SELECT * FROM unnest(CAST(:u_participant AS uuid[]), CAST(:u_key AS text[]),
-                             CAST(:u_grams AS bigint[]), CAST(:u_points AS bigint[]))
+        SELECT * FROM json_to_recordset(CAST(:usage AS json))
+             AS u(participant_id uuid, usage_key text, grams bigint, points bigint)
         ON CONFLICT (participant_id, usage_key) DO UPDATE
         SET grams = cap_usage.grams + excluded.grams, points = cap_usage.points + excluded.points
     )
     UPDATE partner_events AS e
     SET status = o.status, participant_id = o.participant_id,
         methodology_id = o.methodology_id, methodology_version = o.methodology_version,
-        grams = o.grams, points = o.points, reasons = CAST(o.reasons AS jsonb),
+        grams = o.grams, points = o.points, reasons = o.reasons,
         duplicate_of = o.duplicate_of, credit_transaction_id = o.transaction_id,
         outcome_seq = nextval('partner_event_outcome_seq')
-    FROM unnest(CAST(:o_id AS bigint[]), CAST(:o_status AS text[]),
-                CAST(:o_participant AS uuid[]), CAST(:o_methodology_id AS text[]),
-                CAST(:o_methodology_version AS integer[]), CAST(:o_grams AS bigint[]),
-                CAST(:o_points AS bigint[]), CAST(:o_reasons AS text[]),
-                CAST(:o_duplicate_of AS bigint[]), CAST(:o_transaction AS bigint[]))
-         AS o(id, status, participant_id, methodology_id, methodology_version, grams, points,
-              reasons, duplicate_of, transaction_id)
+    FROM json_to_recordset(CAST(:outcomes AS json))
+         AS o(id bigint, status text, participant_id uuid, methodology_id text,
+              methodology_version integer, grams bigint, points bigint, reasons jsonb,
+              duplicate_of bigint, transaction_id bigint)
     WHERE e.id = o.id
     """
 )
@@ -410,44 +385,19 @@ async def write_outcomes(
     outcomes: Sequence[dict[str, Any]],
 ) -> None:
     """Credits, cap usage and every event's outcome (each with a new outcome_seq, the feed's
-    cursor): one statement, whatever the number of events."""
+    cursor): one statement, whatever the number of events. Rows are dicts of the columns;
+    json/jsonb columns hold plain lists and dicts."""
     usage = sorted(usage_added.items(), key=lambda item: (str(item[0][0]), item[0][1]))
-    ordered = sorted(outcomes, key=lambda o: int(o["id"]))
-
-    def column(rows: Sequence[dict[str, Any]], name: str) -> list[Any]:
-        return [row[name] for row in rows]
-
     await session.execute(
         _WRITE_OUTCOMES,
         {
-            "c_event": column(credits, "event_id"),
-            "c_participant": column(credits, "participant_id"),
-            "c_partner": column(credits, "partner_id"),
-            "c_action_type": column(credits, "action_type"),
-            "c_occurred_at": column(credits, "occurred_at"),
-            "c_received_at": column(credits, "received_at"),
-            "c_region": column(credits, "region"),
-            "c_methodology_id": column(credits, "methodology_id"),
-            "c_methodology_version": column(credits, "methodology_version"),
-            "c_inputs": column(credits, "inputs"),
-            "c_usage_before": column(credits, "usage_before"),
-            "c_status": column(credits, "status"),
-            "c_grams": column(credits, "grams"),
-            "c_points": column(credits, "points"),
-            "c_transaction": column(credits, "transaction_id"),
-            "u_participant": [slot[0] for slot, _ in usage],
-            "u_key": [slot[1] for slot, _ in usage],
-            "u_grams": [amounts[0] for _, amounts in usage],
-            "u_points": [amounts[1] for _, amounts in usage],
-            "o_id": column(ordered, "id"),
-            "o_status": column(ordered, "status"),
-            "o_participant": column(ordered, "participant_id"),
-            "o_methodology_id": column(ordered, "methodology_id"),
-            "o_methodology_version": column(ordered, "methodology_version"),
-            "o_grams": column(ordered, "grams"),
-            "o_points": column(ordered, "points"),
-            "o_reasons": column(ordered, "reasons"),
-            "o_duplicate_of": column(ordered, "duplicate_of"),
-            "o_transaction": column(ordered, "transaction_id"),
+            "credits": json_text(list(credits)),
+            "usage": json_rows(
+                participant_id=[slot[0] for slot, _ in usage],
+                usage_key=[slot[1] for slot, _ in usage],
+                grams=[amounts[0] for _, amounts in usage],
+                points=[amounts[1] for _, amounts in usage],
+            ),
+            "outcomes": json_text(sorted(outcomes, key=lambda o: int(o["id"]))),
         },
     )

@@ -301,10 +301,8 @@ async def ingest_prepared(
                 # The region the methodology was chosen for (the partner's, when the event
                 # names none), so a release after linking chooses the same one.
                 "region": p.action.region,
-                "quantities": orjson.dumps(_jsonable_inputs(dict(p.event.quantities))).decode(),
-                "place_ids": None
-                if p.event.place_ids is None
-                else orjson.dumps(p.event.place_ids).decode(),
+                "quantities": _jsonable_inputs(dict(p.event.quantities)),
+                "place_ids": p.event.place_ids,
             }
             for p in first.values()
         ],
@@ -433,8 +431,8 @@ async def _decide_and_write(
                 "region": d.action.region,
                 "methodology_id": d.methodology.id,
                 "methodology_version": d.methodology.version,
-                "inputs": orjson.dumps(d.inputs or {}).decode(),
-                "usage_before": orjson.dumps(d.usage_before or {}).decode(),
+                "inputs": d.inputs or {},
+                "usage_before": d.usage_before or {},
                 "status": d.status,
                 "grams": d.grams,
                 "points": d.points,
@@ -453,7 +451,7 @@ async def _decide_and_write(
                 "methodology_version": d.methodology.version,
                 "grams": d.grams,
                 "points": d.points,
-                "reasons": orjson.dumps(list(d.reasons)).decode(),
+                "reasons": list(d.reasons),
                 "duplicate_of": d.duplicate_of,
                 "transaction_id": transactions.get(d.event_id),
             }

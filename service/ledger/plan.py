@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.ledger.chain import canonical, link, posting_digest, transaction_digest
+from service.ledger.chain import link, posting_digest, transaction_digest
 from service.ledger.schemas import Asset, CreditResult, Status
 
 
@@ -65,7 +65,7 @@ class CreditWrites:
     tx_id: list[int] = field(default_factory=list)
     tx_origin: list[str] = field(default_factory=list)
     tx_key: list[str] = field(default_factory=list)
-    tx_request: list[str] = field(default_factory=list)
+    tx_request: list[dict[str, Any]] = field(default_factory=list)
     tx_created_at: list[datetime] = field(default_factory=list)
     posting_tx: list[int] = field(default_factory=list)
     posting_account: list[int] = field(default_factory=list)
@@ -130,7 +130,7 @@ def plan_credits(
             writes.tx_id.append(tx_id)
             writes.tx_origin.append(spec.origin)
             writes.tx_key.append(spec.key)
-            writes.tx_request.append(canonical(spec.request).decode())
+            writes.tx_request.append(spec.request)
             writes.tx_created_at.append(moment)
         else:
             tx_id, moment = known

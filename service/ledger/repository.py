@@ -13,6 +13,7 @@ from sqlalchemy import Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import json_rows, json_text
 from service.ledger.plan import (
     AccountState,
     CreditWrites,
@@ -151,30 +152,31 @@ async def lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
 _SAVE_ACCOUNTS = text(
     """
     UPDATE ledger_accounts AS a
-    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq, chain_hash = s.chain_hash
-    FROM unnest(CAST(:id AS bigint[]), CAST(:posted AS bigint[]), CAST(:held AS bigint[]),
-                CAST(:chain_seq AS bigint[]), CAST(:chain_hash AS bytea[]))
-         AS s(id, posted, held, chain_seq, chain_hash)
+    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq,
+        chain_hash = decode(s.chain_hash, 'hex')
+    FROM json_to_recordset(CAST(:accounts AS json))
+         AS s(id bigint, posted bigint, held bigint, chain_seq bigint, chain_hash text)
     WHERE a.id = s.id
-    """
+"""
 )
+
+
+def _account_rows(states: Iterable[AccountState]) -> str:
+    ordered = sorted(states, key=lambda s: s.id)
+    return json_rows(
+        id=[s.id for s in ordered],
+        posted=[s.posted for s in ordered],
+        held=[s.held for s in ordered],
+        chain_seq=[s.chain_seq for s in ordered],
+        chain_hash=[s.chain_hash.hex() for s in ordered],
+    )
 
 
 async def save_accounts(session: AsyncSession, states: Iterable[AccountState]) -> None:
     """Balances and chain heads of locked accounts, in one statement."""
-    ordered = sorted(states, key=lambda s: s.id)
-    if not ordered:
-        return
-    await session.execute(
-        _SAVE_ACCOUNTS,
-        {
-            "id": [s.id for s in ordered],
-            "posted": [s.posted for s in ordered],
-            "held": [s.held for s in ordered],
-            "chain_seq": [s.chain_seq for s in ordered],
-            "chain_hash": [s.chain_hash for s in ordered],
-        },
-    )
+    states = list(states)
+    if states:
+        await session.execute(_SAVE_ACCOUNTS, {"accounts": _account_rows(states)})
 
 
 async def insert_transactions(
@@ -260,10 +262,10 @@ async def sum_transactions_by_request(
 _INSERT_POSTINGS = text(
     """
     INSERT INTO ledger_postings (transaction_id, account_id, asset, amount, account_seq, chain_hash)
-    SELECT * FROM unnest(CAST(:tx AS bigint[]), CAST(:account AS bigint[]),
-                         CAST(:asset AS text[]), CAST(:amount AS bigint[]),
-                         CAST(:seq AS bigint[]), CAST(:hash AS bytea[]))
-    """
+    SELECT tx, account, asset, amount, seq, decode(hash, 'hex')
+    FROM json_to_recordset(CAST(:postings AS json))
+         AS p(tx bigint, account bigint, asset text, amount bigint, seq bigint, hash text)
+"""
 )
 
 
@@ -271,17 +273,15 @@ async def insert_postings(session: AsyncSession, rows: Sequence[dict[str, Any]])
     """All of a transaction's postings in one statement: the balance trigger checks each
     statement's transactions as a whole."""
     if rows:
-        await session.execute(
-            _INSERT_POSTINGS,
-            {
-                "tx": [r["transaction_id"] for r in rows],
-                "account": [r["account_id"] for r in rows],
-                "asset": [r["asset"] for r in rows],
-                "amount": [r["amount"] for r in rows],
-                "seq": [r["account_seq"] for r in rows],
-                "hash": [r["chain_hash"] for r in rows],
-            },
+        postings = json_rows(
+            tx=[r["transaction_id"] for r in rows],
+            account=[r["account_id"] for r in rows],
+            asset=[r["asset"] for r in rows],
+            amount=[r["amount"] for r in rows],
+            seq=[r["account_seq"] for r in rows],
+            hash=[bytes(r["chain_hash"]).hex() for r in rows],
         )
+        await session.execute(_INSERT_POSTINGS, {"postings": postings})
 
 
 async def insert_lots(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -453,8 +453,7 @@ _ENSURE_AND_RESERVE = text(
     WITH created AS (
         INSERT INTO ledger_accounts (code, owner_type, owner_id, asset, kind, bounded)
         SELECT code, 'participant', owner, asset, 'participant', true
-        FROM unnest(CAST(:code AS text[]), CAST(:owner AS uuid[]), CAST(:asset AS text[]))
-             AS n(code, owner, asset)
+        FROM json_to_recordset(CAST(:accounts AS json)) AS n(code text, owner uuid, asset text)
         ORDER BY code
         ON CONFLICT (code) DO NOTHING
     )
@@ -480,15 +479,11 @@ async def ensure_participant_accounts_and_reserve(
         for pid in set(participant_ids)
         for asset in ("POINTS", "GCO2E")
     )
+    accounts = json_rows(
+        code=[r[0] for r in rows], owner=[r[1] for r in rows], asset=[r[2] for r in rows]
+    )
     result = await session.execute(
-        _ENSURE_AND_RESERVE,
-        {
-            "code": [r[0] for r in rows],
-            "owner": [r[1] for r in rows],
-            "asset": [r[2] for r in rows],
-            "transactions": transactions,
-            "lots": lots,
-        },
+        _ENSURE_AND_RESERVE, {"accounts": accounts, "transactions": transactions, "lots": lots}
     )
     tx_ids, lot_ids = result.one()
     return list(tx_ids), list(lot_ids)
@@ -496,36 +491,41 @@ async def ensure_participant_accounts_and_reserve(
 
 _LOCK_FOR_CREDITS = text(
     # Shards first: SKIP LOCKED never waits, so taking them first keeps the one lock order
-    # (ascending id; issuance rows are the oldest) without ever blocking on them.
+    # (ascending id; issuance rows are the oldest) without ever blocking on them. Their
+    # codes are computed here: 64 per asset, as the migration created them.
     """
     WITH points_shard AS (
-        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash FROM ledger_accounts
-        WHERE code = ANY(CAST(:points_shards AS text[]))
+        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
+        FROM ledger_accounts
+        WHERE code = ANY(ARRAY(SELECT 'program:issuance:POINTS:' || lpad(CAST(g AS text), 2, '0')
+                               FROM generate_series(0, 63) AS g))
         ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
     ), grams_shard AS (
-        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash FROM ledger_accounts
-        WHERE code = ANY(CAST(:grams_shards AS text[]))
+        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
+        FROM ledger_accounts
+        WHERE code = ANY(ARRAY(SELECT 'program:issuance:GCO2E:' || lpad(CAST(g AS text), 2, '0')
+                               FROM generate_series(0, 63) AS g))
         ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
     ), debt_shard AS (
-        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash FROM ledger_accounts
-        WHERE code = ANY(CAST(:debt_shards AS text[]))
+        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
+        FROM ledger_accounts
+        WHERE code = ANY(ARRAY(SELECT 'program:issuance:DEBT:' || lpad(CAST(g AS text), 2, '0')
+                               FROM generate_series(0, 63) AS g))
         ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
     ), owners AS (
-        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash FROM ledger_accounts
-        WHERE code = ANY(CAST(:codes AS text[]))
+        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
+        FROM ledger_accounts
+        WHERE code = ANY(ARRAY(SELECT json_array_elements_text(CAST(:codes AS json))))
         ORDER BY id FOR NO KEY UPDATE
     )
     SELECT * FROM points_shard UNION ALL SELECT * FROM grams_shard
     UNION ALL SELECT * FROM debt_shard UNION ALL SELECT * FROM owners
     """
 )
-
-
-def _shard_codes(asset: str) -> list[str]:
-    return [issuance_account_code(asset, shard) for shard in range(ISSUANCE_SHARDS)]
-
-
-_SHARD_CODES = {asset: _shard_codes(asset) for asset in ("POINTS", "GCO2E", "DEBT")}
+_SHARD_CODES = {
+    asset: [issuance_account_code(asset, shard) for shard in range(ISSUANCE_SHARDS)]
+    for asset in ("POINTS", "GCO2E", "DEBT")
+}
 
 
 async def lock_for_credits(
@@ -538,15 +538,7 @@ async def lock_for_credits(
     credits never queue on it. Only when every shard of an asset is busy (more than 64
     writers at once) does one wait, for a random shard.
     """
-    result = await session.execute(
-        _LOCK_FOR_CREDITS,
-        {
-            "points_shards": _SHARD_CODES["POINTS"],
-            "grams_shards": _SHARD_CODES["GCO2E"],
-            "debt_shards": _SHARD_CODES["DEBT"],
-            "codes": sorted(set(codes)),
-        },
-    )
+    result = await session.execute(_LOCK_FOR_CREDITS, {"codes": json_text(sorted(set(codes)))})
     states: dict[str, AccountState] = {}
     shards: dict[str, str] = {}
     for row in result:
@@ -604,35 +596,30 @@ _WRITE_CREDITS = text(
     """
     WITH tx AS (
         INSERT INTO ledger_transactions (id, origin, idempotency_key, kind, request, created_at)
-        SELECT id, origin, key, 'credit', CAST(request AS jsonb), created_at
-        FROM unnest(CAST(:tx_id AS bigint[]), CAST(:tx_origin AS text[]),
-                    CAST(:tx_key AS text[]), CAST(:tx_request AS text[]),
-                    CAST(:tx_created_at AS timestamptz[]))
-             AS t(id, origin, key, request, created_at)
+        SELECT id, origin, key, 'credit', request, created_at
+        FROM json_to_recordset(CAST(:transactions AS json))
+             AS t(id bigint, origin text, key text, request jsonb, created_at timestamptz)
     ), postings AS (
         INSERT INTO ledger_postings
             (transaction_id, account_id, asset, amount, account_seq, chain_hash)
-        SELECT * FROM unnest(CAST(:p_tx AS bigint[]), CAST(:p_account AS bigint[]),
-                             CAST(:p_asset AS text[]), CAST(:p_amount AS bigint[]),
-                             CAST(:p_seq AS bigint[]), CAST(:p_hash AS bytea[]))
+        SELECT tx, account, asset, amount, seq, decode(hash, 'hex')
+        FROM json_to_recordset(CAST(:postings AS json))
+             AS p(tx bigint, account bigint, asset text, amount bigint, seq bigint, hash text)
     ), lots AS (
         INSERT INTO ledger_lots (id, account_id, transaction_id, amount, remaining, expires_at)
         SELECT id, account, tx, amount, amount, expires_at
-        FROM unnest(CAST(:l_id AS bigint[]), CAST(:l_account AS bigint[]),
-                    CAST(:l_tx AS bigint[]), CAST(:l_amount AS bigint[]),
-                    CAST(:l_expires_at AS timestamptz[]))
-             AS l(id, account, tx, amount, expires_at)
+        FROM json_to_recordset(CAST(:lots AS json))
+             AS l(id bigint, account bigint, tx bigint, amount bigint, expires_at timestamptz)
     ), movements AS (
         INSERT INTO ledger_lot_movements (lot_id, kind, amount, transaction_id)
         SELECT id, 'open', amount, tx
-        FROM unnest(CAST(:l_id AS bigint[]), CAST(:l_amount AS bigint[]),
-                    CAST(:l_tx AS bigint[])) AS m(id, amount, tx)
+        FROM json_to_recordset(CAST(:lots AS json)) AS m(id bigint, amount bigint, tx bigint)
     )
     UPDATE ledger_accounts AS a
-    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq, chain_hash = s.chain_hash
-    FROM unnest(CAST(:a_id AS bigint[]), CAST(:a_posted AS bigint[]), CAST(:a_held AS bigint[]),
-                CAST(:a_seq AS bigint[]), CAST(:a_hash AS bytea[]))
-         AS s(id, posted, held, chain_seq, chain_hash)
+    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq,
+        chain_hash = decode(s.chain_hash, 'hex')
+    FROM json_to_recordset(CAST(:accounts AS json))
+         AS s(id bigint, posted bigint, held bigint, chain_seq bigint, chain_hash text)
     WHERE a.id = s.id
     """
 )
@@ -642,30 +629,31 @@ async def write_credits(session: AsyncSession, writes: CreditWrites) -> None:
     """Every row of a credit plan, in one statement: transactions (when the plan inserts
     them), postings, lots and their opening movements, and the accounts' new balances and
     chain heads. Foreign keys between these rows are checked at the statement's end."""
-    accounts = sorted(writes.accounts.values(), key=lambda s: s.id)
     await session.execute(
         _WRITE_CREDITS,
         {
-            "tx_id": writes.tx_id,
-            "tx_origin": writes.tx_origin,
-            "tx_key": writes.tx_key,
-            "tx_request": writes.tx_request,
-            "tx_created_at": writes.tx_created_at,
-            "p_tx": writes.posting_tx,
-            "p_account": writes.posting_account,
-            "p_asset": writes.posting_asset,
-            "p_amount": writes.posting_amount,
-            "p_seq": writes.posting_seq,
-            "p_hash": writes.posting_hash,
-            "l_id": writes.lot_id,
-            "l_account": writes.lot_account,
-            "l_tx": writes.lot_tx,
-            "l_amount": writes.lot_amount,
-            "l_expires_at": writes.lot_expires_at,
-            "a_id": [s.id for s in accounts],
-            "a_posted": [s.posted for s in accounts],
-            "a_held": [s.held for s in accounts],
-            "a_seq": [s.chain_seq for s in accounts],
-            "a_hash": [s.chain_hash for s in accounts],
+            "transactions": json_rows(
+                id=writes.tx_id,
+                origin=writes.tx_origin,
+                key=writes.tx_key,
+                request=writes.tx_request,
+                created_at=writes.tx_created_at,
+            ),
+            "postings": json_rows(
+                tx=writes.posting_tx,
+                account=writes.posting_account,
+                asset=writes.posting_asset,
+                amount=writes.posting_amount,
+                seq=writes.posting_seq,
+                hash=[h.hex() for h in writes.posting_hash],
+            ),
+            "lots": json_rows(
+                id=writes.lot_id,
+                account=writes.lot_account,
+                tx=writes.lot_tx,
+                amount=writes.lot_amount,
+                expires_at=writes.lot_expires_at,
+            ),
+            "accounts": _account_rows(writes.accounts.values()),
         },
     )
