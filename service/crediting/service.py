@@ -386,7 +386,8 @@ async def _decide_and_write(
                 StandingCredit(
                     row.event_id, row.partner_id, row.participant_id, row.key, row.occurred_at
                 )
-                for row in standing
+                # Oldest first: a duplicate names the same original whatever the plan.
+                for row in sorted(standing, key=lambda r: int(r.event_id))
             ],
         )
     plan = decide(candidates, state, duplicate_window=settings.duplicate_window)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Identity,
     LargeBinary,
     String,
+    UniqueConstraint,
     func,
     text,
 )
@@ -33,6 +34,9 @@ class LedgerAccount(Base):
         CheckConstraint("NOT bounded OR posted - held >= 0", name="available_non_negative"),
         CheckConstraint("chain_seq >= 0", name="chain_seq_non_negative"),
         CheckConstraint("octet_length(chain_hash) = 32", name="chain_hash_length"),
+        CheckConstraint("kind <> 'participant' OR bounded", name="participant_bounded"),
+        # The target of the postings' (account_id, asset) foreign key.
+        UniqueConstraint("id", "asset"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     LargeBinary,
@@ -21,6 +22,10 @@ class LedgerPosting(Base):
     __tablename__ = "ledger_postings"
     __table_args__ = (
         UniqueConstraint("account_id", "account_seq"),
+        # A posting's asset is its account's: no POINTS posting labelled GCO2E.
+        ForeignKeyConstraint(
+            ["account_id", "asset"], ["ledger_accounts.id", "ledger_accounts.asset"]
+        ),
         CheckConstraint("amount <> 0", name="amount_non_zero"),
         Index(None, "transaction_id"),
     )
@@ -29,9 +34,7 @@ class LedgerPosting(Base):
     transaction_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("ledger_transactions.id"), nullable=False
     )
-    account_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("ledger_accounts.id"), nullable=False
-    )
+    account_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     asset: Mapped[str] = mapped_column(String(8), nullable=False)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
     account_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
