@@ -180,34 +180,29 @@ async def authenticate_partner(request: Request) -> SignedRequest:
     if not credential.active:
         raise PartnerSuspendedError("this partner is suspended")
 
-    await _reject_replay(request, key_id, webhook_id)
-    await _rate_limit(request, credential.partner)
+    await _replay_and_rate(request, key_id, webhook_id, credential.partner)
     return SignedRequest(credential.partner, body, now)
 
 
-async def _reject_replay(request: Request, key_id: str, webhook_id: str) -> None:
+async def _replay_and_rate(
+    request: Request, key_id: str, webhook_id: str, partner: PartnerContext
+) -> None:
+    """The replay cache and the rate limit in one Redis round trip (a pipeline)."""
+    window = int(time.time())
+    rate_key = f"cp:rate:{partner.partner_id}:{window}"
     try:
-        fresh = await request.app.state.redis.set(
-            f"cp:replay:{key_id}:{webhook_id}", b"1", nx=True, ex=2 * TOLERANCE_SECONDS
-        )
+        pipe = request.app.state.redis.pipeline(transaction=False)
+        pipe.set(f"cp:replay:{key_id}:{webhook_id}", b"1", nx=True, ex=2 * TOLERANCE_SECONDS)
+        pipe.incr(rate_key)
+        pipe.expire(rate_key, 2)
+        fresh, count, _ = await pipe.execute()
     except Exception as exc:  # Redis is an accelerator, never a gate to correctness
-        _log.warning("replay cache unavailable; accepting", error=type(exc).__name__)
+        _log.warning(
+            "replay cache and rate limiter unavailable; accepting", error=type(exc).__name__
+        )
         return
     if not fresh:
         raise ReplayedRequestError(f"webhook-id {webhook_id} was already used")
-
-
-async def _rate_limit(request: Request, partner: PartnerContext) -> None:
-    window = int(time.time())
-    key = f"cp:rate:{partner.partner_id}:{window}"
-    try:
-        pipe = request.app.state.redis.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, 2)
-        count, _ = await pipe.execute()
-    except Exception as exc:
-        _log.warning("rate limiter unavailable; not limiting", error=type(exc).__name__)
-        return
     if int(count) > partner.rate_limit_per_second:
         error = RateLimitedError(
             f"more than {partner.rate_limit_per_second} requests in one second"
