@@ -85,7 +85,7 @@ def upgrade() -> None:
         ["id", "asset"],
     )
     op.create_check_constraint(
-        "ck_ledger_accounts_participant_bounded",
+        op.f("ck_ledger_accounts_participant_bounded"),
         "ledger_accounts",
         "kind <> 'participant' OR bounded",
     )
@@ -101,7 +101,9 @@ def downgrade() -> None:
     op.execute(OLD_EVENTS_GUARD)
     for table in ("redemptions", "methodology_versions"):
         op.execute(f"DROP TRIGGER {table}_no_truncate ON {table}")
-    op.drop_constraint("ck_ledger_accounts_participant_bounded", "ledger_accounts", type_="check")
+    op.drop_constraint(
+        op.f("ck_ledger_accounts_participant_bounded"), "ledger_accounts", type_="check"
+    )
     op.drop_constraint(
         "fk_ledger_postings_account_id_asset_ledger_accounts",
         "ledger_postings",

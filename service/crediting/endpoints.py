@@ -99,6 +99,9 @@ async def submit_event(signed: PartnerRequest, session: DbSession, request: Requ
         raise BadRequestError("the body must be one event object")
     parsed = _parse_event(raw, ("body",))
     registry = await request.app.state.registry_cache.get(session)
+    # Give back the connection a cache refresh may have taken: the group commit needs one
+    # from the same pool while this request waits for it.
+    await session.commit()
     item = service.prepare(registry, _settings(request), signed.partner, parsed, signed.received_at)
     # Committed with the other single events in flight, before this returns.
     outcome = (
@@ -150,6 +153,7 @@ async def submit_batch(signed: PartnerRequest, session: DbSession, request: Requ
         raise PayloadTooLargeError(f"at most {MAX_BATCH} events a batch, not {len(events)}")
     items = [_parse_event(item, ("events", str(i))) for i, item in enumerate(events)]
     registry = await request.app.state.registry_cache.get(session)
+    await session.commit()  # no connection is held while waiting for a slot
     # A bounded number of batches at once per process: the others wait here, without a
     # database connection, so single events, app reads and tills are never starved of one.
     async with request.app.state.batch_slots:
