@@ -491,75 +491,97 @@ async def ensure_participant_accounts_and_reserve(
 
 _LOCK_FOR_CREDITS = text(
     # Shards first: SKIP LOCKED never waits, so taking them first keeps the one lock order
-    # (ascending id; issuance rows are the oldest) without ever blocking on them. Their
-    # codes are computed here: 64 per asset, as the migration created them.
+    # (ascending id; issuance rows are the oldest) without ever blocking on them.
     """
     WITH points_shard AS (
         SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
-        FROM ledger_accounts
-        WHERE code = ANY(ARRAY(SELECT 'program:issuance:POINTS:' || lpad(CAST(g AS text), 2, '0')
-                               FROM generate_series(0, 63) AS g))
-        ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
+        FROM ledger_accounts WHERE code = ANY(CAST(:points_shards AS text[]))
+        LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
     ), grams_shard AS (
         SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
-        FROM ledger_accounts
-        WHERE code = ANY(ARRAY(SELECT 'program:issuance:GCO2E:' || lpad(CAST(g AS text), 2, '0')
-                               FROM generate_series(0, 63) AS g))
-        ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
-    ), debt_shard AS (
-        SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
-        FROM ledger_accounts
-        WHERE code = ANY(ARRAY(SELECT 'program:issuance:DEBT:' || lpad(CAST(g AS text), 2, '0')
-                               FROM generate_series(0, 63) AS g))
-        ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
+        FROM ledger_accounts WHERE code = ANY(CAST(:grams_shards AS text[]))
+        LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
     ), owners AS (
         SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
         FROM ledger_accounts
         WHERE code = ANY(ARRAY(SELECT json_array_elements_text(CAST(:codes AS json))))
         ORDER BY id FOR NO KEY UPDATE
     )
-    SELECT * FROM points_shard UNION ALL SELECT * FROM grams_shard
-    UNION ALL SELECT * FROM debt_shard UNION ALL SELECT * FROM owners
+    SELECT * FROM points_shard UNION ALL SELECT * FROM grams_shard UNION ALL SELECT * FROM owners
+    """
+)
+_FREE_SHARD = text(
+    """
+    SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
+    FROM ledger_accounts WHERE code = ANY(CAST(:shards AS text[]))
+    LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
     """
 )
 _SHARD_CODES = {
     asset: [issuance_account_code(asset, shard) for shard in range(ISSUANCE_SHARDS)]
     for asset in ("POINTS", "GCO2E", "DEBT")
 }
+_SHARD_TRIES = 4
+
+
+def _some_shards(asset: str) -> list[str]:
+    return [
+        issuance_account_code(asset, shard)
+        for shard in secrets.SystemRandom().sample(range(ISSUANCE_SHARDS), _SHARD_TRIES)
+    ]
+
+
+def _state(row: Any) -> AccountState:
+    return AccountState(
+        row.id, row.asset, row.bounded, row.posted, row.held, row.chain_seq, bytes(row.chain_hash)
+    )
 
 
 async def lock_for_credits(
     session: AsyncSession, codes: Iterable[str]
 ) -> tuple[dict[str, AccountState], dict[str, str]]:
-    """Lock the accounts of `codes` (ascending id) and one free issuance shard per asset.
+    """Lock the accounts of `codes` (ascending id) and a free issuance shard per asset needed.
 
     Returns states by code and the shard code taken per asset. A shard is taken with SKIP
-    LOCKED: a credit never waits for another transaction's issuance row, so concurrent
-    credits never queue on it. Only when every shard of an asset is busy (more than 64
-    writers at once) does one wait, for a random shard.
+    LOCKED among four picked at random (a few index probes, not 64): a credit never waits for
+    another transaction's issuance row, so concurrent credits never queue on it. A DEBT shard
+    is taken only when a locked participant owes.
     """
-    result = await session.execute(_LOCK_FOR_CREDITS, {"codes": json_text(sorted(set(codes)))})
+    result = await session.execute(
+        _LOCK_FOR_CREDITS,
+        {
+            "points_shards": _some_shards("POINTS"),
+            "grams_shards": _some_shards("GCO2E"),
+            "codes": json_text(sorted(set(codes))),
+        },
+    )
     states: dict[str, AccountState] = {}
     shards: dict[str, str] = {}
     for row in result:
         code = str(row.code)
-        states[code] = AccountState(
-            row.id,
-            row.asset,
-            row.bounded,
-            row.posted,
-            row.held,
-            row.chain_seq,
-            bytes(row.chain_hash),
-        )
+        states[code] = _state(row)
         if code.startswith("program:issuance:"):
             shards[row.asset] = code
-    for asset, candidates in _SHARD_CODES.items():
-        if asset not in shards:  # every shard busy: wait for one, like any other writer
-            code = candidates[secrets.randbelow(ISSUANCE_SHARDS)]
-            states.update(await lock_accounts_by_code(session, [code]))
+    owes = any(
+        state.asset == "DEBT" and state.posted > 0 and not code.startswith("program:")
+        for code, state in states.items()
+    )
+    for asset in ("POINTS", "GCO2E", *(("DEBT",) if owes else ())):
+        if asset not in shards:
+            code, state = await _free_shard(session, asset)
+            states[code] = state
             shards[asset] = code
     return states, shards
+
+
+async def _free_shard(session: AsyncSession, asset: str) -> tuple[str, AccountState]:
+    """A shard nobody holds, else (more than 64 writers at once) wait for a random one."""
+    for candidates in (_some_shards(asset), _SHARD_CODES[asset]):
+        row = (await session.execute(_FREE_SHARD, {"shards": candidates})).first()
+        if row is not None:
+            return str(row.code), _state(row)
+    code = _SHARD_CODES[asset][secrets.randbelow(ISSUANCE_SHARDS)]
+    return code, (await lock_accounts_by_code(session, [code]))[code]
 
 
 async def lock_accounts_by_code(session: AsyncSession, codes: Sequence[str]) -> dict[str, Any]:
