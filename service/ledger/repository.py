@@ -581,37 +581,8 @@ async def _free_shard(session: AsyncSession, asset: str) -> tuple[str, AccountSt
         if row is not None:
             return str(row.code), _state(row)
     code = _SHARD_CODES[asset][secrets.randbelow(ISSUANCE_SHARDS)]
-    return code, (await lock_accounts_by_code(session, [code]))[code]
-
-
-async def lock_accounts_by_code(session: AsyncSession, codes: Sequence[str]) -> dict[str, Any]:
-    rows = await session.execute(
-        select(
-            _accounts.c.code,
-            _accounts.c.id,
-            _accounts.c.asset,
-            _accounts.c.bounded,
-            _accounts.c.posted,
-            _accounts.c.held,
-            _accounts.c.chain_seq,
-            _accounts.c.chain_hash,
-        )
-        .where(_accounts.c.code.in_(list(codes)))
-        .order_by(_accounts.c.id)
-        .with_for_update(key_share=True)
-    )
-    return {
-        row.code: AccountState(
-            row.id,
-            row.asset,
-            row.bounded,
-            row.posted,
-            row.held,
-            row.chain_seq,
-            bytes(row.chain_hash),
-        )
-        for row in rows
-    }
+    account_id = (await account_ids_by_code(session, [code]))[code]
+    return code, (await lock_accounts(session, [account_id]))[account_id]
 
 
 _WRITE_CREDITS = text(
