@@ -15,7 +15,10 @@ The size adapts to the load without a timer on the quiet path.
 
 A bad event is an outcome, not an error, so it never fails its neighbours. If the group's
 transaction fails as a whole (a deadlock, a lost connection), each of its events is retried
-alone, so one request's trouble is never another's.
+alone, so one request's trouble is never another's. A group waits at most 50 ms for a lock
+(`lock_timeout`): a batch in flight holds its participants' accounts until it commits, and
+one ride of the same participant would otherwise hold up every ride of its group; past that,
+the group's events are retried one by one, and only the colliding one waits.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,6 +38,7 @@ from service.observability import get_logger
 _log = get_logger("carbon_points.crediting.group_commit")
 # Deadlock detected, serialization failure: the transaction did nothing; try again.
 _RETRYABLE = frozenset({"40P01", "40001"})
+_GROUP_LOCK_WAIT = text("SET LOCAL lock_timeout = '50ms'")
 
 
 @dataclass(slots=True)
@@ -62,6 +67,7 @@ class GroupCommitter:
         self._waiting: list[_Waiting] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._alone: set[asyncio.Task[None]] = set()
         self._scheduled = False
         self.groups = 0
         self.events = 0
@@ -105,17 +111,18 @@ class GroupCommitter:
         self.groups += 1
         self.events += len(group)
         try:
-            outcomes = await self._credit([w.item for w in group])
+            outcomes = await self._credit([w.item for w in group], patient=False)
         except Exception as exc:
-            if len(group) == 1:
-                _settle_error(group[0], exc)
-                return
-            _log.warning(
+            _log.info(
                 "group commit failed; retrying its events one by one",
                 events=len(group),
                 error=type(exc).__name__,
             )
-            await asyncio.gather(*(self._run_alone(w) for w in group))
+            # Outside the group slots: an event that waits for a lock holds up no other.
+            for waiting in group:
+                task = asyncio.create_task(self._run_alone(waiting))
+                self._alone.add(task)
+                task.add_done_callback(self._alone.discard)
             return
         for waiting, outcome in zip(group, outcomes, strict=True):
             if not waiting.future.done():
@@ -123,17 +130,22 @@ class GroupCommitter:
 
     async def _run_alone(self, waiting: _Waiting) -> None:
         try:
-            (outcome,) = await self._credit([waiting.item])
+            (outcome,) = await self._credit([waiting.item], patient=True)
         except Exception as exc:
             _settle_error(waiting, exc)
         else:
             if not waiting.future.done():
                 waiting.future.set_result(outcome)
 
-    async def _credit(self, items: list[Prepared]) -> list[OutcomeOut]:
+    async def _credit(self, items: list[Prepared], *, patient: bool) -> list[OutcomeOut]:
         for attempt in range(3):
             try:
                 async with self._sessionmaker() as session, session.begin():
+                    if not patient:
+                        # A group must not queue behind a batch that holds one of its
+                        # participants: it gives up quickly and its events go one by one,
+                        # so only the event that collides waits (see the module docstring).
+                        await session.execute(_GROUP_LOCK_WAIT)
                     return await ingest_prepared(session, self._settings(), items)
             except DBAPIError as exc:
                 code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
@@ -143,9 +155,9 @@ class GroupCommitter:
 
     async def drain(self) -> None:
         """Wait for every group in flight (at shutdown)."""
-        while self._tasks or self._waiting:
-            if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._tasks or self._waiting or self._alone:
+            if self._tasks or self._alone:
+                await asyncio.gather(*self._tasks, *self._alone, return_exceptions=True)
             else:
                 self._maybe_start()
                 await asyncio.sleep(self._window)

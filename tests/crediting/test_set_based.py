@@ -230,3 +230,55 @@ async def test_a_failing_group_is_retried_event_by_event(
     assert isinstance(results[7], RuntimeError)
     async with live.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Credit)) == 7
+
+
+async def test_a_group_does_not_wait_behind_a_lock_one_of_its_riders_is_under(
+    live: Live,
+) -> None:
+    credential, partner = await _partner(live, "metro-co")
+    cards = ["6222000000000001", "6222000000000002", "6222000000000003"]
+    await _riders(live, credential.partner_id, cards)
+    async with live.sessionmaker() as session:
+        registry = await live.app.state.registry_cache.get(session)
+    now = datetime.now(UTC)
+
+    def prepared(external_id: str, card: str) -> crediting.Prepared:
+        item = crediting.prepare(
+            registry,
+            live.settings(),
+            partner,
+            EventIn.model_validate(metro(external_id, card=card).to_json()),
+            now,
+        )
+        assert isinstance(item, crediting.Prepared)
+        return item
+
+    committer = GroupCommitter(live.sessionmaker, live.settings, concurrency=1, window=0.05)
+    await committer.submit(prepared("first", cards[0]))  # the rider's accounts exist now
+    # A long batch holds the first rider's accounts.
+    batch = live.sessionmaker()
+    try:
+        await batch.begin()
+        await batch.execute(
+            text(
+                "SELECT 1 FROM ledger_accounts WHERE owner_id = ("
+                "SELECT participant_id FROM identity_links WHERE subject_hash = :s) FOR UPDATE"
+            ),
+            {
+                "s": subject_hash(
+                    live.app.state.secrets.identifier_pepper, partner.partner_id, cards[0]
+                )
+            },
+        )
+        blocked = asyncio.ensure_future(committer.submit(prepared("blocked", cards[0])))
+        others = [
+            asyncio.ensure_future(committer.submit(prepared(f"free-{i}", card)))
+            for i, card in enumerate(cards[1:])
+        ]
+        done = await asyncio.wait_for(asyncio.gather(*others), timeout=10)
+        assert {o.status for o in done} == {"credited"}
+        assert not blocked.done()
+    finally:
+        await batch.rollback()
+        await batch.close()
+    assert (await asyncio.wait_for(blocked, timeout=10)).status == "credited"
