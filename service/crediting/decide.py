@@ -111,7 +111,7 @@ def _reasons(outcome: Outcome) -> tuple[dict[str, str], ...]:
     return tuple({"code": r.code, "message": r.message} for r in outcome.reasons)
 
 
-def _jsonable(inputs: Mapping[str, Any]) -> dict[str, Any]:
+def jsonable_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
     # Fixed-point text ("1000", never "1E+3"), so the stored value reads back exactly.
     return {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in inputs.items()}
 
@@ -178,7 +178,7 @@ def decide(candidates: Sequence[Candidate], state: State, *, duplicate_window: t
                 grams=outcome.grams,
                 points=outcome.points,
                 reasons=_reasons(outcome),
-                inputs=_jsonable(outcome.inputs),
+                inputs=jsonable_inputs(outcome.inputs),
                 usage_before={k: [u.grams, u.points] for k, u in before.items()},
             )
         )

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -54,6 +53,7 @@ from service.crediting.decide import (
     StandingCredit,
     State,
     decide,
+    jsonable_inputs,
 )
 from service.crediting.schemas import EventIn, OutcomeOut, ReasonOut, engine_inputs
 from service.errors import (
@@ -103,18 +103,13 @@ class CreditingSettings:
     duplicate_window: timedelta = timedelta(minutes=5)
 
 
-def _jsonable_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    # Fixed-point text ("1000", never "1E+3"), so the stored value reads back exactly.
-    return {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in inputs.items()}
-
-
 def _content_hash(event: EventIn, subject: bytes) -> bytes:
     canonical = {
         "external_id": event.external_id,
         "action_type": event.action_type,
         "occurred_at": event.occurred_at.isoformat(),
         "subject": subject.hex(),
-        "quantities": _jsonable_inputs(dict(event.quantities)),
+        "quantities": jsonable_inputs(dict(event.quantities)),
         "region": event.region,
         "place_ids": event.place_ids,
     }
@@ -301,7 +296,7 @@ async def ingest_prepared(
                 # The region the methodology was chosen for (the partner's, when the event
                 # names none), so a release after linking chooses the same one.
                 "region": p.action.region,
-                "quantities": _jsonable_inputs(dict(p.event.quantities)),
+                "quantities": jsonable_inputs(dict(p.event.quantities)),
                 "place_ids": p.event.place_ids,
             }
             for p in first.values()

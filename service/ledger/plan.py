@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from service.ledger.chain import link, posting_digest, transaction_digest
-from service.ledger.schemas import Asset, CreditResult, Status
+from service.ledger.schemas import Asset, CreditRequest, CreditResult, Status
 
 
 @dataclass(slots=True)
@@ -43,19 +43,6 @@ def merchant_account_code(merchant_id: uuid.UUID) -> str:
 
 def issuance_account_code(asset: str, shard: int) -> str:
     return f"program:issuance:{asset}:{shard:02d}"
-
-
-@dataclass(frozen=True, slots=True)
-class CreditSpec:
-    """One credit the plan posts: its idempotency key, its owner, its amounts, its request."""
-
-    origin: str
-    key: str
-    participant_id: uuid.UUID
-    points: int
-    grams: int
-    expires_at: datetime
-    request: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -101,7 +88,7 @@ class CreditWrites:
 
 
 def plan_credits(
-    specs: Sequence[CreditSpec],
+    specs: Sequence[CreditRequest],
     *,
     transaction_ids: Sequence[int],
     lot_ids: Sequence[int],
@@ -124,17 +111,18 @@ def plan_credits(
     lots = iter(lot_ids)
     ids = iter(transaction_ids)
     for spec in specs:
+        request = spec.content()
         known = known_transactions.get((spec.origin, spec.key)) if known_transactions else None
         if known is None:
             tx_id, moment = next(ids), created_at
             writes.tx_id.append(tx_id)
             writes.tx_origin.append(spec.origin)
             writes.tx_key.append(spec.key)
-            writes.tx_request.append(spec.request)
+            writes.tx_request.append(request)
             writes.tx_created_at.append(moment)
         else:
             tx_id, moment = known
-        digest = transaction_digest(tx_id, spec.origin, spec.key, "credit", spec.request, moment)
+        digest = transaction_digest(tx_id, spec.origin, spec.key, "credit", request, moment)
         pid = spec.participant_id
         points_account = accounts[participant_account_code(pid, Asset.POINTS)]
         debt_account = accounts.get(participant_account_code(pid, Asset.DEBT))

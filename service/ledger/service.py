@@ -47,7 +47,7 @@ from service.ledger.errors import (
     NothingToRefundError,
     TransactionNotFoundError,
 )
-from service.ledger.plan import AccountState, CreditSpec, plan_credits
+from service.ledger.plan import AccountState, plan_credits
 from service.ledger.repository import OpenLot, StoredTransaction
 from service.ledger.schemas import (
     Asset,
@@ -225,18 +225,6 @@ def _check_credits(requests: Sequence[CreditRequest], moment: datetime) -> None:
             )
 
 
-def _spec(request: CreditRequest) -> CreditSpec:
-    return CreditSpec(
-        request.origin,
-        request.key,
-        request.participant_id,
-        request.points,
-        request.grams,
-        request.expires_at,
-        request.content(),
-    )
-
-
 @dataclass(slots=True)
 class CreditContext:
     """The locked accounts and reserved ids for crediting a set of participants.
@@ -303,7 +291,7 @@ async def post_credits(
         if request.participant_id not in context.participants:
             raise InvalidAmountError(f"credit {request.key!r}: its participant is not locked")
     writes = plan_credits(
-        [_spec(r) for r in requests],
+        list(requests),
         transaction_ids=context.transaction_ids,
         lot_ids=context.lot_ids,
         accounts=context.accounts,
@@ -326,7 +314,7 @@ async def _apply_credits(
         session, [r.participant_id for r in ordered], capacity=len(ordered), with_transactions=False
     )
     writes = plan_credits(
-        [_spec(r) for r in ordered],
+        ordered,
         transaction_ids=(),
         lot_ids=context.lot_ids,
         accounts=context.accounts,

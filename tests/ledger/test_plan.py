@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from service.ledger.chain import ZERO_HASH, link, posting_digest, transaction_digest
 from service.ledger.plan import (
     AccountState,
-    CreditSpec,
     CreditWrites,
     issuance_account_code,
     participant_account_code,
@@ -37,7 +36,7 @@ FAST = settings(max_examples=60, deadline=None)
 
 @dataclasses.dataclass
 class Case:
-    specs: list[CreditSpec]
+    specs: list[CreditRequest]
     accounts: dict[str, AccountState]
     issuance: dict[Asset, str]
     transaction_ids: list[int]
@@ -123,9 +122,7 @@ def cases(draw: st.DrawFn, *, known: str = "some") -> Case:
             methodology_id="transit.metro",
             methodology_version=1,
         )
-        specs.append(
-            CreditSpec(ORIGIN, request.key, pid, points, grams, expires_at, request.content())
-        )
+        specs.append(request)
 
     known_map: dict[tuple[str, str], tuple[int, datetime]] = {}
     for n, spec in enumerate(specs):
@@ -156,7 +153,7 @@ def _transactions(
     for spec in case.specs:
         if (spec.origin, spec.key) in case.known:
             tx_id, moment = case.known[(spec.origin, spec.key)]
-            out[tx_id] = (spec.origin, spec.key, spec.request, moment)
+            out[tx_id] = (spec.origin, spec.key, spec.content(), moment)
     return out
 
 
@@ -311,7 +308,7 @@ def test_ids_are_taken_from_the_reserved_ones_in_order(case: Case) -> None:
     assert writes.tx_key == [s.key for s in fresh]
     assert writes.tx_origin == [s.origin for s in fresh]
     assert writes.tx_created_at == [NOW] * len(fresh)
-    assert [as_stored(r) for r in writes.tx_request] == [s.request for s in fresh]
+    assert [as_stored(r) for r in writes.tx_request] == [s.content() for s in fresh]
     assert writes.lot_id == case.lot_ids[: len(writes.lot_id)]
     new = iter(writes.tx_id)
     for spec, result in zip(case.specs, writes.results, strict=True):
