@@ -41,7 +41,8 @@ if os.environ.get("CI"):
 TEST_DATA_DIR = Path(__file__).resolve().parents[1] / ".data" / "test"
 # One database per test process: parallel runs against one server never collide.
 TEST_DATABASE = f"carbon_points_test_{os.getpid()}"
-TEST_REDIS_DB = 15
+# Redis has no per-process databases; a second suite run beside this one picks another db.
+TEST_REDIS_DB = int(os.environ.get("CARBON_POINTS_TEST_REDIS_DB", "15"))
 
 
 async def _on_server(server_url: str, *statements: str) -> None:
