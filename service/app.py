@@ -18,7 +18,7 @@ from service.config import Settings, get_settings
 from service.crediting.endpoints import crediting_settings
 from service.crediting.endpoints import router as crediting_router
 from service.crediting.group_commit import GroupCommitter
-from service.db import create_engine, create_sessionmaker
+from service.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from service.dev_secrets import load_secrets
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.secrets = load_secrets(settings)
         app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(app.state.engine)
         app.state.redis = create_redis(settings.redis_url)
         app.state.migration_heads = head_revisions()
         app.state.partner_credentials = CredentialCache()

@@ -3,7 +3,7 @@
 Usage in an endpoint::
 
     from service.accounts.dependencies import CurrentUser
-    from service.db import DbSession
+    from service.db import DbSession, ReadSession
 
     @router.get("/v1/app/balance")
     async def balance(user: CurrentUser, session: DbSession) -> BalanceOut:
@@ -42,7 +42,7 @@ from service.accounts import repository, service
 from service.accounts.errors import TokenInvalidError, TokenMissingError
 from service.accounts.service import AccountsSettings
 from service.accounts.tokens import Keyring, verify_access_token
-from service.db import DbSession
+from service.db import DbSession, ReadSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,20 @@ async def authenticate_user(
     session: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AuthenticatedUser:
+    return await _authenticate(request, session, credentials)
+
+
+async def authenticate_reader(
+    request: Request,
+    session: ReadSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> AuthenticatedUser:
+    return await _authenticate(request, session, credentials)
+
+
+async def _authenticate(
+    request: Request, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
+) -> AuthenticatedUser:
     if credentials is None:
         raise TokenMissingError("send Authorization: Bearer <access token>")
     claims = verify_access_token(keyring(request), credentials.credentials)
@@ -126,5 +140,9 @@ async def authenticate_user(
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(authenticate_user)]
 """The authenticated app user; 401 problem when the bearer token is missing or invalid."""
+
+CurrentReader = Annotated[AuthenticatedUser, Depends(authenticate_reader)]
+"""The same check, in the request's `ReadSession` (autocommit): for read-only endpoints,
+which then take `session: ReadSession` and share its one connection."""
 
 AccountsConfig = Annotated[AccountsSettings, Depends(accounts_settings)]

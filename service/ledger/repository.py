@@ -427,23 +427,80 @@ async def overdue_holds(session: AsyncSession, now: datetime, limit: int) -> lis
     return [row[0] for row in rows]
 
 
-async def balance_row(session: AsyncSession, code: str) -> Any:
-    return (
-        await session.execute(
-            select(_accounts.c.posted, _accounts.c.held).where(_accounts.c.code == code)
-        )
-    ).first()
+_BALANCE = text(
+    # One round trip: the participant's three accounts, then the POINTS account's open lots
+    # summed by expiry (ix_ledger_lots_open_by_account), one row each.
+    """
+    SELECT a.asset, a.posted, a.held, CAST(NULL AS timestamptz) AS expires_at
+    FROM ledger_accounts AS a
+    WHERE a.code IN (:points, :grams, :debt)
+    UNION ALL
+    SELECT 'LOT', CAST(sum(l.remaining) AS bigint), 0, l.expires_at
+    FROM ledger_accounts AS a
+    JOIN ledger_lots AS l ON l.account_id = a.id AND l.remaining > 0
+    WHERE a.code = :points
+    GROUP BY l.expires_at
+    ORDER BY expires_at NULLS FIRST
+    """
+)
 
 
-async def expiring_lots(session: AsyncSession, code: str) -> list[tuple[datetime, int]]:
-    rows = await session.execute(
-        select(_lots.c.expires_at, func.sum(_lots.c.remaining))
-        .join(_accounts, _accounts.c.id == _lots.c.account_id)
-        .where(_accounts.c.code == code, _lots.c.remaining > 0)
-        .group_by(_lots.c.expires_at)
-        .order_by(_lots.c.expires_at)
+async def balance_rows(session: AsyncSession, participant_id: uuid.UUID) -> list[Any]:
+    """Rows of (asset, posted, held, expires_at): one per account of the participant that
+    exists, then one per expiry date of its open points lots, asset 'LOT', posted holding
+    the points that expire then, soonest first. One statement."""
+    result = await session.execute(
+        _BALANCE,
+        {
+            "points": participant_account_code(participant_id, "POINTS"),
+            "grams": participant_account_code(participant_id, "GCO2E"),
+            "debt": participant_account_code(participant_id, "DEBT"),
+        },
     )
-    return [(when, int(total)) for when, total in rows]
+    return list(result)
+
+
+_HISTORY = text(
+    """
+    SELECT p.account_seq, p.amount, t.kind, t.request, t.created_at
+    FROM ledger_accounts AS a
+    JOIN ledger_postings AS p ON p.account_id = a.id
+    JOIN ledger_transactions AS t ON t.id = p.transaction_id
+    WHERE a.code = :code
+      AND (CAST(:before AS bigint) IS NULL OR p.account_seq < CAST(:before AS bigint))
+      AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(CAST(:kinds AS text[])))
+      AND (CAST(:since AS timestamptz) IS NULL OR t.created_at >= CAST(:since AS timestamptz))
+      AND (CAST(:until AS timestamptz) IS NULL OR t.created_at < CAST(:until AS timestamptz))
+    ORDER BY p.account_seq DESC
+    LIMIT :limit
+    """
+)
+
+
+async def history_rows(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    before_seq: int | None,
+    limit: int,
+    kinds: Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[Any]:
+    """A page of the participant's POINTS postings, newest first: (account_seq, amount, kind,
+    request, created_at). One statement, the account found by its code."""
+    result = await session.execute(
+        _HISTORY,
+        {
+            "code": participant_account_code(participant_id, "POINTS"),
+            "before": before_seq,
+            "kinds": list(kinds) if kinds else None,
+            "since": since,
+            "until": until,
+            "limit": limit,
+        },
+    )
+    return list(result)
 
 
 # --- the set-based credit path --------------------------------------------------------------

@@ -942,23 +942,40 @@ async def void_overdue_holds(session: AsyncSession, *, now: datetime, batch_size
 
 
 async def balance(session: AsyncSession, participant_id: uuid.UUID) -> Balance:
-    """Available, held, debt and grams, with what expires when."""
-    points_code = repo.participant_account_code(participant_id, Asset.POINTS)
-    points = await repo.balance_row(session, points_code)
-    grams = await repo.balance_row(
-        session, repo.participant_account_code(participant_id, Asset.GRAMS)
-    )
-    debt_row = await repo.balance_row(
-        session, repo.participant_account_code(participant_id, Asset.DEBT)
-    )
+    """Available, held, debt and grams, with what expires when. One statement."""
+    rows = await repo.balance_rows(session, participant_id)
+    accounts = {row.asset: row for row in rows if row.asset != "LOT"}
+    points, grams, debt = accounts.get("POINTS"), accounts.get("GCO2E"), accounts.get("DEBT")
     posted, held = (points.posted, points.held) if points else (0, 0)
-    debt = debt_row.posted if debt_row else 0
     return Balance(
         participant_id=participant_id,
         posted=posted,
         held=held,
         available=posted - held,
-        debt=debt,
+        debt=debt.posted if debt else 0,
         grams=grams.posted if grams else 0,
-        expiring=await repo.expiring_lots(session, points_code) if points else [],
+        expiring=[(row.expires_at, row.posted) for row in rows if row.asset == "LOT"],
+    )
+
+
+async def history(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    before_seq: int | None,
+    limit: int,
+    kinds: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Any]:
+    """A page of the participant's points postings, newest first: rows of (account_seq,
+    amount, kind, request, created_at). One statement."""
+    return await repo.history_rows(
+        session,
+        participant_id,
+        before_seq=before_seq,
+        limit=limit,
+        kinds=kinds,
+        since=since,
+        until=until,
     )

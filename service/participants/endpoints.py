@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from service.accounts.dependencies import CurrentUser
+from service.accounts.dependencies import CurrentReader, CurrentUser
 from service.crediting.schemas import OutcomeOut
 from service.crediting.service import CreditingSettings
 from service.crediting.vouchers import claim_voucher
-from service.db import DbSession
+from service.db import DbSession, ReadSession
 from service.errors import ForbiddenError
 from service.participants import identity_links as links
 from service.participants import privacy
@@ -61,12 +61,14 @@ def _settings(request: Request) -> CreditingSettings:
 
 
 @router.get("/balance", summary="Available, on hold, owed, and what expires when")
-async def balance(user: CurrentUser, session: DbSession) -> BalanceOut:
+async def balance(user: CurrentReader, session: ReadSession) -> BalanceOut:
     return await reads.balance(session, user.participant_id)
 
 
 @router.get("/reductions", summary="Grams of CO2e by month and action type")
-async def reductions(user: CurrentUser, session: DbSession, request: Request) -> list[ReductionRow]:
+async def reductions(
+    user: CurrentReader, session: ReadSession, request: Request
+) -> list[ReductionRow]:
     return await reads.reductions(
         session, user.participant_id, request.app.state.settings.program_timezone
     )
@@ -74,8 +76,8 @@ async def reductions(user: CurrentUser, session: DbSession, request: Request) ->
 
 @router.get("/history", summary="Every movement of points, newest first")
 async def history(
-    user: CurrentUser,
-    session: DbSession,
+    user: CurrentReader,
+    session: ReadSession,
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     kind: Annotated[
@@ -114,8 +116,8 @@ async def explanation(
 @router.get("/leaderboards/regions/{region}", summary="Top participants of a region by grams")
 async def region_leaderboard(
     region: Annotated[str, Path(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,6}){0,3}$")],
-    user: CurrentUser,
-    session: DbSession,
+    user: CurrentReader,
+    session: ReadSession,
     request: Request,
     period: Period = "week",
 ) -> Leaderboard:
@@ -138,8 +140,8 @@ async def region_leaderboard(
 )
 async def organisation_leaderboard(
     organisation_id: uuid.UUID,
-    user: CurrentUser,
-    session: DbSession,
+    user: CurrentReader,
+    session: ReadSession,
     request: Request,
     period: Period = "month",
 ) -> Leaderboard:
@@ -165,7 +167,7 @@ def _mark_caller(board: Leaderboard, participant_id: uuid.UUID) -> Leaderboard:
 
 
 @router.get("/identity-links", summary="Linked partner identities (never the numbers)")
-async def list_links(user: CurrentUser, session: DbSession) -> list[LinkOut]:
+async def list_links(user: CurrentReader, session: ReadSession) -> list[LinkOut]:
     return [LinkOut(**asdict(v)) for v in await links.list_links(session, user.participant_id)]
 
 

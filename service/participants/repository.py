@@ -12,19 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.models import (
     Credit,
     IdentityLink,
-    LedgerAccount,
-    LedgerPosting,
-    LedgerTransaction,
     Participant,
     PartnerEvent,
 )
-
-
-async def points_account_id(session: AsyncSession, participant_id: uuid.UUID) -> int | None:
-    account_id: int | None = await session.scalar(
-        select(LedgerAccount.id).where(LedgerAccount.code == f"participant:{participant_id}:POINTS")
-    )
-    return account_id
 
 
 async def pending_events(session: AsyncSession, participant_id: uuid.UUID) -> int:
@@ -60,40 +50,6 @@ async def reductions(session: AsyncSession, participant_id: uuid.UUID, tz: str) 
         .order_by(month.desc(), Credit.action_type)
     )
     return list(rows)
-
-
-async def history(
-    session: AsyncSession,
-    account_id: int,
-    *,
-    before_seq: int | None,
-    limit: int,
-    kinds: list[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> list[Any]:
-    query = (
-        select(
-            LedgerPosting.account_seq,
-            LedgerPosting.amount,
-            LedgerTransaction.kind,
-            LedgerTransaction.request,
-            LedgerTransaction.created_at,
-        )
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
-        .where(LedgerPosting.account_id == account_id)
-        .order_by(LedgerPosting.account_seq.desc())
-        .limit(limit)
-    )
-    if before_seq is not None:
-        query = query.where(LedgerPosting.account_seq < before_seq)
-    if kinds:
-        query = query.where(LedgerTransaction.kind.in_(kinds))
-    if since is not None:
-        query = query.where(LedgerTransaction.created_at >= since)
-    if until is not None:
-        query = query.where(LedgerTransaction.created_at < until)
-    return list(await session.execute(query))
 
 
 async def credit_for(session: AsyncSession, participant_id: uuid.UUID, credit_id: int) -> Any:

@@ -72,12 +72,9 @@ async def history(
     until: datetime | None = None,
 ) -> HistoryPage:
     """Every movement of the participant's points, newest first, a page at a time."""
-    account_id = await repo.points_account_id(session, participant_id)
-    if account_id is None:
-        return HistoryPage(items=[], next_cursor=None)
-    rows = await repo.history(
+    rows = await ledger.history(
         session,
-        account_id,
+        participant_id,
         before_seq=int(cursor) if cursor else None,
         limit=limit,
         kinds=kinds,
