@@ -39,6 +39,9 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        # json/jsonb columns decoded by orjson, not the standard library (history pages
+        # decode a document per row).
+        json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": "carbon-points"}},
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed)

@@ -6,31 +6,29 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import (
     Credit,
-    IdentityLink,
     Participant,
     PartnerEvent,
 )
 
+_PENDING_EVENTS = text(
+    """
+    SELECT count(*) FROM partner_events AS e
+    JOIN identity_links AS l
+      ON l.partner_id = e.partner_id AND l.subject_hash = e.subject_hash
+     AND l.unlinked_at IS NULL
+    WHERE l.participant_id = :participant_id AND e.status = 'pending'
+    """
+)
+
 
 async def pending_events(session: AsyncSession, participant_id: uuid.UUID) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(PartnerEvent)
-        .join(
-            IdentityLink,
-            and_(
-                IdentityLink.partner_id == PartnerEvent.partner_id,
-                IdentityLink.subject_hash == PartnerEvent.subject_hash,
-                IdentityLink.unlinked_at.is_(None),
-            ),
-        )
-        .where(IdentityLink.participant_id == participant_id, PartnerEvent.status == "pending")
-    )
+    """Events of the participant's linked identities still waiting (every balance read)."""
+    count = await session.scalar(_PENDING_EVENTS, {"participant_id": participant_id})
     return int(count or 0)
 
 
