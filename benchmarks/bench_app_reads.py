@@ -425,7 +425,6 @@ async def run(
             print(f"\n{name.replace('open', 'open loop')}{'/s' if name != 'closed' else ''}:")
             for round_ in range(args.rounds):
                 for t in h.rotated(targets, round_):
-                    assert isinstance(t, Target)
                     requests = build_requests(t.server.port, citizens, keyring, args.limit)
                     idle = [o.server for o in targets if o is not t]
                     s = Slice(t, idle, requests, args, database, args.seed + 100 * n + round_)
