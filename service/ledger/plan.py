@@ -37,8 +37,22 @@ def participant_account_code(participant_id: uuid.UUID, asset: str) -> str:
     return f"participant:{participant_id}:{asset}"
 
 
-def merchant_account_code(merchant_id: uuid.UUID) -> str:
-    return f"merchant:{merchant_id}:settlement:POINTS"
+MERCHANT_SHARDS = 8
+"""A merchant's settlement account is this many accounts: each hold picks one at random and
+its capture and refunds post to that one, so a merchant's tills never queue on one row."""
+
+
+def merchant_account_code(merchant_id: uuid.UUID, shard: int) -> str:
+    return f"merchant:{merchant_id}:settlement:POINTS:{shard:02d}"
+
+
+def merchant_account_codes(merchant_id: uuid.UUID) -> list[str]:
+    """Every settlement account a merchant may have: its shards, and the single account of
+    holds placed before there were shards."""
+    return [
+        f"merchant:{merchant_id}:settlement:POINTS",
+        *(merchant_account_code(merchant_id, shard) for shard in range(MERCHANT_SHARDS)),
+    ]
 
 
 def issuance_account_code(asset: str, shard: int) -> str:

@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import json_rows, json_text
 from service.ledger.plan import (
+    MERCHANT_SHARDS,
     AccountState,
     CreditWrites,
     issuance_account_code,
     merchant_account_code,
+    merchant_account_codes,
     participant_account_code,
 )
 from service.models import (
@@ -35,9 +37,11 @@ ISSUANCE_SHARDS = 64
 
 __all__ = [
     "ISSUANCE_SHARDS",
+    "MERCHANT_SHARDS",
     "AccountState",
     "issuance_account_code",
     "merchant_account_code",
+    "merchant_account_codes",
     "participant_account_code",
 ]
 

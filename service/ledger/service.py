@@ -356,11 +356,14 @@ async def place_hold(
         return _existing_hold(prior, origin, key, content)
 
     participant_code = repo.participant_account_code(participant_id, Asset.POINTS)
+    # The capture will post to one of the merchant's settlement shards, picked now: a hold
+    # never locks the merchant's account, and captures spread over the shards.
+    merchant_code = repo.merchant_account_code(merchant_id, secrets.randbelow(repo.MERCHANT_SHARDS))
     ids = await repo.ensure_accounts(
         session,
         [
             {
-                "code": repo.merchant_account_code(merchant_id),
+                "code": merchant_code,
                 "owner_type": "merchant",
                 "owner_id": merchant_id,
                 "asset": Asset.POINTS.value,
@@ -372,7 +375,7 @@ async def place_hold(
     ids.update(await repo.account_ids_by_code(session, [participant_code]))
     if participant_code not in ids:
         raise InsufficientPointsError("the participant has no points yet", available=0)
-    account_id, counter_id = ids[participant_code], ids[repo.merchant_account_code(merchant_id)]
+    account_id, counter_id = ids[participant_code], ids[merchant_code]
     expires_at = now + hold_for
     hold_id = await repo.insert_hold(
         session,
@@ -389,7 +392,8 @@ async def place_hold(
     if hold_id is None:  # a concurrent request with this key committed first
         return _existing_hold(await repo.find_hold(session, origin, key), origin, key, content)
 
-    states = await repo.lock_accounts(session, [account_id, counter_id])
+    # Only the participant's account changes (its held points): only it is locked.
+    states = await repo.lock_accounts(session, [account_id])
     lots = await repo.open_lots(session, account_id, not_expired_at=now)
     taken = _take_in_order(lots, amount)
     if taken is None:

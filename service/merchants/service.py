@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import ConflictError, ValidationProblem
+from service.ledger import repository as ledger_repo
 from service.ledger import service as ledger
 from service.merchants.errors import OfferUnavailableError, RedemptionNotFoundError
 from service.merchants.schemas import (
@@ -403,7 +404,7 @@ async def statement(
     fen_per_point: int,
 ) -> StatementOut:
     """What the program owes the merchant for a period, straight from the ledger."""
-    code = f"merchant:{merchant.id}:settlement:POINTS"
+    codes = ledger_repo.merchant_account_codes(merchant.id)
     rows = await session.execute(
         select(
             LedgerTransaction.created_at,
@@ -414,7 +415,7 @@ async def statement(
         .join(LedgerPosting, LedgerPosting.transaction_id == LedgerTransaction.id)
         .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
         .where(
-            LedgerAccount.code == code,
+            LedgerAccount.code.in_(codes),
             and_(LedgerTransaction.created_at >= start, LedgerTransaction.created_at < end),
         )
         .order_by(LedgerTransaction.created_at, LedgerTransaction.id)

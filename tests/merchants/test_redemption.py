@@ -120,13 +120,15 @@ async def test_a_full_redemption_at_a_till(live: Live, http: httpx.AsyncClient) 
         headers={"authorization": f"Bearer {till.token}"},
     )
     assert csv.text.strip().splitlines()[-1] == "total,,,60,60"
-    # The statement reconciles with the ledger: the merchant's settlement account holds it.
+    # The statement reconciles with the ledger: the merchant's settlement accounts (its
+    # shards) hold it.
     async with live.sessionmaker() as session:
         from sqlalchemy import text
 
         held = await session.scalar(
             text(
-                "SELECT posted FROM ledger_accounts WHERE code LIKE 'merchant:%:settlement:POINTS'"
+                "SELECT sum(posted) FROM ledger_accounts"
+                " WHERE code LIKE 'merchant:%:settlement:POINTS:%'"
             )
         )
     assert held == body["net_points"]
