@@ -42,8 +42,9 @@ slice of the phase (the order rotates from round to round), ``--settle`` s of qu
    server outrun the codes minted for it, its tills stop early and the rate is over the time
    they ran; the slice says so.)
 2. Open loop at ``--rate`` pairs/s (200): a schedule drawn before the clock starts, pairs
-   handed to the tills in turn, at most ``--connections`` connections; the pair's latency runs
-   from its *scheduled* time to the capture's answer (no coordinated omission); after the
+   handed to the tills in turn, each pair on one of at most ``--connections`` connections,
+   kept from authorise to capture; the pair's latency runs from its *scheduled* time to the
+   capture's answer (no coordinated omission: waiting for a connection counts); after the
    schedule, at most ``--drain`` s more, then what is unfinished is cancelled and counted.
 
 Per phase, a table: the median over rounds per server (pairs/s, pair p50/p99, authorise and
@@ -296,14 +297,14 @@ def post(port: int, path: str, key: str, idempotency_key: str, body: bytes) -> b
 async def pair(
     s: Slice,
     phase: Phase,
-    conn: h.Connection | h.Pool,
+    conn: h.Connection,
     till: int,
     code: tuple[str, int],
     n: int,
     scheduled: float,
-) -> h.Connection | None:
-    """Authorise then capture; the pair's latency from `scheduled`. On a connection (closed
-    loop) returns it, or a fresh one when it broke; on a pool (open loop), None."""
+) -> bool:
+    """Authorise then capture on one connection, as a till does; the pair's latency runs from
+    `scheduled`. Whether the connection may be used again."""
     target, port = s.target, s.target.server.port
     key = target.setup.keys[till]
     token, customer = code
@@ -313,42 +314,37 @@ async def pair(
     try:
         started = time.perf_counter()
         raw = post(port, "/v1/merchant/redemptions", key, idempotency, body)
-        status, answer = await _send(conn, raw)
+        status, answer, reusable = await conn.request(raw)
         if status != 201:
             phase.errors[f"authorise HTTP {status}"] += 1
-            return conn if isinstance(conn, h.Connection) else None
+            return reusable
         redemption = orjson.loads(answer)["id"]
         target.authorised[redemption] = (customer, s.args.points)
         middle = time.perf_counter()
         phase.authorise.append(middle - started)
+        if not reusable:
+            conn.close()
+            conn = await h.Connection.open(port)
         stage = "capture"
-        path = f"/v1/merchant/redemptions/{redemption}/capture"
-        status, answer = await _send(conn, post(port, path, key, idempotency + "-c", b"{}"))
+        raw = post(
+            port, f"/v1/merchant/redemptions/{redemption}/capture", key, idempotency + "-c", b"{}"
+        )
+        status, answer, reusable = await conn.request(raw)
         done = time.perf_counter()
         if status != 200 or orjson.loads(answer).get("points_captured") != s.args.points:
             phase.errors[f"capture HTTP {status}"] += 1
-            return conn if isinstance(conn, h.Connection) else None
+            return reusable
         target.captured[redemption] = s.args.points
         phase.capture.append(done - middle)
         phase.pairs.append(done - scheduled)
-    except (*h.NETWORK_ERRORS, asyncio.CancelledError) as exc:
+        return reusable
+    except asyncio.CancelledError:
         target.unknown[customer] += 1
-        if isinstance(exc, asyncio.CancelledError):
-            raise
+        raise
+    except h.NETWORK_ERRORS as exc:
+        target.unknown[customer] += 1
         phase.errors[f"{stage} {type(exc).__name__}"] += 1
-        if isinstance(conn, h.Connection):
-            conn.close()
-            return await h.Connection.open(port)
-    return conn if isinstance(conn, h.Connection) else None
-
-
-async def _send(conn: h.Connection | h.Pool, raw: bytes) -> tuple[int, bytes]:
-    if isinstance(conn, h.Pool):
-        return await conn.request(raw)
-    status, body, reusable = await conn.request(raw)
-    if not reusable:
-        raise h.HttpError("the server closed the connection")
-    return status, body
+        return False
 
 
 async def closed_loop(s: Slice, codes: list[tuple[str, int]], duration: float) -> Phase:
@@ -357,21 +353,22 @@ async def closed_loop(s: Slice, codes: list[tuple[str, int]], duration: float) -
     deadline = 0.0
     last = 0.0
 
-    async def till(index: int, conn: h.Connection | None) -> None:
+    async def till(index: int, conn: h.Connection) -> None:
         nonlocal last
         n = 0
         try:
-            while conn is not None and time.perf_counter() < deadline:
+            while time.perf_counter() < deadline:
                 if not codes:
                     phase.ran_out = True
                     break
                 started = time.perf_counter()
-                conn = await pair(s, phase, conn, index, codes.pop(), n, started)
+                if not await pair(s, phase, conn, index, codes.pop(), n, started):
+                    conn.close()
+                    conn = await h.Connection.open(server.port)
                 last = max(last, time.perf_counter())
                 n += 1
         finally:
-            if conn is not None:
-                conn.close()
+            conn.close()
 
     connections = [await h.Connection.open(server.port) for _ in range(s.args.tills)]
     before = h.sample_cpu(server, s.idle, s.databases)
@@ -389,7 +386,17 @@ async def open_loop(s: Slice, codes: list[tuple[str, int]], rate: float, duratio
     total = min(int(rate * duration), len(codes))
     pool = h.Pool(server.port, s.args.connections)
     await pool.fill()
-    in_flight: set[asyncio.Task[h.Connection | None]] = set()
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def till_pair(till: int, code: tuple[str, int], n: int, scheduled: float) -> None:
+        # The till keeps one connection for its pair (waiting for one counts in the latency).
+        conn = await pool.acquire()
+        reusable = False
+        try:
+            reusable = await pair(s, phase, conn, till, code, n, scheduled)
+        finally:
+            pool.release(conn, reusable)
+
     before = h.sample_cpu(server, s.idle, s.databases)
     start = time.perf_counter()
     for i in range(total):
@@ -398,10 +405,10 @@ async def open_loop(s: Slice, codes: list[tuple[str, int]], rate: float, duratio
         if scheduled > now:
             await asyncio.sleep(scheduled - now)
         till = i % s.args.tills
-        job = asyncio.create_task(pair(s, phase, pool, till, codes[i], i, scheduled))
+        job = asyncio.create_task(till_pair(till, codes[i], i, scheduled))
         in_flight.add(job)
         job.add_done_callback(in_flight.discard)
-    late: set[asyncio.Task[h.Connection | None]] = set()
+    late: set[asyncio.Task[None]] = set()
     if in_flight:
         _, late = await asyncio.wait(set(in_flight), timeout=s.args.drain)
     cut_off = time.perf_counter()
