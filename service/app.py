@@ -22,6 +22,7 @@ from service.db import create_engine, create_read_sessionmaker, create_sessionma
 from service.dev_secrets import load_secrets
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
+from service.merchants.auth import MerchantKeyCache
 from service.merchants.endpoints import catalogue_router
 from service.merchants.endpoints import router as merchant_router
 from service.methodologies.service import RegistryCache
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = create_redis(settings.redis_url)
         app.state.migration_heads = head_revisions()
         app.state.partner_credentials = CredentialCache()
+        app.state.merchant_keys = MerchantKeyCache()
         app.state.registry_cache = RegistryCache()
         app.state.crediting_validity = timedelta(days=settings.points_validity_days)
         app.state.batch_slots = asyncio.Semaphore(settings.batch_concurrency)

@@ -507,6 +507,27 @@ async def history_rows(
     return list(result)
 
 
+_HOLD_STATE = text(
+    """
+    SELECT h.expires_at, r.outcome, r.amount_posted,
+           (SELECT CAST(coalesce(sum(CAST(t.request ->> 'amount' AS bigint)), 0) AS bigint)
+            FROM ledger_transactions AS t
+            WHERE t.kind = 'refund' AND t.request ->> 'refund_of' = CAST(r.transaction_id AS text)
+           ) AS refunded
+    FROM ledger_holds AS h
+    LEFT JOIN ledger_hold_resolutions AS r ON r.hold_id = h.id
+    WHERE h.id = :hold_id
+    """
+)
+
+
+async def hold_state(session: AsyncSession, hold_id: int) -> Any:
+    """(expires_at, outcome, amount_posted, refunded) of a hold, or None: one statement.
+    outcome and amount_posted are None while it is unresolved; refunded sums the refunds
+    of its capture."""
+    return (await session.execute(_HOLD_STATE, {"hold_id": hold_id})).first()
+
+
 # --- the set-based credit path --------------------------------------------------------------
 
 _ENSURE_AND_RESERVE = text(

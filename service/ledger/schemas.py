@@ -66,12 +66,22 @@ class HoldResult:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldState:
+    hold_id: int
+    expires_at: datetime
+    outcome: str | None  # None while pending; else posted, voided or expired
+    amount_posted: int
+    refunded: int
+
+
+@dataclass(frozen=True, slots=True)
 class ResolutionResult:
     status: Status
     hold_id: int
     outcome: str
     amount_posted: int
     transaction_id: int | None
+    hold_expires_at: datetime | None = None  # set when this call resolved the hold
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ from service.ledger.schemas import (
     CreditRequest,
     CreditResult,
     HoldResult,
+    HoldState,
     ResolutionResult,
     Status,
     TransferResult,
@@ -351,28 +352,23 @@ async def place_hold(
         "amount": amount,
         "timeout_seconds": int(hold_for.total_seconds()),
     }
-    prior = await repo.find_hold(session, origin, key)
-    if prior is not None:
-        return _existing_hold(prior, origin, key, content)
-
+    # A retry of this key meets the stored hold at the insert below (ON CONFLICT), so the
+    # first-time path does not look it up first.
     participant_code = repo.participant_account_code(participant_id, Asset.POINTS)
     # The capture will post to one of the merchant's settlement shards, picked now: a hold
     # never locks the merchant's account, and captures spread over the shards.
     merchant_code = repo.merchant_account_code(merchant_id, secrets.randbelow(repo.MERCHANT_SHARDS))
-    ids = await repo.ensure_accounts(
-        session,
-        [
-            {
-                "code": merchant_code,
-                "owner_type": "merchant",
-                "owner_id": merchant_id,
-                "asset": Asset.POINTS.value,
-                "kind": "settlement",
-                "bounded": True,
-            }
-        ],
-    )
-    ids.update(await repo.account_ids_by_code(session, [participant_code]))
+    ids = await repo.account_ids_by_code(session, [participant_code, merchant_code])
+    if merchant_code not in ids:  # the shard's first hold
+        settlement = {
+            "code": merchant_code,
+            "owner_type": "merchant",
+            "owner_id": merchant_id,
+            "asset": Asset.POINTS.value,
+            "kind": "settlement",
+            "bounded": True,
+        }
+        ids.update(await repo.ensure_accounts(session, [settlement]))
     if participant_code not in ids:
         raise InsufficientPointsError("the participant has no points yet", available=0)
     account_id, counter_id = ids[participant_code], ids[merchant_code]
@@ -507,9 +503,7 @@ async def post_hold(
     _whole("amount", amount, 1)
     _aware(now, "now")
     content = {"hold_id": hold_id, "outcome": "posted", "amount": amount}
-    prior = await repo.find_resolution(session, origin, key)
-    if prior is not None:
-        return _existing_resolution(prior, origin, key, content)
+    # A retry of this key meets its transaction at the insert below and replays from there.
     hold = await repo.get_hold(session, hold_id)
     if hold is None:
         raise HoldNotFoundError(f"no hold {hold_id}")
@@ -558,7 +552,9 @@ async def post_hold(
             "request": content,
         },
     )
-    return ResolutionResult(Status.CREATED, hold_id, "posted", amount, tx_id)
+    return ResolutionResult(
+        Status.CREATED, hold_id, "posted", amount, tx_id, hold_expires_at=hold.expires_at
+    )
 
 
 async def void_hold(
@@ -959,6 +955,21 @@ async def balance(session: AsyncSession, participant_id: uuid.UUID) -> Balance:
         debt=debt.posted if debt else 0,
         grams=grams.posted if grams else 0,
         expiring=[(row.expires_at, row.posted) for row in rows if row.asset == "LOT"],
+    )
+
+
+async def hold_state(session: AsyncSession, hold_id: int) -> HoldState:
+    """Where a hold stands: pending, or resolved (posted, voided, expired), with what was
+    captured and refunded since. One statement."""
+    row = await repo.hold_state(session, hold_id)
+    if row is None:
+        raise HoldNotFoundError(f"no hold {hold_id}")
+    return HoldState(
+        hold_id=hold_id,
+        expires_at=row.expires_at,
+        outcome=row.outcome,
+        amount_posted=row.amount_posted or 0,
+        refunded=int(row.refunded or 0),
     )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.merchants.errors import (
     MerchantKeyInvalidError,
@@ -72,6 +73,42 @@ async def issue_key(
     return IssuedKey(key_id, f"{PREFIX}{key_id}_{secret}")
 
 
+_CACHE_SECONDS = 5.0
+
+
+class MerchantKeyCache:
+    """Key id -> (key, merchant) rows for a few seconds, as partner credentials are: every
+    till call checks its key, and a revocation or a suspension takes effect within
+    `_CACHE_SECONDS`. The secret is still compared on every request."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, tuple[MerchantApiKey, Merchant] | None]] = {}
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    async def get(
+        self, sessionmaker: async_sessionmaker[AsyncSession], key_id: str
+    ) -> tuple[MerchantApiKey, Merchant] | None:
+        now = time.monotonic()
+        hit = self._entries.get(key_id)
+        if hit is not None and now - hit[0] < _CACHE_SECONDS:
+            return hit[1]
+        async with sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(MerchantApiKey, Merchant)
+                    .join(Merchant, Merchant.id == MerchantApiKey.merchant_id)
+                    .where(MerchantApiKey.key_id == key_id)
+                )
+            ).first()
+        found = None if row is None else (row[0], row[1])
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key_id] = (now, found)
+        return found
+
+
 async def authenticate_merchant(request: Request) -> MerchantContext:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -83,14 +120,8 @@ async def authenticate_merchant(request: Request) -> MerchantContext:
     key_id, secret = rest[:split], rest[split + 1 :]
     if not rest.startswith("mk_") or split < 0 or not secret:
         raise MerchantKeyInvalidError("malformed merchant key")
-    async with request.app.state.sessionmaker() as session:
-        row = (
-            await session.execute(
-                select(MerchantApiKey, Merchant)
-                .join(Merchant, Merchant.id == MerchantApiKey.merchant_id)
-                .where(MerchantApiKey.key_id == key_id)
-            )
-        ).first()
+    keys: MerchantKeyCache = request.app.state.merchant_keys
+    row = await keys.get(request.app.state.read_sessionmaker, key_id)
     if row is None:
         raise MerchantKeyInvalidError("unknown merchant key")
     key, merchant = row

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.errors import ConflictError, ValidationProblem
 from service.ledger import repository as ledger_repo
 from service.ledger import service as ledger
+from service.ledger.schemas import Status
 from service.merchants.errors import OfferUnavailableError, RedemptionNotFoundError
 from service.merchants.schemas import (
     OfferOut,
@@ -212,24 +213,34 @@ async def authorise(
         now=now,
         hold_for=hold_for,
     )
-    session.add(
-        Redemption(
-            id=redemption_id,
-            merchant_id=merchant_id,
-            terminal_id=terminal_id,
-            participant_id=participant_id,
-            offer_id=offer_id,
-            points=amount,
-            hold_id=hold.hold_id,
-        )
+    redemption = Redemption(
+        id=redemption_id,
+        merchant_id=merchant_id,
+        terminal_id=terminal_id,
+        participant_id=participant_id,
+        offer_id=offer_id,
+        points=amount,
+        hold_id=hold.hold_id,
+        created_at=now,
     )
+    session.add(redemption)
     await session.flush()
-    return await _announce(
-        session,
-        merchant_id,
-        "redemption.authorised",
-        await view(session, merchant_id, redemption_id),
+    if hold.status is not Status.CREATED:  # the ledger already had this hold: ask it
+        return await _announce(
+            session, merchant_id, "redemption.authorised", await _view(session, redemption)
+        )
+    # Just placed: nothing to read back.
+    state = RedemptionOut(
+        id=redemption_id,
+        status="authorised",
+        offer_id=offer_id,
+        points_authorised=amount,
+        points_captured=0,
+        points_refunded=0,
+        hold_expires_at=hold.expires_at,
+        created_at=now,
     )
+    return await _announce(session, merchant_id, "redemption.authorised", state)
 
 
 async def _announce(
@@ -280,7 +291,7 @@ async def capture(
     a second, different capture finds the hold resolved.
     """
     redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
-    await ledger.post_hold(
+    posted = await ledger.post_hold(
         session,
         origin=ledger_origin(merchant_id),
         key=f"capture:{redemption_id}:{request_key}",
@@ -288,9 +299,20 @@ async def capture(
         amount=points if points is not None else redemption.points,
         now=now,
     )
-    return await _announce(
-        session, merchant_id, "redemption.captured", await view(session, merchant_id, redemption_id)
-    )
+    if posted.status is not Status.CREATED or posted.hold_expires_at is None:
+        state = await _view(session, redemption)  # a replay: refunds may have followed
+    else:  # just captured: nothing refunded yet, nothing to read back
+        state = RedemptionOut(
+            id=redemption.id,
+            status="captured",
+            offer_id=redemption.offer_id,
+            points_authorised=redemption.points,
+            points_captured=posted.amount_posted,
+            points_refunded=0,
+            hold_expires_at=posted.hold_expires_at,
+            created_at=redemption.created_at,
+        )
+    return await _announce(session, merchant_id, "redemption.captured", state)
 
 
 async def void(
@@ -310,7 +332,7 @@ async def void(
         hold_id=redemption.hold_id,
     )
     return await _announce(
-        session, merchant_id, "redemption.voided", await view(session, merchant_id, redemption_id)
+        session, merchant_id, "redemption.voided", await _view(session, redemption)
     )
 
 
@@ -336,7 +358,7 @@ async def refund(
         amount=points,
     )
     return await _announce(
-        session, merchant_id, "redemption.refunded", await view(session, merchant_id, redemption_id)
+        session, merchant_id, "redemption.refunded", await _view(session, redemption)
     )
 
 
@@ -354,30 +376,18 @@ async def view(
     session: AsyncSession, merchant_id: uuid.UUID, redemption_id: uuid.UUID
 ) -> RedemptionOut:
     """A redemption as the ledger says it stands."""
-    redemption = await _redemption(session, merchant_id, redemption_id)
-    hold = await session.get(LedgerHold, redemption.hold_id)
-    resolution = await session.get(LedgerHoldResolution, redemption.hold_id)
-    assert hold is not None
+    return await _view(session, await _redemption(session, merchant_id, redemption_id))
+
+
+async def _view(session: AsyncSession, redemption: Redemption) -> RedemptionOut:
+    hold = await ledger.hold_state(session, redemption.hold_id)
     captured = refunded = 0
-    if resolution is None:
+    if hold.outcome is None:
         status = "authorised"
-    elif resolution.outcome == "voided":
-        status = "voided"
-    elif resolution.outcome == "expired":
-        status = "expired"
+    elif hold.outcome in ("voided", "expired"):
+        status = hold.outcome
     else:
-        captured = resolution.amount_posted
-        refunded = int(
-            await session.scalar(
-                select(func.coalesce(func.sum(LedgerTransaction.request["amount"].as_integer()), 0))
-                .where(LedgerTransaction.kind == "refund")
-                .where(
-                    LedgerTransaction.request["refund_of"].as_string()
-                    == str(resolution.transaction_id)
-                )
-            )
-            or 0
-        )
+        captured, refunded = hold.amount_posted, hold.refunded
         status = (
             "captured"
             if refunded == 0

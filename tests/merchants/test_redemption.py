@@ -16,6 +16,10 @@ from service.merchants import service as merchants
 from service.merchants.auth import issue_key
 from service.redemption.service import create_token
 from tests.crediting.conftest import Live, metro
+from tests.round_trips import round_trips
+
+AUTHORISE_ROUND_TRIPS = 20  # was 31 (19 statements + 12 BEGIN/COMMIT/ROLLBACK)
+CAPTURE_ROUND_TRIPS = 16  # was 32
 
 
 class Till:
@@ -375,3 +379,32 @@ async def test_a_terminal_key_reaches_only_its_terminals_redemptions(
     assert (await till.call("GET", f"/v1/merchant/redemptions/{rid}")).json()[
         "status"
     ] == "captured"
+
+
+async def test_authorise_and_capture_round_trips_are_counted(
+    live: Live, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    till, rider, offer = await _setup(live, http)
+    # Warm: the key cache, the webhook and methodology caches, prepared statements.
+    warm = await till.call(
+        "POST",
+        "/v1/merchant/redemptions",
+        {"redemption_token": await _code(live, rider), "offer_id": str(offer)},
+    )
+    assert warm.status_code == 201
+    code = await _code(live, rider)
+    with round_trips(monkeypatch) as authorise_queries:
+        authorised = await till.call(
+            "POST", "/v1/merchant/redemptions", {"redemption_token": code, "offer_id": str(offer)}
+        )
+    assert authorised.status_code == 201, authorised.text
+    with round_trips(monkeypatch) as capture_queries:
+        captured = await till.call(
+            "POST", f"/v1/merchant/redemptions/{authorised.json()['id']}/capture", {}
+        )
+    assert captured.status_code == 200, captured.text
+    assert captured.json()["status"] == "captured"
+    print("authorise:", len(authorise_queries), authorise_queries)
+    print("capture:", len(capture_queries), capture_queries)
+    assert len(authorise_queries) <= AUTHORISE_ROUND_TRIPS, authorise_queries
+    assert len(capture_queries) <= CAPTURE_ROUND_TRIPS, capture_queries

@@ -2,54 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import httpx
 import pytest
-from asyncpg.connection import Connection
-from asyncpg.prepared_stmt import PreparedStatement
 
 from tests.accounts.helpers import bearer
 from tests.crediting.conftest import Live
 from tests.participants.test_app_api import _citizen_with_a_trip, http
+from tests.round_trips import round_trips
 
 __all__ = ["http"]
-
-
-@contextmanager
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every query sent through asyncpg while the block runs: prepared statements executed
-    (SQLAlchemy's path), simple queries (BEGIN, COMMIT, ROLLBACK, pings) and fetches. Not
-    counted: the one-off Parse of a statement a connection has not prepared yet (asyncpg's
-    statement cache keeps them, so a warm connection sends none)."""
-    queries: list[str] = []
-
-    def counting(name: str, original: Any, text_of: Any) -> Any:
-        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            queries.append(" ".join(str(text_of(self, args)).split())[:300])
-            return await original(self, *args, **kwargs)
-
-        return wrapper
-
-    bind_execute = "_PreparedStatement__bind_execute"
-    monkeypatch.setattr(
-        PreparedStatement,
-        bind_execute,
-        counting(bind_execute, getattr(PreparedStatement, bind_execute), lambda s, a: s._query),
-    )
-    monkeypatch.setattr(
-        Connection, "execute", counting("execute", Connection.execute, lambda s, a: a[0])
-    )
-    execute = "_Connection__execute"
-    monkeypatch.setattr(
-        Connection, execute, counting(execute, getattr(Connection, execute), lambda s, a: a[0])
-    )
-    try:
-        yield queries
-    finally:
-        monkeypatch.undo()
 
 
 async def test_a_balance_read_is_three_round_trips_and_a_history_page_two(
