@@ -18,7 +18,12 @@ from service.config import Settings, get_settings
 from service.crediting.endpoints import crediting_settings
 from service.crediting.endpoints import router as crediting_router
 from service.crediting.group_commit import GroupCommitter
-from service.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from service.db import (
+    create_engine,
+    create_read_pool,
+    create_read_sessionmaker,
+    create_sessionmaker,
+)
 from service.dev_secrets import load_secrets
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
@@ -56,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.read_sessionmaker = create_read_sessionmaker(app.state.engine)
+        app.state.read_pool = await create_read_pool(
+            settings.database_url, size=settings.db_read_pool_size
+        )
         app.state.redis = create_redis(settings.redis_url)
         app.state.migration_heads = head_revisions()
         app.state.partner_credentials = CredentialCache()
@@ -74,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.single_events.drain()
             await app.state.redis.aclose()
+            await app.state.read_pool.close()
             await app.state.engine.dispose()
 
     app = FastAPI(

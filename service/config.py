@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # The app's hot reads (balance, history) go through their own small asyncpg pool.
+    db_read_pool_size: int = Field(default=5, ge=1, le=200)
     # Event batches in flight per process: the rest queue for a slot, so that batches never
     # take every database connection from single events, app reads and tills.
     batch_concurrency: int = Field(default=2, ge=1, le=64)

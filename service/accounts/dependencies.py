@@ -3,7 +3,7 @@
 Usage in an endpoint::
 
     from service.accounts.dependencies import CurrentUser
-    from service.db import DbSession, ReadSession
+    from service.db import AppReader, DbSession, Reader
 
     @router.get("/v1/app/balance")
     async def balance(user: CurrentUser, session: DbSession) -> BalanceOut:
@@ -42,7 +42,7 @@ from service.accounts import repository, service
 from service.accounts.errors import TokenInvalidError, TokenMissingError
 from service.accounts.service import AccountsSettings
 from service.accounts.tokens import Keyring, verify_access_token
-from service.db import DbSession, ReadSession
+from service.db import AppReader, DbSession, Reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +115,21 @@ async def authenticate_user(
 
 async def authenticate_reader(
     request: Request,
-    session: ReadSession,
+    app_reader: AppReader,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AuthenticatedUser:
-    return await _authenticate(request, session, credentials)
+    return await _authenticate(request, app_reader, credentials)
 
 
 async def _authenticate(
-    request: Request, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
+    request: Request,
+    source: AsyncSession | Reader,
+    credentials: HTTPAuthorizationCredentials | None,
 ) -> AuthenticatedUser:
     if credentials is None:
         raise TokenMissingError("send Authorization: Bearer <access token>")
     claims = verify_access_token(keyring(request), credentials.credentials)
-    user = await repository.user_by_id(session, claims.user_id)
+    user = await repository.user_by_id(source, claims.user_id)
     if (
         user is None
         or user.erased_at is not None
@@ -142,7 +144,7 @@ CurrentUser = Annotated[AuthenticatedUser, Depends(authenticate_user)]
 """The authenticated app user; 401 problem when the bearer token is missing or invalid."""
 
 CurrentReader = Annotated[AuthenticatedUser, Depends(authenticate_reader)]
-"""The same check, in the request's `ReadSession` (autocommit): for read-only endpoints,
-which then take `session: ReadSession` and share its one connection."""
+"""The same check through the read pool (`AppReader`): for read-only endpoints. Those that
+read through it too (`app_reader: AppReader`) share its one connection."""
 
 AccountsConfig = Annotated[AccountsSettings, Depends(accounts_settings)]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import Reader, reader
 from service.models import Organisation, OrganisationMember, Participant, RefreshToken, User
 
 _users = cast(Table, User.__table__)
@@ -77,16 +79,21 @@ async def user_by_login_hash(session: AsyncSession, login_hash: bytes) -> Any:
     ).first()
 
 
-# Every authenticated app request runs this: plain SQL skips building and caching a
-# statement each time.
-_USER_BY_ID = text(
-    "SELECT participant_id, token_generation, erased_at FROM users WHERE id = :user_id"
-)
+# Every authenticated app request runs this.
+_USER_BY_ID = "SELECT participant_id, token_generation, erased_at FROM users WHERE id = $1"
 
 
-async def user_by_id(session: AsyncSession, user_id: uuid.UUID) -> Any:
-    """participant_id, token_generation, erased_at of the user, or None."""
-    return (await session.execute(_USER_BY_ID, {"user_id": user_id})).first()
+@dataclass(frozen=True, slots=True)
+class UserTokenState:
+    participant_id: uuid.UUID
+    token_generation: int
+    erased_at: datetime | None
+
+
+async def user_by_id(source: AsyncSession | Reader, user_id: uuid.UUID) -> UserTokenState | None:
+    """What a token is checked against, or None: one primary-key read."""
+    rows = await reader(source).rows(_USER_BY_ID, user_id)
+    return UserTokenState(*rows[0]) if rows else None
 
 
 async def set_password_hash(session: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import json_rows, json_text
+from service.db import Reader, json_rows, json_text
 from service.ledger.plan import (
     MERCHANT_SHARDS,
     AccountState,
@@ -431,58 +431,52 @@ async def overdue_holds(session: AsyncSession, now: datetime, limit: int) -> lis
     return [row[0] for row in rows]
 
 
-_BALANCE = text(
-    # One round trip: the participant's three accounts, then the POINTS account's open lots
-    # summed by expiry (ix_ledger_lots_open_by_account), one row each.
-    """
+# The app's hot reads: plain SQL with asyncpg's placeholders, run through a `Reader` (the
+# read pool's connection, or a session).
+_BALANCE = """
     SELECT a.asset, a.posted, a.held, CAST(NULL AS timestamptz) AS expires_at
     FROM ledger_accounts AS a
-    WHERE a.code IN (:points, :grams, :debt)
+    WHERE a.code IN ($1, $2, $3)
     UNION ALL
     SELECT 'LOT', CAST(sum(l.remaining) AS bigint), 0, l.expires_at
     FROM ledger_accounts AS a
     JOIN ledger_lots AS l ON l.account_id = a.id AND l.remaining > 0
-    WHERE a.code = :points
+    WHERE a.code = $1
     GROUP BY l.expires_at
     ORDER BY expires_at NULLS FIRST
-    """
-)
+"""
 
 
-async def balance_rows(session: AsyncSession, participant_id: uuid.UUID) -> list[Any]:
-    """Rows of (asset, posted, held, expires_at): one per account of the participant that
-    exists, then one per expiry date of its open points lots, asset 'LOT', posted holding
-    the points that expire then, soonest first. One statement."""
-    result = await session.execute(
+async def balance_rows(source: Reader, participant_id: uuid.UUID) -> Sequence[Any]:
+    """Rows of (asset, posted, held, expires_at), one round trip: one per account of the
+    participant that exists, then one per expiry date of its open points lots (asset 'LOT',
+    posted holding the points that expire then), soonest first. The lots are found by
+    ix_ledger_lots_open_by_account."""
+    return await source.rows(
         _BALANCE,
-        {
-            "points": participant_account_code(participant_id, "POINTS"),
-            "grams": participant_account_code(participant_id, "GCO2E"),
-            "debt": participant_account_code(participant_id, "DEBT"),
-        },
+        participant_account_code(participant_id, "POINTS"),
+        participant_account_code(participant_id, "GCO2E"),
+        participant_account_code(participant_id, "DEBT"),
     )
-    return list(result)
 
 
-_HISTORY = text(
-    """
+_HISTORY = """
     SELECT p.account_seq, p.amount, t.kind, t.request, t.created_at
     FROM ledger_accounts AS a
     JOIN ledger_postings AS p ON p.account_id = a.id
     JOIN ledger_transactions AS t ON t.id = p.transaction_id
-    WHERE a.code = :code
-      AND (CAST(:before AS bigint) IS NULL OR p.account_seq < CAST(:before AS bigint))
-      AND (CAST(:kinds AS text[]) IS NULL OR t.kind = ANY(CAST(:kinds AS text[])))
-      AND (CAST(:since AS timestamptz) IS NULL OR t.created_at >= CAST(:since AS timestamptz))
-      AND (CAST(:until AS timestamptz) IS NULL OR t.created_at < CAST(:until AS timestamptz))
+    WHERE a.code = $1
+      AND ($2::bigint IS NULL OR p.account_seq < $2::bigint)
+      AND ($3::text[] IS NULL OR t.kind = ANY($3::text[]))
+      AND ($4::timestamptz IS NULL OR t.created_at >= $4::timestamptz)
+      AND ($5::timestamptz IS NULL OR t.created_at < $5::timestamptz)
     ORDER BY p.account_seq DESC
-    LIMIT :limit
-    """
-)
+    LIMIT $6
+"""
 
 
 async def history_rows(
-    session: AsyncSession,
+    source: Reader,
     participant_id: uuid.UUID,
     *,
     before_seq: int | None,
@@ -490,21 +484,18 @@ async def history_rows(
     kinds: Sequence[str] | None,
     since: datetime | None,
     until: datetime | None,
-) -> list[Any]:
+) -> Sequence[Any]:
     """A page of the participant's POINTS postings, newest first: (account_seq, amount, kind,
     request, created_at). One statement, the account found by its code."""
-    result = await session.execute(
+    return await source.rows(
         _HISTORY,
-        {
-            "code": participant_account_code(participant_id, "POINTS"),
-            "before": before_seq,
-            "kinds": list(kinds) if kinds else None,
-            "since": since,
-            "until": until,
-            "limit": limit,
-        },
+        participant_account_code(participant_id, "POINTS"),
+        before_seq,
+        list(kinds) if kinds else None,
+        since,
+        until,
+        limit,
     )
-    return list(result)
 
 
 _HOLD_STATE = text(

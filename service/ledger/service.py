@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import Reader, reader
 from service.ledger import repository as repo
 from service.ledger.chain import link, posting_digest, transaction_digest
 from service.ledger.errors import (
@@ -941,20 +942,24 @@ async def void_overdue_holds(session: AsyncSession, *, now: datetime, batch_size
 # --- reads ---------------------------------------------------------------------------------
 
 
-async def balance(session: AsyncSession, participant_id: uuid.UUID) -> Balance:
+async def balance(source: AsyncSession | Reader, participant_id: uuid.UUID) -> Balance:
     """Available, held, debt and grams, with what expires when. One statement."""
-    rows = await repo.balance_rows(session, participant_id)
-    accounts = {row.asset: row for row in rows if row.asset != "LOT"}
-    points, grams, debt = accounts.get("POINTS"), accounts.get("GCO2E"), accounts.get("DEBT")
-    posted, held = (points.posted, points.held) if points else (0, 0)
+    accounts: dict[str, tuple[int, int]] = {}
+    expiring: list[tuple[datetime, int]] = []
+    for asset, posted, held, expires_at in await repo.balance_rows(reader(source), participant_id):
+        if asset == "LOT":
+            expiring.append((expires_at, posted))
+        else:
+            accounts[asset] = (posted, held)
+    posted, held = accounts.get("POINTS", (0, 0))
     return Balance(
         participant_id=participant_id,
         posted=posted,
         held=held,
         available=posted - held,
-        debt=debt.posted if debt else 0,
-        grams=grams.posted if grams else 0,
-        expiring=[(row.expires_at, row.posted) for row in rows if row.asset == "LOT"],
+        debt=accounts.get("DEBT", (0, 0))[0],
+        grams=accounts.get("GCO2E", (0, 0))[0],
+        expiring=expiring,
     )
 
 
@@ -974,7 +979,7 @@ async def hold_state(session: AsyncSession, hold_id: int) -> HoldState:
 
 
 async def history(
-    session: AsyncSession,
+    source: AsyncSession | Reader,
     participant_id: uuid.UUID,
     *,
     before_seq: int | None,
@@ -982,11 +987,11 @@ async def history(
     kinds: Sequence[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> list[Any]:
+) -> Sequence[Any]:
     """A page of the participant's points postings, newest first: rows of (account_seq,
     amount, kind, request, created_at). One statement."""
     return await repo.history_rows(
-        session,
+        reader(source),
         participant_id,
         before_seq=before_seq,
         limit=limit,

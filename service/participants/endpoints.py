@@ -14,7 +14,7 @@ from service.accounts.dependencies import CurrentReader, CurrentUser
 from service.crediting.schemas import OutcomeOut
 from service.crediting.service import CreditingSettings
 from service.crediting.vouchers import claim_voucher
-from service.db import DbSession, ReadSession
+from service.db import AppReader, DbSession, ReadSession
 from service.errors import ForbiddenError
 from service.participants import identity_links as links
 from service.participants import privacy
@@ -61,8 +61,8 @@ def _settings(request: Request) -> CreditingSettings:
 
 
 @router.get("/balance", summary="Available, on hold, owed, and what expires when")
-async def balance(user: CurrentReader, session: ReadSession) -> BalanceOut:
-    return await reads.balance(session, user.participant_id)
+async def balance(user: CurrentReader, app_reader: AppReader) -> BalanceOut:
+    return await reads.balance(app_reader, user.participant_id)
 
 
 @router.get("/reductions", summary="Grams of CO2e by month and action type")
@@ -77,7 +77,7 @@ async def reductions(
 @router.get("/history", summary="Every movement of points, newest first")
 async def history(
     user: CurrentReader,
-    session: ReadSession,
+    app_reader: AppReader,
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     kind: Annotated[
@@ -89,7 +89,7 @@ async def history(
     until: datetime | None = None,
 ) -> HistoryPage:
     return await reads.history(
-        session,
+        app_reader,
         user.participant_id,
         cursor=cursor,
         limit=limit,

@@ -6,30 +6,29 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import Reader, reader
 from service.models import (
     Credit,
     Participant,
     PartnerEvent,
 )
 
-_PENDING_EVENTS = text(
-    """
+_PENDING_EVENTS = """
     SELECT count(*) FROM partner_events AS e
     JOIN identity_links AS l
       ON l.partner_id = e.partner_id AND l.subject_hash = e.subject_hash
      AND l.unlinked_at IS NULL
-    WHERE l.participant_id = :participant_id AND e.status = 'pending'
-    """
-)
+    WHERE l.participant_id = $1 AND e.status = 'pending'
+"""
 
 
-async def pending_events(session: AsyncSession, participant_id: uuid.UUID) -> int:
+async def pending_events(source: AsyncSession | Reader, participant_id: uuid.UUID) -> int:
     """Events of the participant's linked identities still waiting (every balance read)."""
-    count = await session.scalar(_PENDING_EVENTS, {"participant_id": participant_id})
-    return int(count or 0)
+    rows = await reader(source).rows(_PENDING_EVENTS, participant_id)
+    return int(rows[0][0])
 
 
 async def reductions(session: AsyncSession, participant_id: uuid.UUID, tz: str) -> list[Any]:

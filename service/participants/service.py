@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import Action, Registry, Usage, explain
 from service.crediting.schemas import engine_inputs
+from service.db import Reader
 from service.errors import NotFoundError
 from service.ledger import service as ledger
 from service.models import OrganisationMember, Participant, User
@@ -38,14 +39,14 @@ class CreditNotFoundError(NotFoundError):
     title = "Credit not found"
 
 
-async def balance(session: AsyncSession, participant_id: uuid.UUID) -> BalanceOut:
+async def balance(source: AsyncSession | Reader, participant_id: uuid.UUID) -> BalanceOut:
     """Available, on hold, owed, pending, grams, and what expires when."""
-    current = await ledger.balance(session, participant_id)
+    current = await ledger.balance(source, participant_id)
     return BalanceOut(
         available=current.available,
         on_hold=current.held,
         debt=current.debt,
-        pending_events=await repo.pending_events(session, participant_id),
+        pending_events=await repo.pending_events(source, participant_id),
         grams_co2e=current.grams,
         expiring=[ExpiringPoints(expires_at=at, points=n) for at, n in current.expiring],
     )
@@ -62,7 +63,7 @@ async def reductions(
 
 
 async def history(
-    session: AsyncSession,
+    source: AsyncSession | Reader,
     participant_id: uuid.UUID,
     *,
     cursor: str | None,
@@ -73,7 +74,7 @@ async def history(
 ) -> HistoryPage:
     """Every movement of the participant's points, newest first, a page at a time."""
     rows = await ledger.history(
-        session,
+        source,
         participant_id,
         before_seq=int(cursor) if cursor else None,
         limit=limit,

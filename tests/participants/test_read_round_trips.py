@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
 
@@ -31,3 +32,9 @@ async def test_a_balance_read_is_three_round_trips_and_a_history_page_two(
         page = await http.get("/v1/app/history?limit=20", headers=auth)
     assert [item["points"] for item in page.json()["items"]] == [576]
     assert len(queries) == 2, queries  # the token's user, the page
+
+
+async def test_nothing_can_be_written_through_the_read_pool(live: Live) -> None:
+    async with live.app.state.read_pool.acquire() as connection:
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await connection.execute("UPDATE users SET token_generation = token_generation + 1")
