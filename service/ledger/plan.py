@@ -37,7 +37,7 @@ def participant_account_code(participant_id: uuid.UUID, asset: str) -> str:
     return f"participant:{participant_id}:{asset}"
 
 
-MERCHANT_SHARDS = 8
+MERCHANT_SHARDS = 32
 """A merchant's settlement account is this many accounts: each hold picks one at random and
 its capture and refunds post to that one, so a merchant's tills never queue on one row."""
 
