@@ -1,13 +1,20 @@
 """Stripe's `Idempotency-Key` semantics for merchant calls.
 
-* The first request with a key records it (committed at once, so concurrent requests see
-  it) and runs; its response is stored in the same transaction as its work.
+* The first request with a key claims it in its own transaction, before its work: the key's
+  row is inserted first, under the table's primary key. Its response is stored in the same
+  transaction as its work, so a key is never left claimed by work that did not commit.
 * A replay with the same body gets the stored response, status and all.
 * The same key with a different body is rejected (`idempotency-key-reused`).
-* A request arriving while the first is still running gets `409 request-in-progress`.
+* A request arriving while the first is still running waits for it at the claim (the
+  primary key's insert waits for the first transaction) and then replays its response; if
+  the first rolled back, it runs itself.
 * A request that fails with a client error stores that error (a replay returns it); one
-  that fails unexpectedly stores nothing and frees the key, since nothing was committed.
-  A key left in progress by a crashed process is taken over after `LEASE`.
+  that fails unexpectedly stores nothing, since nothing was committed.
+* A key stored `in_progress` by an earlier release (which claimed keys in a transaction of
+  their own) is taken over after `LEASE`; before that, `409 request-in-progress`.
+
+The claim costs no round trips of its own: it is the first statement of the request's
+transaction, and the response is recorded by the last.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,51 +64,46 @@ async def run_idempotent(
     if not key or len(key) > 255:
         raise IdempotencyKeyMissingError("send an Idempotency-Key header of 1 to 255 characters")
     fingerprint = _fingerprint(operation, request.url.path, body)
-    sessionmaker = request.app.state.sessionmaker
-    async with sessionmaker() as claim, claim.begin():
-        # `locked_at` doubles as this request's lease: only its holder may record a result.
-        lease = await claim.scalar(
-            insert(IdempotencyKey)
-            .values(
-                merchant_id=merchant_id,
-                key=key,
-                request_hash=fingerprint,
-                state="in_progress",
-                locked_at=func.clock_timestamp(),
+    lease = await session.scalar(
+        insert(IdempotencyKey)
+        .values(
+            merchant_id=merchant_id,
+            key=key,
+            request_hash=fingerprint,
+            state="in_progress",
+            locked_at=func.clock_timestamp(),
+        )
+        .on_conflict_do_nothing()
+        .returning(IdempotencyKey.locked_at)
+    )
+    if lease is None:  # stored and committed (a concurrent first request was waited for)
+        stored = await session.scalar(
+            select(IdempotencyKey)
+            .where(IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key)
+            .with_for_update()
+        )
+        assert stored is not None
+        if stored.request_hash != fingerprint:
+            raise IdempotencyKeyReusedError("this Idempotency-Key was used for a different request")
+        if stored.state == "done":
+            return Response(
+                orjson.dumps(stored.response_body),
+                status_code=stored.response_status or 200,
+                media_type=(
+                    PROBLEM_MEDIA_TYPE
+                    if (stored.response_status or 200) >= 400
+                    else "application/json"
+                ),
+                headers={"idempotent-replayed": "true"},
             )
-            .on_conflict_do_nothing()
+        if stored.locked_at > datetime.now(UTC) - LEASE:
+            raise RequestInProgressError("retry when the first request has finished")
+        lease = await session.scalar(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key)
+            .values(locked_at=func.clock_timestamp())
             .returning(IdempotencyKey.locked_at)
         )
-        if lease is None:
-            stored = await claim.scalar(
-                select(IdempotencyKey)
-                .where(IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key)
-                .with_for_update()
-            )
-            assert stored is not None
-            if stored.request_hash != fingerprint:
-                raise IdempotencyKeyReusedError(
-                    "this Idempotency-Key was used for a different request"
-                )
-            if stored.state == "done":
-                return Response(
-                    orjson.dumps(stored.response_body),
-                    status_code=stored.response_status or 200,
-                    media_type=(
-                        PROBLEM_MEDIA_TYPE
-                        if (stored.response_status or 200) >= 400
-                        else "application/json"
-                    ),
-                    headers={"idempotent-replayed": "true"},
-                )
-            if stored.locked_at > datetime.now(UTC) - LEASE:
-                raise RequestInProgressError("retry when the first request has finished")
-            lease = await claim.scalar(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.merchant_id == merchant_id, IdempotencyKey.key == key)
-                .values(locked_at=func.clock_timestamp())
-                .returning(IdempotencyKey.locked_at)
-            )
     mine = (
         (IdempotencyKey.merchant_id == merchant_id)
         & (IdempotencyKey.key == key)
@@ -111,19 +113,31 @@ async def run_idempotent(
     try:
         result = await work()
     except ProblemError as error:
+        # The work and the claim roll back together; the error is then stored on its own,
+        # unless another request with this key has claimed it meanwhile.
         await session.rollback()
-        async with sessionmaker() as store, store.begin():
+        async with request.app.state.sessionmaker() as store, store.begin():
+            stored_error = {
+                "state": "done",
+                "response_status": error.status,
+                "response_body": error.to_problem(),
+            }
+            statement = insert(IdempotencyKey).values(
+                merchant_id=merchant_id,
+                key=key,
+                request_hash=fingerprint,
+                locked_at=func.clock_timestamp(),
+                **stored_error,
+            )
             await store.execute(
-                update(IdempotencyKey)
-                .where(mine)
-                .values(
-                    state="done", response_status=error.status, response_body=error.to_problem()
+                statement.on_conflict_do_update(
+                    index_elements=[IdempotencyKey.merchant_id, IdempotencyKey.key],
+                    set_=stored_error,
+                    where=(IdempotencyKey.state == "in_progress")
+                    & (IdempotencyKey.request_hash == fingerprint)
+                    & (IdempotencyKey.locked_at < func.clock_timestamp() - LEASE),
                 )
             )
-        raise
-    except BaseException:
-        async with sessionmaker() as cleanup, cleanup.begin():
-            await cleanup.execute(delete(IdempotencyKey).where(mine))
         raise
     payload = result.model_dump(mode="json")
     recorded = await session.scalar(
@@ -133,7 +147,7 @@ async def run_idempotent(
         .returning(IdempotencyKey.key)
     )
     if recorded is None:
-        # Our lease was taken over (we ran past LEASE): roll our work back rather than
-        # commit a result the key no longer vouches for.
+        # Our lease was taken over (a stale key we took over was taken over again): roll
+        # our work back rather than commit a result the key no longer vouches for.
         raise RequestInProgressError("this request ran too long and was superseded by a retry")
     return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
