@@ -107,10 +107,13 @@ async def expired_from_lot(session: AsyncSession, lot_id: int) -> int:
     return -int(total or 0)
 
 
+# The hold and capture paths' statements are built once, here, as plain SQL: building a
+# Core statement and its cache key on every call cost more Python than the round trip.
+_IDS_BY_CODE = text("SELECT code, id FROM ledger_accounts WHERE code = ANY(:codes)")
+
+
 async def account_ids_by_code(session: AsyncSession, codes: Iterable[str]) -> dict[str, int]:
-    rows = await session.execute(
-        select(_accounts.c.code, _accounts.c.id).where(_accounts.c.code.in_(list(codes)))
-    )
+    rows = await session.execute(_IDS_BY_CODE, {"codes": list(codes)})
     return {code: account_id for code, account_id in rows}
 
 
@@ -131,25 +134,20 @@ async def ensure_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]])
     return found
 
 
+_LOCK_ACCOUNTS = text(
+    # NO KEY UPDATE: inserting a posting, lot or hold takes KEY SHARE on its account through
+    # the foreign key; FOR UPDATE would conflict with that and deadlock.
+    """
+    SELECT id, asset, bounded, posted, held, chain_seq, chain_hash
+    FROM ledger_accounts WHERE id = ANY(:ids)
+    ORDER BY id FOR NO KEY UPDATE
+    """
+)
+
+
 async def lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, AccountState]:
     """Row-lock accounts in ascending id order, the one lock order of the whole ledger."""
-    wanted = sorted(set(ids))
-    rows = await session.execute(
-        select(
-            _accounts.c.id,
-            _accounts.c.asset,
-            _accounts.c.bounded,
-            _accounts.c.posted,
-            _accounts.c.held,
-            _accounts.c.chain_seq,
-            _accounts.c.chain_hash,
-        )
-        .where(_accounts.c.id.in_(wanted))
-        .order_by(_accounts.c.id)
-        # NO KEY UPDATE: inserting a posting, lot or hold takes KEY SHARE on its account
-        # through the foreign key; FOR UPDATE would conflict with that and deadlock.
-        .with_for_update(key_share=True)
-    )
+    rows = await session.execute(_LOCK_ACCOUNTS, {"ids": sorted(set(ids))})
     return {row.id: AccountState(*row) for row in rows}
 
 
@@ -315,19 +313,21 @@ async def set_lot_remainders(session: AsyncSession, remainders: dict[int, int]) 
     )
 
 
+_OPEN_LOTS = text(
+    """
+    SELECT id, remaining, expires_at FROM ledger_lots
+    WHERE account_id = :account_id AND remaining > 0
+      AND (CAST(:after AS timestamptz) IS NULL OR expires_at > CAST(:after AS timestamptz))
+    ORDER BY expires_at, id
+    """
+)
+
+
 async def open_lots(
     session: AsyncSession, account_id: int, *, not_expired_at: datetime | None
 ) -> list[OpenLot]:
     """The account's lots with points left, soonest-expiring first (caller holds the lock)."""
-    query = (
-        select(_lots.c.id, _lots.c.remaining, _lots.c.expires_at)
-        .where(_lots.c.account_id == account_id)
-        .where(_lots.c.remaining > 0)
-        .order_by(_lots.c.expires_at, _lots.c.id)
-    )
-    if not_expired_at is not None:
-        query = query.where(_lots.c.expires_at > not_expired_at)
-    rows = await session.execute(query)
+    rows = await session.execute(_OPEN_LOTS, {"account_id": account_id, "after": not_expired_at})
     return [OpenLot(row.id, row.remaining, row.expires_at) for row in rows]
 
 
@@ -374,32 +374,31 @@ async def insert_hold(session: AsyncSession, row: dict[str, Any]) -> int | None:
     return hold_id
 
 
+_GET_HOLD = select(_holds).where(_holds.c.id == bindparam("hold_id"))
+_FIND_HOLD = select(_holds).where(
+    _holds.c.origin == bindparam("origin"), _holds.c.idempotency_key == bindparam("key")
+)
+_GET_RESOLUTION = select(_resolutions).where(_resolutions.c.hold_id == bindparam("hold_id"))
+_FIND_RESOLUTION = select(_resolutions).where(
+    _resolutions.c.origin == bindparam("origin"),
+    _resolutions.c.idempotency_key == bindparam("key"),
+)
+
+
 async def get_hold(session: AsyncSession, hold_id: int) -> Any:
-    return (await session.execute(select(_holds).where(_holds.c.id == hold_id))).first()
+    return (await session.execute(_GET_HOLD, {"hold_id": hold_id})).first()
 
 
 async def find_hold(session: AsyncSession, origin: str, key: str) -> Any:
-    return (
-        await session.execute(
-            select(_holds).where(_holds.c.origin == origin, _holds.c.idempotency_key == key)
-        )
-    ).first()
+    return (await session.execute(_FIND_HOLD, {"origin": origin, "key": key})).first()
 
 
 async def get_resolution(session: AsyncSession, hold_id: int) -> Any:
-    return (
-        await session.execute(select(_resolutions).where(_resolutions.c.hold_id == hold_id))
-    ).first()
+    return (await session.execute(_GET_RESOLUTION, {"hold_id": hold_id})).first()
 
 
 async def find_resolution(session: AsyncSession, origin: str, key: str) -> Any:
-    return (
-        await session.execute(
-            select(_resolutions).where(
-                _resolutions.c.origin == origin, _resolutions.c.idempotency_key == key
-            )
-        )
-    ).first()
+    return (await session.execute(_FIND_RESOLUTION, {"origin": origin, "key": key})).first()
 
 
 async def insert_resolution(session: AsyncSession, row: dict[str, Any]) -> None:
