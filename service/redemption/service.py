@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,17 +48,19 @@ async def create_token(
     return IssuedToken(token, expires_at)
 
 
+_CONSUME = text(
+    """
+    UPDATE redemption_tokens SET used_at = :now
+    WHERE token_hash = :token_hash AND used_at IS NULL AND expires_at > :now
+    RETURNING participant_id
+    """
+)
+
+
 async def consume_token(session: AsyncSession, token: str, *, now: datetime) -> uuid.UUID:
     """The participant behind a token, marking it used: exactly one caller ever gets it."""
     participant_id: uuid.UUID | None = await session.scalar(
-        update(RedemptionToken)
-        .where(
-            RedemptionToken.token_hash == _hash(token),
-            RedemptionToken.used_at.is_(None),
-            RedemptionToken.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(RedemptionToken.participant_id)
+        _CONSUME, {"now": now, "token_hash": _hash(token)}
     )
     if participant_id is None:
         raise RedemptionTokenInvalidError("ask the customer to show a fresh code")

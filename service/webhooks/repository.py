@@ -8,24 +8,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+
+_ACTIVE_ENDPOINTS = text(
+    # Every merchant call asks this: built once.
+    """
+    SELECT id FROM webhook_endpoints
+    WHERE owner_type = :owner_type AND owner_id = :owner_id AND disabled_at IS NULL
+      AND :event_type = ANY(event_types)
+    ORDER BY created_at, id
+    """
+)
 
 
 async def active_endpoints_for(
     session: AsyncSession, *, owner_type: str, owner_id: uuid.UUID, event_type: str
 ) -> Sequence[uuid.UUID]:
     result = await session.scalars(
-        select(WebhookEndpoint.id)
-        .where(
-            WebhookEndpoint.owner_type == owner_type,
-            WebhookEndpoint.owner_id == owner_id,
-            WebhookEndpoint.disabled_at.is_(None),
-            WebhookEndpoint.event_types.any_() == event_type,
-        )
-        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        _ACTIVE_ENDPOINTS,
+        {"owner_type": owner_type, "owner_id": owner_id, "event_type": event_type},
     )
     return result.all()
 
