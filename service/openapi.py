@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from service.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from service.merchants.idempotency import KEY_PATTERN
 from service.openapi_examples import EXAMPLES
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -296,7 +297,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 for parameter in operation.get("parameters", []):
                     if parameter["name"] == "Idempotency-Key":
                         parameter["required"] = True
-                        parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": 255}
+                        parameter["schema"] = {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 255,
+                            "pattern": KEY_PATTERN,
+                        }
             operation_examples = EXAMPLES.get(operation["operationId"])
             if operation_examples is not None:
                 _apply_examples(operation, operation_examples)
