@@ -173,8 +173,18 @@ _PUBLIC_APP_PATHS = {
 }
 
 
+# Statuses an operation answers beyond those its route declares and its caller implies.
+_MORE_STATUSES: dict[str, set[int]] = {
+    "explain_credit": {404},
+    "unlink_identity": {404},
+    "get_organisation_leaderboard": {403},
+    "link_identity": {409},
+    "claim_voucher_code": {409},
+}
+
+
 def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
-    statuses = {500}
+    statuses = {500, *_MORE_STATUSES.get(operation["operationId"], ())}
     if path != "/healthz":
         statuses.add(503)
     if operation.get("parameters") or operation.get("requestBody"):
