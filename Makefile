@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data
+.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ importlint:
 
 pytest:
 	$(BIN)/pytest
+
+## make fuzz: a long, random Schemathesis run over every operation of the served API (the
+## short, derandomised one is part of `make test`). FUZZ_EXAMPLES cases per operation and
+## mode (positive, negative), default 200: about 13,000 cases, 5-10 minutes.
+fuzz: install
+	CARBON_POINTS_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) CARBON_POINTS_FUZZ_RANDOM=1 \
+		$(BIN)/pytest -s -p no:cacheprovider tests/contract/test_schemathesis.py
 
 migrate: install
 	$(BIN)/carbon-points db upgrade

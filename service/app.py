@@ -33,6 +33,7 @@ from service.merchants.endpoints import router as merchant_router
 from service.methodologies.service import RegistryCache
 from service.migrations import head_revisions
 from service.observability import RequestContextMiddleware, configure_logging, get_logger
+from service.openapi import install_openapi, operation_id
 from service.participants.endpoints import privacy_router
 from service.participants.endpoints import router as participant_router
 from service.partners.auth import CredentialCache
@@ -43,7 +44,10 @@ carbon-points credits verified low-carbon actions under published, versioned
 methodologies, keeps a tamper-evident points ledger, and lets merchants redeem.
 
 Every error is an RFC 9457 problem document (`application/problem+json`) with a
-stable `type` URI; every response carries an `x-request-id` header.
+stable `type` URI; every response carries an `x-request-id` header. While PostgreSQL
+cannot be reached, requests get `503 service-unavailable` with `Retry-After`.
+
+Lists take `cursor` and `limit` and answer `next_cursor` (null on the last page).
 """
 
 
@@ -90,7 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

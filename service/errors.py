@@ -9,12 +9,14 @@ request id: no stack trace, no exception text reaches a client.
 
 from __future__ import annotations
 
+import socket
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -120,6 +122,48 @@ class ServiceUnavailableError(ProblemError):
 
 class InternalError(ProblemError):
     pass
+
+
+# Seconds a client is asked to wait when the database cannot be reached: long enough for a
+# failover or a restart to make progress, short enough that a till's customer still waits.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 2
+# SQLSTATE classes meaning "the server cannot serve this connection now": 08 connection
+# exception, 57P01-57P03 admin shutdown, crash shutdown, cannot connect now.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unavailable(exc: BaseException) -> ServiceUnavailableError | None:
+    """A 503 problem when `exc` (or an exception it was raised from) says PostgreSQL is
+    unreachable, restarting or out of connections; None for any other failure.
+
+    Walks the cause chain: SQLAlchemy wraps asyncpg's errors, and the group commit hands the
+    waiting request whatever its transaction raised.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_unavailability(current):
+            error = ServiceUnavailableError(
+                "the database is unreachable; retry after the Retry-After delay"
+            )
+            error.headers["retry-after"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+            return error
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _is_unavailability(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True  # refused, reset, aborted, timed out, unknown host
+    if isinstance(exc, sa_exc.TimeoutError):
+        return True  # the pool had no connection to give within its timeout
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    # asyncpg's connection errors (closed mid-operation, failure, cannot connect now) and the
+    # server's shutdown and too-many-connections errors all carry one of these SQLSTATEs.
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 _BY_STATUS: dict[int, type[ProblemError]] = {

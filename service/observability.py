@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import InternalError, problem_response
+from service.errors import InternalError, database_unavailable, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -142,14 +142,24 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            self.log.exception("unhandled error", method=scope["method"], path=scope["path"])
+        except Exception as exc:
+            unavailable = database_unavailable(exc)
+            if unavailable is None:
+                self.log.exception("unhandled error", method=scope["method"], path=scope["path"])
+            else:
+                self.log.warning(
+                    "database unavailable",
+                    method=scope["method"],
+                    path=scope["path"],
+                    error=type(exc).__name__,
+                )
             if response_started:
                 raise
-            status = 500
-            response = problem_response(
-                InternalError("an unexpected error occurred; quote the request id"), request_id
+            error = unavailable or InternalError(
+                "an unexpected error occurred; quote the request id"
             )
+            status = error.status
+            response = problem_response(error, request_id)
             await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started

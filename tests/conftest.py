@@ -140,6 +140,11 @@ async def db(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
 async def committed(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     """For tests whose work must really commit (concurrency); every table emptied after."""
     yield engine
+    await empty_all_tables(engine)
+
+
+async def empty_all_tables(engine: AsyncEngine) -> None:
+    """Every table emptied, the program's own accounts kept (zeroed)."""
     tables = ", ".join(
         f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "ledger_accounts"
     )

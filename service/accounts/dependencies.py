@@ -100,7 +100,7 @@ def accounts_settings(request: Request) -> AccountsSettings:
 
 _bearer = HTTPBearer(
     auto_error=False,
-    scheme_name="app access token",
+    scheme_name="AppAccessToken",
     description="An access token from `POST /v1/app/login` (or register, or refresh).",
 )
 

@@ -25,7 +25,7 @@ from service.accounts.schemas import (
 from service.db import DbSession
 from service.errors import problem_response
 
-router = APIRouter(prefix="/v1/app", tags=["app: accounts"])
+router = APIRouter(prefix="/v1/app", tags=["app-accounts"])
 
 _BEARER: dict[int | str, dict[str, Any]] = {
     401: {"description": "Bearer token missing (`token-missing`), expired or invalid"},
@@ -102,7 +102,7 @@ async def login(
     },
     summary="Rotate a refresh token: a new access and refresh token",
 )
-async def refresh(
+async def refresh_tokens(
     body: RefreshIn, request: Request, session: DbSession, settings: AccountsConfig
 ) -> Any:
     try:
@@ -137,7 +137,7 @@ async def logout_everywhere(user: CurrentUser, session: DbSession) -> Response:
 
 
 @router.get("/me", response_model=MeOut, responses=_BEARER, summary="The signed-in user")
-async def me(user: CurrentUser, session: DbSession) -> MeOut:
+async def get_me(user: CurrentUser, session: DbSession) -> MeOut:
     profile, memberships = await service.me(session, user.user_id)
     return MeOut(
         user_id=profile.id,
@@ -202,7 +202,7 @@ async def create_organisation(
     },
     summary="Add a user to the organisation by login name (owners only)",
 )
-async def add_member(
+async def add_organisation_member(
     organisation_id: uuid.UUID,
     body: MemberIn,
     user: CurrentUser,

@@ -10,14 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.accounts.logins import normalise_login
 from service.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+from service.fields import NO_CONTROL_PATTERN, DisplayName, OrganisationName, Region, plain_text
 
-REGION_PATTERN = r"^[A-Z]{2}(-[A-Z0-9]{1,6}){0,3}$"
 Role = Literal["owner", "member"]
 
 LoginName = str
 _LOGIN_FIELD = Field(
     min_length=3,
     max_length=254,
+    pattern=NO_CONTROL_PATTERN,
     description="A mobile number (`13812345678`, `+8613812345678`) or an email address.",
 )
 
@@ -46,8 +47,8 @@ class RegisterIn(BaseModel):
 
     login: LoginName = _LOGIN_FIELD
     password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
-    display_name: str = Field(min_length=1, max_length=120)
-    region: str | None = Field(default=None, pattern=REGION_PATTERN)
+    display_name: DisplayName
+    region: Region | None = None
 
     _check_login = field_validator("login")(_valid_login)
 
@@ -68,7 +69,7 @@ class LoginIn(BaseModel):
     )
 
     # Not validated beyond its length: a malformed name fails like a wrong password.
-    login: LoginName = Field(min_length=1, max_length=254)
+    login: LoginName = Field(min_length=1, max_length=254, pattern=NO_CONTROL_PATTERN)
     password: str = Field(min_length=1, max_length=MAX_LENGTH)
 
 
@@ -78,7 +79,7 @@ class RefreshIn(BaseModel):
         json_schema_extra={"examples": [{"refresh_token": "cprt_3q2-7wE9..."}]},
     )
 
-    refresh_token: str = Field(min_length=1, max_length=200)
+    refresh_token: str = plain_text(200, min_length=1)
 
 
 class TokensOut(BaseModel):
@@ -149,8 +150,8 @@ class OrganisationIn(BaseModel):
         json_schema_extra={"examples": [{"name": "绿色咖啡馆", "region": "CN-JX"}]},
     )
 
-    name: str = Field(min_length=1, max_length=200)
-    region: str | None = Field(default=None, pattern=REGION_PATTERN)
+    name: OrganisationName
+    region: Region | None = None
 
     @field_validator("name")
     @classmethod

@@ -26,10 +26,11 @@ from service.errors import (
     ProblemError,
     ValidationProblem,
 )
+from service.fields import CURSOR_PATTERN, Cursor
 from service.partners.auth import PartnerRequest
 
 MAX_BATCH = 1000
-router = APIRouter(prefix="/v1/partner", tags=["partner events"])
+router = APIRouter(prefix="/v1/partner", tags=["partner-events"])
 
 _SIGNED: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, stale, replayed or wrong signature; unknown or revoked key"},
@@ -144,7 +145,9 @@ async def submit_event(signed: PartnerRequest, session: DbSession, request: Requ
         }
     },
 )
-async def submit_batch(signed: PartnerRequest, session: DbSession, request: Request) -> BatchOut:
+async def submit_event_batch(
+    signed: PartnerRequest, session: DbSession, request: Request
+) -> BatchOut:
     raw = _json(signed.body)
     events = raw.get("events") if isinstance(raw, dict) else None
     if not isinstance(events, list) or not events:
@@ -188,11 +191,19 @@ async def get_event(
 async def list_outcomes(
     signed: PartnerRequest,
     session: DbSession,
-    after: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")] = None,
+    cursor: Cursor = None,
+    after: Annotated[
+        str | None,
+        Query(
+            pattern=CURSOR_PATTERN,
+            deprecated=True,
+            description="The former name of `cursor`, still accepted.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> OutcomePage:
     outcomes, next_cursor = await service.list_outcomes(
-        session, signed.partner, int(after or 0), limit
+        session, signed.partner, int(cursor or after or 0), limit
     )
     return OutcomePage(
         outcomes=outcomes, next_cursor=str(next_cursor) if next_cursor is not None else None

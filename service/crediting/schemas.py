@@ -8,13 +8,43 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    WithJsonSchema,
+)
+
+from service.fields import INT64_MAX, INT64_MIN, NO_CONTROL_PATTERN, Region, plain_text
 
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 # Any exact decimal text a JSON number or a Decimal's str() can produce (no exponent).
 _DECIMAL_TEXT = re.compile(r"^-?\d{1,40}(\.\d{1,40})?$")
 
-Quantity = StrictBool | StrictInt | Decimal | Annotated[str, Field(max_length=64)]
+# A quantity is a boolean, an integer, an exact decimal written as a string ("8000.5"), or
+# short text. Every member is strict: a JSON float (8000.5, 8000.0, 8.0005e3) matches none and
+# is refused, since a binary float cannot carry an exact decimal. Decimal instances are for
+# Python callers only; JSON never produces one.
+Quantity = Annotated[
+    StrictBool
+    | Annotated[int, Strict(), Field(ge=INT64_MIN, le=INT64_MAX)]
+    | Annotated[Decimal, Strict()]
+    | Annotated[str, Field(max_length=64, pattern=NO_CONTROL_PATTERN)],
+    WithJsonSchema(
+        {
+            "description": "An integer, a boolean, or text; exact decimals are written as"
+            ' strings ("8000.5"). JSON floats are refused.',
+            "oneOf": [
+                {"type": "boolean"},
+                {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+                {"type": "string", "maxLength": 64, "pattern": NO_CONTROL_PATTERN},
+            ],
+        }
+    ),
+]
 
 
 class EventIn(BaseModel):
@@ -43,13 +73,13 @@ class EventIn(BaseModel):
     occurred_at: AwareDatetime
     # The partner's card or account number: turned into a keyed hash on arrival, never
     # stored, logged or echoed (repr=False keeps it out of reprs and tracebacks).
-    subject_ref: str = Field(min_length=1, max_length=128, repr=False)
+    subject_ref: Annotated[str, plain_text(128, min_length=1)] = Field(repr=False)
     quantities: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")], Quantity] = Field(
         default_factory=dict, max_length=32
     )
-    region: str | None = Field(default=None, pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,6}){0,3}$")
+    region: Region | None = None
     # Station or place ids only: GPS traces are never accepted.
-    place_ids: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=8)
+    place_ids: list[Annotated[str, plain_text(64)]] | None = Field(default=None, max_length=8)
 
     def engine_inputs(self) -> dict[str, Decimal | int | bool | str]:
         """Quantities as the methodology engine takes them: numeric text becomes Decimal."""
@@ -71,7 +101,7 @@ def engine_inputs(quantities: Mapping[str, Any]) -> dict[str, Decimal | int | bo
 
 class RetractionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=64, examples=["partner_correction"])
+    reason: Annotated[str, plain_text(64, min_length=1)] = Field(examples=["partner_correction"])
 
 
 class ReasonOut(BaseModel):

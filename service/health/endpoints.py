@@ -17,7 +17,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
-async def healthz() -> dict[str, str]:
+async def check_liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -26,7 +26,7 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: PostgreSQL and Redis answer and migrations are current",
     responses={503: {"description": "A dependency is down or migrations are behind"}},
 )
-async def readyz(request: Request) -> JSONResponse:
+async def check_readiness(request: Request) -> JSONResponse:
     state = request.app.state
     checks: dict[str, Any] = {}
 

@@ -13,21 +13,29 @@ from fastapi.responses import Response
 
 from service.db import DbSession
 from service.errors import ValidationProblem
+from service.fields import (
+    CODE_PATTERN,
+    Cursor,
+    Limit,
+    RegionQuery,
+    cursor_offset,
+    next_offset_cursor,
+)
 from service.merchants import service
 from service.merchants.auth import MerchantKey
 from service.merchants.idempotency import run_idempotent
 from service.merchants.schemas import (
     AuthoriseIn,
     CaptureIn,
-    OfferOut,
+    OfferPage,
     RedemptionOut,
     RefundIn,
     StatementOut,
 )
 from service.models import Merchant
 
-router = APIRouter(prefix="/v1/merchant", tags=["merchant: redemption"])
-catalogue_router = APIRouter(prefix="/v1/app", tags=["app: offers"])
+router = APIRouter(prefix="/v1/merchant", tags=["merchant-redemptions"])
+catalogue_router = APIRouter(prefix="/v1/app", tags=["app-offers"])
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
@@ -50,7 +58,7 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
     response_model=RedemptionOut,
     responses=_RESPONSES,
 )
-async def authorise(
+async def authorise_redemption(
     body: AuthoriseIn,
     merchant: MerchantKey,
     session: DbSession,
@@ -90,7 +98,7 @@ async def authorise(
     response_model=RedemptionOut,
     responses=_RESPONSES,
 )
-async def capture(
+async def capture_redemption(
     redemption_id: uuid.UUID,
     body: CaptureIn,
     merchant: MerchantKey,
@@ -122,7 +130,7 @@ async def capture(
     response_model=RedemptionOut,
     responses=_RESPONSES,
 )
-async def void(
+async def void_redemption(
     redemption_id: uuid.UUID,
     merchant: MerchantKey,
     session: DbSession,
@@ -151,7 +159,7 @@ async def void(
     response_model=RedemptionOut,
     responses=_RESPONSES,
 )
-async def refund(
+async def refund_redemption(
     redemption_id: uuid.UUID,
     body: RefundIn,
     merchant: MerchantKey,
@@ -199,7 +207,7 @@ async def get_redemption(
         200: {"content": {"application/json": {}, "text/csv": {}}},
     },
 )
-async def settlement(
+async def get_settlement(
     merchant: MerchantKey,
     session: DbSession,
     request: Request,
@@ -239,11 +247,22 @@ async def settlement(
 
 
 @catalogue_router.get("/offers", summary="The offer catalogue (public)")
-async def offers(
+async def list_offers(
     session: DbSession,
-    region: Annotated[str | None, Query(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,6}){0,3}$")] = None,
-    merchant: Annotated[str | None, Query(max_length=64)] = None,
-) -> list[OfferOut]:
-    return await service.catalogue(
-        session, now=datetime.now(UTC), region=region, merchant_code=merchant
+    region: RegionQuery = None,
+    merchant: Annotated[
+        str | None, Query(pattern=CODE_PATTERN, description="A merchant's code")
+    ] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> OfferPage:
+    offset = cursor_offset(cursor)
+    rows = await service.catalogue(
+        session,
+        now=datetime.now(UTC),
+        region=region,
+        merchant_code=merchant,
+        offset=offset,
+        limit=limit + 1,
     )
+    return OfferPage(items=rows[:limit], next_cursor=next_offset_cursor(offset, limit, len(rows)))

@@ -20,6 +20,7 @@ transaction, and the response is recorded by the last.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,9 @@ from service.merchants.errors import (
 from service.models import IdempotencyKey
 
 LEASE = timedelta(seconds=60)
+# Visible ASCII, 1 to 255 characters (the column's length): what a till can be trusted to echo.
+KEY_PATTERN = r"^[\x21-\x7E]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 # Every merchant call runs the claim and the record: plain SQL built once (the ORM's bulk
 # insert and update machinery cost more Python than their round trips).
 _CLAIM = text(
@@ -80,8 +84,10 @@ async def run_idempotent(
     *,
     status_code: int = 200,
 ) -> Response:
-    if not key or len(key) > 255:
-        raise IdempotencyKeyMissingError("send an Idempotency-Key header of 1 to 255 characters")
+    if not key or not _KEY.fullmatch(key):
+        raise IdempotencyKeyMissingError(
+            "send an Idempotency-Key header of 1 to 255 visible ASCII characters"
+        )
     fingerprint = _fingerprint(operation, request.url.path, body)
     lease = await session.scalar(
         _CLAIM, {"merchant_id": merchant_id, "key": key, "request_hash": fingerprint}

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.fields import plain_text
+
 
 class AuthoriseIn(BaseModel):
     """Exchange the customer's redemption code for a hold on their points."""
@@ -19,7 +21,7 @@ class AuthoriseIn(BaseModel):
         },
     )
 
-    redemption_token: str = Field(min_length=10, max_length=64)
+    redemption_token: str = plain_text(64, min_length=10)
     offer_id: uuid.UUID | None = None
     points: int | None = Field(default=None, ge=1, le=10_000_000)
 
@@ -68,6 +70,11 @@ class OfferOut(BaseModel):
     region: str | None
     valid_from: datetime
     valid_to: datetime
+
+
+class OfferPage(BaseModel):
+    items: list[OfferOut]
+    next_cursor: str | None
 
 
 class StatementLine(BaseModel):

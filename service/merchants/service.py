@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import ConflictError, ValidationProblem
+from service.fields import CODE_PATTERN
 from service.ledger import repository as ledger_repo
 from service.ledger import service as ledger
 from service.ledger.schemas import Status
@@ -45,7 +46,7 @@ from service.models import (
 from service.redemption.service import consume_token
 from service.webhooks import enqueue
 
-_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+_CODE = re.compile(CODE_PATTERN)
 
 
 def ledger_origin(merchant_id: uuid.UUID) -> str:
@@ -131,14 +132,18 @@ async def catalogue(
     now: datetime,
     region: str | None = None,
     merchant_code: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> list[OfferOut]:
-    """Offers valid now, for the app; filter by region and merchant."""
+    """Offers valid now, for the app, cheapest first; filter by region and merchant."""
     taken = _active_redemptions().where(Redemption.offer_id == Offer.id).scalar_subquery()
     query = (
         select(Offer, Merchant.code, Merchant.name, taken.label("taken"))
         .join(Merchant, Merchant.id == Offer.merchant_id)
         .where(Offer.valid_from <= now, Offer.valid_to > now, Merchant.status == "active")
         .order_by(Offer.points_price, Offer.id)
+        .offset(offset)
+        .limit(limit)
     )
     if region is not None:
         query = query.where(or_(Offer.region.is_(None), Offer.region == region))

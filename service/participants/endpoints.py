@@ -7,8 +7,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 
 from service.accounts.dependencies import CurrentReader, CurrentUser
 from service.crediting.schemas import OutcomeOut
@@ -16,6 +16,16 @@ from service.crediting.service import CreditingSettings
 from service.crediting.vouchers import claim_voucher
 from service.db import AppReader, DbSession, ReadSession
 from service.errors import ForbiddenError
+from service.fields import (
+    CURSOR_PATTERN,
+    Cursor,
+    Limit,
+    RegionPath,
+    cursor_offset,
+    id_path,
+    next_offset_cursor,
+    plain_text,
+)
 from service.participants import identity_links as links
 from service.participants import privacy
 from service.participants import service as reads
@@ -24,16 +34,16 @@ from service.participants.schemas import (
     Explanation,
     HistoryPage,
     Leaderboard,
-    ReductionRow,
+    ReductionPage,
 )
 from service.redemption.service import create_token
 
-router = APIRouter(prefix="/v1/app", tags=["app: points"])
+router = APIRouter(prefix="/v1/app", tags=["app-points"])
 Period = Literal["week", "month"]
 
 
 class TokenIn(BaseModel):
-    token: str = Field(min_length=10, max_length=4096)
+    token: str = plain_text(4096, min_length=10)
 
 
 class LinkOut(BaseModel):
@@ -41,6 +51,11 @@ class LinkOut(BaseModel):
     partner_code: str
     partner_name: str
     linked_at: datetime
+
+
+class LinkPage(BaseModel):
+    items: list[LinkOut]
+    next_cursor: str | None
 
 
 class LinkResult(BaseModel):
@@ -61,24 +76,36 @@ def _settings(request: Request) -> CreditingSettings:
 
 
 @router.get("/balance", summary="Available, on hold, owed, and what expires when")
-async def balance(user: CurrentReader, app_reader: AppReader) -> BalanceOut:
+async def get_balance(user: CurrentReader, app_reader: AppReader) -> BalanceOut:
     return await reads.balance(app_reader, user.participant_id)
 
 
-@router.get("/reductions", summary="Grams of CO2e by month and action type")
-async def reductions(
-    user: CurrentReader, session: ReadSession, request: Request
-) -> list[ReductionRow]:
-    return await reads.reductions(
-        session, user.participant_id, request.app.state.settings.program_timezone
+@router.get("/reductions", summary="Grams of CO2e by month and action type, newest first")
+async def list_reductions(
+    user: CurrentReader,
+    session: ReadSession,
+    request: Request,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> ReductionPage:
+    offset = cursor_offset(cursor)
+    rows = await reads.reductions(
+        session,
+        user.participant_id,
+        request.app.state.settings.program_timezone,
+        offset=offset,
+        limit=limit + 1,
+    )
+    return ReductionPage(
+        items=rows[:limit], next_cursor=next_offset_cursor(offset, limit, len(rows))
     )
 
 
 @router.get("/history", summary="Every movement of points, newest first")
-async def history(
+async def list_history(
     user: CurrentReader,
     app_reader: AppReader,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     kind: Annotated[
         list[Literal["credit", "reversal", "redemption", "refund", "expiry", "debt_payment"]]
@@ -103,8 +130,8 @@ async def history(
     "/credits/{credit_id}/explanation",
     summary="Why a credit is what it is: methodology, factors with sources, inputs, trace",
 )
-async def explanation(
-    credit_id: Annotated[int, Path(ge=1, le=2**62)],
+async def explain_credit(
+    credit_id: Annotated[int, id_path("The credit's id")],
     user: CurrentUser,
     session: DbSession,
     request: Request,
@@ -114,12 +141,14 @@ async def explanation(
 
 
 @router.get("/leaderboards/regions/{region}", summary="Top participants of a region by grams")
-async def region_leaderboard(
-    region: Annotated[str, Path(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,6}){0,3}$")],
+async def get_region_leaderboard(
+    region: RegionPath,
     user: CurrentReader,
     session: ReadSession,
     request: Request,
     period: Period = "week",
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=reads.LEADERBOARD_SIZE)] = 20,
 ) -> Leaderboard:
     board = await reads.leaderboard(
         session,
@@ -130,6 +159,8 @@ async def region_leaderboard(
         period=period,
         now=datetime.now(UTC),
         tz=request.app.state.settings.program_timezone,
+        offset=cursor_offset(cursor),
+        limit=limit,
     )
     return _mark_caller(board, user.participant_id)
 
@@ -138,12 +169,14 @@ async def region_leaderboard(
     "/leaderboards/organisations/{organisation_id}",
     summary="Top members of an organisation by grams (members only)",
 )
-async def organisation_leaderboard(
+async def get_organisation_leaderboard(
     organisation_id: uuid.UUID,
     user: CurrentReader,
     session: ReadSession,
     request: Request,
     period: Period = "month",
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=reads.LEADERBOARD_SIZE)] = 20,
 ) -> Leaderboard:
     if await user.role_in(session, organisation_id) is None:
         raise ForbiddenError("only members see their organisation's leaderboard")
@@ -156,6 +189,8 @@ async def organisation_leaderboard(
         period=period,
         now=datetime.now(UTC),
         tz=request.app.state.settings.program_timezone,
+        offset=cursor_offset(cursor),
+        limit=limit,
     )
     return _mark_caller(board, user.participant_id)
 
@@ -167,8 +202,15 @@ def _mark_caller(board: Leaderboard, participant_id: uuid.UUID) -> Leaderboard:
 
 
 @router.get("/identity-links", summary="Linked partner identities (never the numbers)")
-async def list_links(user: CurrentReader, session: ReadSession) -> list[LinkOut]:
-    return [LinkOut(**asdict(v)) for v in await links.list_links(session, user.participant_id)]
+async def list_identity_links(
+    user: CurrentReader, session: ReadSession, cursor: Cursor = None, limit: Limit = 50
+) -> LinkPage:
+    offset = cursor_offset(cursor)
+    views = await links.list_links(session, user.participant_id, offset=offset, limit=limit + 1)
+    return LinkPage(
+        items=[LinkOut(**asdict(v)) for v in views[:limit]],
+        next_cursor=next_offset_cursor(offset, limit, len(views)),
+    )
 
 
 @router.post(
@@ -176,7 +218,7 @@ async def list_links(user: CurrentReader, session: ReadSession) -> list[LinkOut]
     summary="Link a partner identity with the partner's signed link token",
     status_code=201,
 )
-async def link(
+async def link_identity(
     body: TokenIn, user: CurrentUser, session: DbSession, request: Request
 ) -> LinkResult:
     state = request.app.state
@@ -200,13 +242,15 @@ async def link(
 @router.delete(
     "/identity-links/{link_id}", summary="Unlink: no more crediting from it", status_code=204
 )
-async def unlink(link_id: int, user: CurrentUser, session: DbSession) -> Response:
+async def unlink_identity(
+    link_id: Annotated[int, id_path("The link's id")], user: CurrentUser, session: DbSession
+) -> Response:
     await links.unlink(session, user.participant_id, link_id, datetime.now(UTC))
     return Response(status_code=204)
 
 
 @router.post("/vouchers", summary="Claim a partner's voucher (a scanned QR code)")
-async def voucher(
+async def claim_voucher_code(
     body: TokenIn, user: CurrentUser, session: DbSession, request: Request
 ) -> OutcomeOut:
     state = request.app.state
@@ -230,16 +274,16 @@ async def voucher(
     summary="A single-use code for a till, valid two minutes",
     status_code=201,
 )
-async def redemption_token(user: CurrentUser, session: DbSession) -> RedemptionTokenOut:
+async def create_redemption_token(user: CurrentUser, session: DbSession) -> RedemptionTokenOut:
     issued = await create_token(session, user.participant_id, now=datetime.now(UTC))
     return RedemptionTokenOut(token=issued.token, expires_at=issued.expires_at)
 
 
-privacy_router = APIRouter(prefix="/v1/app/me", tags=["app: privacy"])
+privacy_router = APIRouter(prefix="/v1/app/me", tags=["app-privacy"])
 
 
 @privacy_router.get("/export", summary="Everything stored about me, as JSON")
-async def export_me(user: CurrentUser, session: DbSession) -> dict[str, Any]:
+async def export_my_data(user: CurrentUser, session: DbSession) -> dict[str, Any]:
     return await privacy.export(session, user.user_id, user.participant_id)
 
 

@@ -107,12 +107,20 @@ async def link_with_token(
     )
 
 
-async def list_links(session: AsyncSession, participant_id: uuid.UUID) -> list[LinkView]:
+async def list_links(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[LinkView]:
     rows = await session.execute(
         select(IdentityLink.id, Partner.code, Partner.name, IdentityLink.linked_at)
         .join(Partner, Partner.id == IdentityLink.partner_id)
         .where(IdentityLink.participant_id == participant_id, IdentityLink.unlinked_at.is_(None))
-        .order_by(IdentityLink.linked_at)
+        .order_by(IdentityLink.linked_at, IdentityLink.id)
+        .offset(offset)
+        .limit(limit)
     )
     return [LinkView(*row) for row in rows]
 

@@ -31,7 +31,14 @@ async def pending_events(source: AsyncSession | Reader, participant_id: uuid.UUI
     return int(rows[0][0])
 
 
-async def reductions(session: AsyncSession, participant_id: uuid.UUID, tz: str) -> list[Any]:
+async def reductions(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    tz: str,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[Any]:
     month = func.to_char(func.timezone(tz, Credit.occurred_at), "YYYY-MM")
     rows = await session.execute(
         select(
@@ -45,6 +52,8 @@ async def reductions(session: AsyncSession, participant_id: uuid.UUID, tz: str) 
         .where(Credit.participant_id == participant_id, PartnerEvent.status != "retracted")
         .group_by(month, Credit.action_type)
         .order_by(month.desc(), Credit.action_type)
+        .offset(offset)
+        .limit(limit)
     )
     return list(rows)
 

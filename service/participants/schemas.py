@@ -30,6 +30,11 @@ class ReductionRow(BaseModel):
     credits: int
 
 
+class ReductionPage(BaseModel):
+    items: list[ReductionRow]
+    next_cursor: str | None
+
+
 class HistoryItem(BaseModel):
     sequence: int
     kind: str
@@ -61,6 +66,7 @@ class Leaderboard(BaseModel):
     period: str
     starts: datetime
     entries: list[LeaderboardEntry]
+    next_cursor: str | None = None
 
 
 class Explanation(BaseModel):

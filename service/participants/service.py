@@ -32,6 +32,7 @@ from service.participants.schemas import (
 
 _log = get_logger("carbon_points.participants")
 LEADERBOARD_SECONDS = 60
+LEADERBOARD_SIZE = 100  # ranks a leaderboard shows, pages included
 
 
 class CreditNotFoundError(NotFoundError):
@@ -53,12 +54,20 @@ async def balance(source: AsyncSession | Reader, participant_id: uuid.UUID) -> B
 
 
 async def reductions(
-    session: AsyncSession, participant_id: uuid.UUID, tz: str
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    tz: str,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> list[ReductionRow]:
-    """Grams of CO2e (and points) by month and action type, retractions excluded."""
+    """Grams of CO2e (and points) by month and action type, retractions excluded, newest
+    month first; `limit` rows from `offset` (all when `limit` is None)."""
     return [
         ReductionRow(month=m, action_type=a, grams=int(g), points=int(p), credits=int(n))
-        for m, a, g, p, n in await repo.reductions(session, participant_id, tz)
+        for m, a, g, p, n in await repo.reductions(
+            session, participant_id, tz, offset=offset, limit=limit
+        )
     ]
 
 
@@ -153,12 +162,43 @@ async def leaderboard(
     period: str,
     now: datetime,
     tz: str,
+    offset: int = 0,
     limit: int = 20,
 ) -> Leaderboard:
-    """Top participants by grams; a Redis sorted set rebuilt from PostgreSQL when missing.
+    """The top `LEADERBOARD_SIZE` participants by grams, `limit` of them from `offset`; a
+    Redis sorted set rebuilt from PostgreSQL when missing.
 
     The sorted set lives a minute; losing Redis only means every read rebuilds it.
     """
+    board = await _top(
+        session,
+        redis,
+        scope=scope,
+        key=key,
+        participant_filter=participant_filter,
+        period=period,
+        now=now,
+        tz=tz,
+    )
+    page = board.entries[offset : offset + limit]
+    more = offset + limit < len(board.entries)
+    return board.model_copy(
+        update={"entries": page, "next_cursor": str(offset + limit) if more else None}
+    )
+
+
+async def _top(
+    session: AsyncSession,
+    redis: Redis,
+    *,
+    scope: str,
+    key: str,
+    participant_filter: Any,
+    period: str,
+    now: datetime,
+    tz: str,
+) -> Leaderboard:
+    limit = LEADERBOARD_SIZE
     start, end, label = period_window(period, now, tz)
     redis_key = f"cp:leaderboard:{scope}:{key}:{label}"
     names_key = redis_key + ":names"

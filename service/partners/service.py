@@ -11,12 +11,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import ConflictError, ValidationProblem
+from service.fields import CODE_PATTERN
 from service.models import Partner, PartnerCredential
 from service.partners.credentials import IssuedCredential, derive_secret, issue_credential
 from service.partners.errors import PartnerNotFoundError
 
 KINDS = ("transit", "bikeshare", "maas", "utility", "retail", "waste")
-_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+_CODE = re.compile(CODE_PATTERN)
 _ACTION = re.compile(r"^[a-z_]{1,30}\.[a-z_]{1,30}$")
 
 

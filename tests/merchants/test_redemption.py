@@ -288,7 +288,7 @@ async def test_offers_respect_stock_and_per_user_limits(
     assert again.status_code == 409
     assert again.json()["type"].endswith("/offer-unavailable")
     await till.call("POST", f"/v1/merchant/redemptions/{first.json()['id']}/void")
-    catalogue = (await http.get("/v1/app/offers")).json()
+    catalogue = (await http.get("/v1/app/offers")).json()["items"]
     assert [o["stock_left"] for o in catalogue if o["id"] == str(offer)] == [2]
     retry = await till.call(
         "POST",

@@ -51,8 +51,9 @@ async def test_the_citizen_flow(live: Live, http: httpx.AsyncClient) -> None:
     explained = (await http.get(f"/v1/app/credits/{credit_id}/explanation", headers=auth)).json()
     assert "46.7" in explained["text"]
     reductions = (await http.get("/v1/app/reductions", headers=auth)).json()
-    assert reductions[0]["grams"] == 576
-    links = (await http.get("/v1/app/identity-links", headers=auth)).json()
+    assert reductions["items"][0]["grams"] == 576
+    assert reductions["next_cursor"] is None
+    links = (await http.get("/v1/app/identity-links", headers=auth)).json()["items"]
     assert [link["partner_code"][:6] for link in links] == ["metro-"]
     assert "card-1" not in str(links)
     code = await http.post("/v1/app/redemption-tokens", headers=auth)
@@ -79,7 +80,7 @@ async def test_no_endpoint_lets_one_user_see_or_change_anothers_data(
     bob, _ = await _citizen_with_a_trip(live, http, "card-b")
     alice_links = (
         await http.get("/v1/app/identity-links", headers=bearer(alice.access_token))
-    ).json()
+    ).json()["items"]
     as_bob = bearer(bob.access_token)
 
     # Bob's own views show Bob's data only.
@@ -108,7 +109,11 @@ async def test_no_endpoint_lets_one_user_see_or_change_anothers_data(
         "available"
     ] == 576
     assert (
-        len((await http.get("/v1/app/identity-links", headers=bearer(alice.access_token))).json())
+        len(
+            (await http.get("/v1/app/identity-links", headers=bearer(alice.access_token))).json()[
+                "items"
+            ]
+        )
         == 1
     )
 

@@ -1,0 +1,362 @@
+"""One realistic exchange per operation, for the OpenAPI document (`service.openapi`).
+
+Keyed by operation id: `request` is the body sent, `parameters` example path and query values,
+`response` the success status and body (None for 204). `tests/contract/` checks that every
+operation has one and that each validates against its schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_USER = "6f1c2a4e-8b7d-4c3e-9a1f-2d5e6b7c8a90"
+_PARTICIPANT = "0b7e3f52-1c4d-4a8e-b6f9-3e2d1c0b9a87"
+_ORGANISATION = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+_REDEMPTION = "9a7f3c2e-1b4d-4e6f-8a0b-2c3d4e5f6a7b"
+_OFFER = "5c1e8d2a-3b4f-4c6d-9e0f-1a2b3c4d5e6f"
+_AT = "2026-11-30T08:05:00+08:00"
+
+_EVENT: dict[str, Any] = {
+    "external_id": "metro-2026-11-30-000123",
+    "action_type": "transit.metro",
+    "occurred_at": _AT,
+    "subject_ref": "6222021234567890",
+    "quantities": {"distance_m": 12345, "duration_s": 1500},
+    "region": "CN-JX",
+    "place_ids": ["station:NC-01", "station:NC-17"],
+}
+_OUTCOME: dict[str, Any] = {
+    "external_id": "metro-2026-11-30-000123",
+    "status": "credited",
+    "grams": 576,
+    "points": 576,
+    "credit_id": "1",
+    "methodology_id": "cn-transit-metro",
+    "methodology_version": 1,
+    "duplicate_of": None,
+    "reasons": [],
+    "problem": None,
+    "received_at": "2026-11-30T00:05:01Z",
+}
+_TOKENS: dict[str, Any] = {
+    "user_id": _USER,
+    "participant_id": _PARTICIPANT,
+    "token_type": "Bearer",
+    "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6Imsx...",
+    "expires_in": 600,
+    "refresh_token": "cprt_3q2-7wE9...",
+    "refresh_expires_in": 2592000,
+}
+_MEMBER = {"user_id": _USER, "display_name": "小明", "role": "owner", "added_at": _AT}
+_ORGANISATION_OUT: dict[str, Any] = {
+    "organisation_id": _ORGANISATION,
+    "participant_id": _ORGANISATION,
+    "name": "绿色咖啡馆",
+    "region": "CN-JX",
+    "created_at": _AT,
+    "your_role": "owner",
+    "members": [_MEMBER],
+}
+_LEADERBOARD: dict[str, Any] = {
+    "scope": "region",
+    "key": "CN-JX",
+    "period": "2026-W49",
+    "starts": "2026-11-30T00:00:00+08:00",
+    "entries": [
+        {"rank": 1, "display_name": "小明", "grams": 5210, "is_you": True},
+        {"rank": 2, "display_name": "Lin", "grams": 4980, "is_you": False},
+    ],
+    "next_cursor": "2",
+}
+_LINK = {
+    "id": 1,
+    "partner_code": "demo-metro",
+    "partner_name": "Nanchang Metro",
+    "linked_at": _AT,
+}
+_REDEMPTION_OUT: dict[str, Any] = {
+    "id": _REDEMPTION,
+    "status": "authorised",
+    "offer_id": _OFFER,
+    "points_authorised": 500,
+    "points_captured": 0,
+    "points_refunded": 0,
+    "hold_expires_at": "2026-11-30T08:20:00+08:00",
+    "created_at": _AT,
+}
+_IDEMPOTENCY = {"Idempotency-Key": "till-3-sale-20261130-0042"}
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    # Operations
+    "check_liveness": {"response": (200, {"status": "ok"})},
+    "check_readiness": {
+        "response": (
+            200,
+            {
+                "status": "ready",
+                "checks": {"postgresql": "ok", "migrations": "current", "redis": "ok"},
+            },
+        )
+    },
+    # Partners
+    "submit_event": {"request": _EVENT, "response": (200, _OUTCOME)},
+    "submit_event_batch": {
+        "request": {"events": [_EVENT]},
+        "response": (200, {"results": [_OUTCOME]}),
+    },
+    "get_event": {
+        "parameters": {"external_id": "metro-2026-11-30-000123"},
+        "response": (200, _OUTCOME),
+    },
+    "list_outcomes": {
+        "parameters": {"cursor": "1042", "limit": 500},
+        "response": (200, {"outcomes": [_OUTCOME], "next_cursor": "1043"}),
+    },
+    "retract_event": {
+        "parameters": {"external_id": "metro-2026-11-30-000123"},
+        "request": {"reason": "partner_correction"},
+        "response": (200, {**_OUTCOME, "status": "retracted"}),
+    },
+    # App: accounts
+    "register": {
+        "request": {
+            "login": "13812345678",
+            "password": "correct horse battery staple",
+            "display_name": "小明",
+            "region": "CN-JX",
+        },
+        "response": (201, _TOKENS),
+    },
+    "login": {
+        "request": {"login": "13812345678", "password": "correct horse battery staple"},
+        "response": (200, _TOKENS),
+    },
+    "refresh_tokens": {
+        "request": {"refresh_token": "cprt_3q2-7wE9..."},
+        "response": (200, _TOKENS),
+    },
+    "logout": {"request": {"refresh_token": "cprt_3q2-7wE9..."}, "response": (204, None)},
+    "logout_everywhere": {"response": (204, None)},
+    "get_me": {
+        "response": (
+            200,
+            {
+                "user_id": _USER,
+                "participant_id": _PARTICIPANT,
+                "display_name": "小明",
+                "region": "CN-JX",
+                "created_at": _AT,
+                "organisations": [
+                    {"organisation_id": _ORGANISATION, "name": "绿色咖啡馆", "role": "owner"}
+                ],
+            },
+        )
+    },
+    "create_organisation": {
+        "request": {"name": "绿色咖啡馆", "region": "CN-JX"},
+        "response": (201, _ORGANISATION_OUT),
+    },
+    "add_organisation_member": {
+        "parameters": {"organisation_id": _ORGANISATION},
+        "request": {"login": "colleague@example.com", "role": "member"},
+        "response": (201, _ORGANISATION_OUT),
+    },
+    "get_organisation": {
+        "parameters": {"organisation_id": _ORGANISATION},
+        "response": (200, _ORGANISATION_OUT),
+    },
+    # App: points
+    "get_balance": {
+        "response": (
+            200,
+            {
+                "available": 576,
+                "on_hold": 0,
+                "debt": 0,
+                "pending_events": 0,
+                "grams_co2e": 576,
+                "expiring": [{"expires_at": "2028-11-30T08:05:00+08:00", "points": 576}],
+            },
+        )
+    },
+    "list_reductions": {
+        "parameters": {"limit": 50},
+        "response": (
+            200,
+            {
+                "items": [
+                    {
+                        "month": "2026-11",
+                        "action_type": "transit.metro",
+                        "grams": 576,
+                        "points": 576,
+                        "credits": 1,
+                    }
+                ],
+                "next_cursor": None,
+            },
+        ),
+    },
+    "list_history": {
+        "parameters": {"limit": 20},
+        "response": (
+            200,
+            {
+                "items": [
+                    {
+                        "sequence": 1,
+                        "kind": "credit",
+                        "points": 576,
+                        "at": _AT,
+                        "credit_id": "1",
+                        "methodology_id": "cn-transit-metro",
+                        "methodology_version": 1,
+                        "reason": "action_credited",
+                    }
+                ],
+                "next_cursor": None,
+            },
+        ),
+    },
+    "explain_credit": {
+        "parameters": {"credit_id": 1},
+        "response": (
+            200,
+            {
+                "credit_id": "1",
+                "status": "credited",
+                "grams": 576,
+                "points": 576,
+                "trace": {"methodology_id": "cn-transit-metro", "version": 1},
+                "text": "reduction = 12345 m x (105.4 - 58.7) g/km = 576.5115 g; points rule:"
+                " 1 points per g, rounded down",
+            },
+        ),
+    },
+    "get_region_leaderboard": {
+        "parameters": {"region": "CN-JX", "period": "week", "limit": 2},
+        "response": (200, _LEADERBOARD),
+    },
+    "get_organisation_leaderboard": {
+        "parameters": {"organisation_id": _ORGANISATION, "period": "month", "limit": 2},
+        "response": (
+            200,
+            {**_LEADERBOARD, "scope": "organisation", "key": _ORGANISATION, "period": "2026-11"},
+        ),
+    },
+    "list_identity_links": {
+        "parameters": {"limit": 50},
+        "response": (200, {"items": [_LINK], "next_cursor": None}),
+    },
+    "link_identity": {
+        "request": {"token": "eyJ0eXAiOiJjcC1saW5rIn0.eyJzdWIiOiI2MjIyIn0.c2lnbmF0dXJl"},
+        "response": (201, {"link": _LINK, "released": [_OUTCOME]}),
+    },
+    "unlink_identity": {"parameters": {"link_id": 1}, "response": (204, None)},
+    "claim_voucher_code": {
+        "request": {"token": "eyJ0eXAiOiJjcC12b3VjaGVyIn0.eyJldmVudCI6e319.c2lnbmF0dXJl"},
+        "response": (200, {**_OUTCOME, "external_id": "receipt-2026-11-30-0042"}),
+    },
+    "create_redemption_token": {
+        "response": (
+            201,
+            {"token": "rt_Q2xWm3Jd8sK1pV9zYtR4uH6b", "expires_at": "2026-11-30T08:07:00+08:00"},
+        )
+    },
+    # App: privacy
+    "export_my_data": {
+        "response": (
+            200,
+            {
+                "user": {"user_id": _USER, "display_name": "小明", "region": "CN-JX"},
+                "identity_links": [_LINK],
+                "credits": [],
+                "ledger": [],
+            },
+        )
+    },
+    "erase_me": {"response": (204, None)},
+    # App: offers
+    "list_offers": {
+        "parameters": {"region": "CN-JX", "merchant": "green-cafe", "limit": 50},
+        "response": (
+            200,
+            {
+                "items": [
+                    {
+                        "id": _OFFER,
+                        "merchant_code": "green-cafe",
+                        "merchant_name": "Green Café",
+                        "title": "Oat latte",
+                        "points_price": 500,
+                        "face_value_fen": 1500,
+                        "stock_left": 99,
+                        "per_user_limit": 1,
+                        "region": "CN-JX",
+                        "valid_from": "2026-11-01T00:00:00+08:00",
+                        "valid_to": "2027-01-01T00:00:00+08:00",
+                    }
+                ],
+                "next_cursor": None,
+            },
+        ),
+    },
+    # Merchants
+    "authorise_redemption": {
+        "parameters": _IDEMPOTENCY,
+        "request": {"redemption_token": "rt_Q2xWm3Jd8sK1pV9zYtR4uH6b", "offer_id": _OFFER},
+        "response": (201, _REDEMPTION_OUT),
+    },
+    "capture_redemption": {
+        "parameters": {"redemption_id": _REDEMPTION, "Idempotency-Key": "till-3-0042-capture"},
+        "request": {"points": 500},
+        "response": (200, {**_REDEMPTION_OUT, "status": "captured", "points_captured": 500}),
+    },
+    "void_redemption": {
+        "parameters": {"redemption_id": _REDEMPTION, "Idempotency-Key": "till-3-0042-void"},
+        "response": (200, {**_REDEMPTION_OUT, "status": "voided"}),
+    },
+    "refund_redemption": {
+        "parameters": {"redemption_id": _REDEMPTION, "Idempotency-Key": "till-3-0042-refund-1"},
+        "request": {"points": 200},
+        "response": (
+            200,
+            {
+                **_REDEMPTION_OUT,
+                "status": "partially_refunded",
+                "points_captured": 500,
+                "points_refunded": 200,
+            },
+        ),
+    },
+    "get_redemption": {
+        "parameters": {"redemption_id": _REDEMPTION},
+        "response": (200, _REDEMPTION_OUT),
+    },
+    "get_settlement": {
+        "parameters": {
+            "from": "2026-11-01T00:00:00+08:00",
+            "to": "2026-12-01T00:00:00+08:00",
+            "format": "json",
+        },
+        "response": (
+            200,
+            {
+                "merchant_code": "green-cafe",
+                "period_start": "2026-11-01T00:00:00+08:00",
+                "period_end": "2026-12-01T00:00:00+08:00",
+                "redemptions": 1,
+                "points_redeemed": 500,
+                "refunds": 1,
+                "points_refunded": 200,
+                "net_points": 300,
+                "fen_per_point": 1,
+                "value_fen": 300,
+                "lines": [
+                    {"at": _AT, "kind": "redemption", "transaction_id": 41, "points": 500},
+                    {"at": _AT, "kind": "refund", "transaction_id": 42, "points": -200},
+                ],
+            },
+        ),
+    },
+}
