@@ -458,7 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     methodology.add_argument("rest", nargs=argparse.REMAINDER)
     methodology.set_defaults(handler=cmd_methodology)
+    from service.admin.cli import register as register_admin
     from service.webhooks.cli import register as register_webhooks
+
+    register_admin(commands)
 
     register_webhooks(commands)
     return parser
@@ -466,6 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["methodology"] and arguments[1:2]:
+        from service.admin.cli import LIFECYCLE_COMMANDS, cmd_lifecycle
+
+        if arguments[1] in LIFECYCLE_COMMANDS:
+            settings = get_settings()
+            configure_logging(settings.log_level, settings.log_format)
+            return cmd_lifecycle(arguments[1:], settings)
     if arguments[:1] == ["methodology"]:
         # The pure engine owns this command's arguments, --help included; no servers needed.
         from points_rules.cli import main as methodology_main

@@ -66,9 +66,7 @@ def upgrade() -> None:
             " 'methodology-approver', 'reviewer', 'auditor']::varchar[]",
             name=op.f("ck_admins_roles_known"),
         ),
-        sa.CheckConstraint(
-            "status IN ('active', 'disabled')", name=op.f("ck_admins_status_known")
-        ),
+        sa.CheckConstraint("status IN ('active', 'disabled')", name=op.f("ck_admins_status_known")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_admins")),
         sa.UniqueConstraint("login", name=op.f("uq_admins_login")),
     )
@@ -84,7 +82,7 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(length=200), nullable=False),
         sa.Column("before_digest", sa.LargeBinary(), nullable=True),
         sa.Column("after_digest", sa.LargeBinary(), nullable=True),
-        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("request_id", sa.String(length=128), nullable=True),
         sa.Column(
             "detail",
             postgresql.JSONB(astext_type=sa.Text()),

@@ -123,7 +123,9 @@ class RegistryCache:
         methodologies = []
         for row in rows:
             m = parse_methodology(row.source_yaml, f"{row.methodology_id}@v{row.version}")
-            # A closed period lives in the row (the document stays as filed).
+            # The period lives in the row (the document stays as filed): an activation
+            # scheduled at an exact instant, a closing.
+            m.effective_start = row.effective_from
             m.effective_end = row.effective_to
             methodologies.append(m)
         registry = Registry(methodologies)

@@ -27,7 +27,7 @@ class AdminAuditEntry(Base):
     target_id: Mapped[str] = mapped_column(String(200), nullable=False)
     before_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
     after_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
-    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[dict[str, Any]] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
