@@ -166,6 +166,7 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
     from service.methodologies.service import sync_library
 
     args = lifecycle_parser().parse_args(argv)
+    document = Path(args.file).read_text(encoding="utf-8") if args.command == "draft" else ""
     lead = timedelta(seconds=settings.methodology_min_lead_seconds)
 
     async def actor(session: AsyncSession) -> Any:
@@ -192,14 +193,13 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
         if command == "versions":
             return [
                 f"{v.methodology_id}@v{v.version}\t{v.action_type}\t{v.region or '*'}\t"
-                f"{v.effective_from.isoformat()}..{v.effective_to.isoformat() if v.effective_to else 'open'}"
+                f"{v.effective_from.isoformat()}.."
+                + (v.effective_to.isoformat() if v.effective_to else "open")
                 for v in await lifecycle.filed_versions(session)
             ]
         if command == "draft":
             who = await acting(session, "methodology-author")
-            draft = await lifecycle.create_draft(
-                session, who, Path(args.file).read_text(encoding="utf-8")
-            )
+            draft = await lifecycle.create_draft(session, who, document)
             return [f"draft {draft.id}: {draft.methodology_id} v{draft.version}"]
         if command == "diff":
             result = await lifecycle.diff_draft(session, args.draft_id)

@@ -50,7 +50,7 @@ class AdminLoginIn(_In):
 
 class AdminTokenOut(BaseModel):
     admin_id: uuid.UUID
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name)
     access_token: str
     expires_in: int
     roles: list[str]
