@@ -12,6 +12,9 @@ from service.accounts.tokens import Keyring
 from service.admin import service as admins
 from service.admin.tokens import mint_admin_token
 from service.models import Admin
+from tests.crediting.conftest import live
+
+__all__ = ["live"]  # the crediting tests' fixture: the real app, committing
 
 PASSWORD = "correct horse battery staple"
 
