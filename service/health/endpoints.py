@@ -10,12 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from service.methodologies.service import uncovered
-from service.partners.service import active_scopes
-
 from service.errors import ServiceUnavailableError
+from service.methodologies.service import uncovered
 from service.migrations import current_revisions
 from service.observability import metrics_payload
+from service.partners.service import active_scopes
 
 router = APIRouter(tags=["operations"])
 
