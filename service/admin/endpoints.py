@@ -25,6 +25,7 @@ from service.admin.schemas import (
     AdminTokenOut,
     AuditEntryOut,
     AuditPageOut,
+    BacktestIn,
     ChangeOut,
     DiffOut,
     DraftIn,
@@ -357,3 +358,20 @@ async def schedule(
         else None
     )
     return ScheduledOut(draft=_draft_out(done.draft), closes=closes)
+
+
+@router.post(
+    "/methodology-drafts/{draft_id}/backtest",
+    summary="Back-test a draft over the stored credits of a window (writes nothing)",
+)
+async def backtest(
+    draft_id: DraftId, body: BacktestIn, admin: MethodologyReader, session: DbSession
+) -> dict[str, Any]:
+    from service.methodologies.backtest import backtest as run_backtest
+    from service.methodologies.errors import ActivationRefusedError
+
+    if body.end <= body.start or body.end - body.start > timedelta(days=366):
+        raise ActivationRefusedError("the window must be non-empty and at most 366 days")
+    draft = await lifecycle.get_draft(session, draft_id)
+    report = await run_backtest(session, lifecycle.compile_version(draft), body.start, body.end)
+    return {"draft_id": draft_id, **report.as_json(body.top)}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.models import MethodologyDraft, MethodologyVersion
+from service.models import Credit, MethodologyDraft, MethodologyVersion
 
 
 async def version(
@@ -98,3 +98,34 @@ async def drafts(session: AsyncSession, *, limit: int) -> Sequence[MethodologyDr
 async def save_draft(session: AsyncSession, draft: MethodologyDraft) -> None:
     await session.flush()
     await session.refresh(draft)
+
+
+async def credits_in_window(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime, *, batch: int
+) -> AsyncIterator[Credit]:
+    """The stored credits of one methodology in [start, end), in crediting order, read in
+    keyset batches (read-only; the back-test's one look at the crediting tables)."""
+    after = -1
+    while True:
+        rows = (
+            (
+                await session.execute(
+                    select(Credit)
+                    .where(
+                        Credit.methodology_id == methodology_id,
+                        Credit.occurred_at >= start,
+                        Credit.occurred_at < end,
+                        Credit.event_id > after,
+                    )
+                    .order_by(Credit.event_id)
+                    .limit(batch)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
+        after = rows[-1].event_id

@@ -94,6 +94,15 @@ MATRIX: list[tuple[str, str, str, Any, set[str]]] = [
         {"methodology-approver"},
     ),
 ]
+MATRIX.append(
+    (
+        "POST",
+        "/v1/admin/methodology-drafts/{draft_id}/backtest",
+        f"/v1/admin/methodology-drafts/{NO_SUCH}/backtest",
+        {"start": "2026-01-01T00:00:00+08:00", "end": "2026-01-02T00:00:00+08:00"},
+        METHODOLOGY_READERS,
+    )
+)
 PUBLIC = {("POST", "/v1/admin/login")}
 
 
