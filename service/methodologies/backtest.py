@@ -138,7 +138,9 @@ async def backtest(
         if proposed.status == CAPPED:
             for reason in proposed.reasons:
                 report.binding_caps[reason.code] = report.binding_caps.get(reason.code, 0) + 1
-        change = proposed.points - current.points
-        if change:
-            report.participants[participant] = report.participants.get(participant, 0) + change
+        points_change = proposed.points - current.points
+        if points_change:
+            report.participants[participant] = (
+                report.participants.get(participant, 0) + points_change
+            )
     return report
