@@ -25,5 +25,6 @@ USER carbon
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
-# Migrations are a separate, explicit step: `carbon-points db upgrade`.
+# Migrations are a separate, explicit step: `carbon-points db upgrade` (it also files the
+# shipped methodology library; `carbon-points methodology sync` does that alone).
 CMD ["carbon-points", "serve"]

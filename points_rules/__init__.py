@@ -5,6 +5,7 @@ integer points), explain any outcome from its stored inputs, and pick the versio
 a registry. No I/O beyond reading documents; no web, database, Redis or HTTP imports.
 """
 
+from points_rules._diff import Change, diff
 from points_rules._errors import InvalidActionError, MethodologyError, NoMethodologyError, Problem
 from points_rules._evaluate import (
     CAPPED,
@@ -41,6 +42,7 @@ __all__ = [
     "INELIGIBLE",
     "Action",
     "CapWindow",
+    "Change",
     "InvalidActionError",
     "Methodology",
     "MethodologyError",
@@ -55,6 +57,7 @@ __all__ = [
     "cap_windows",
     "content_hash",
     "default_registry",
+    "diff",
     "evaluate",
     "evaluate_uncapped",
     "explain",

@@ -14,6 +14,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from service.accounts.endpoints import router as accounts_router
+from service.admin.endpoints import router as admin_router
 from service.config import Settings, get_settings
 from service.crediting.endpoints import crediting_settings
 from service.crediting.endpoints import router as crediting_router
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(privacy_router)
     app.include_router(merchant_router)
     app.include_router(catalogue_router)
+    app.include_router(admin_router)
     return app
 
 

@@ -97,6 +97,13 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     servers = _servers(settings)
     if args.db_command == "upgrade":
         migrations.upgrade(servers.database_url, args.revision)
+        if args.revision == "head" and not args.no_methodologies:
+            from service.methodologies.service import sync_library
+
+            # A production install must credit: the shipped library is filed with the schema
+            # (idempotent; a filed version is never changed).
+            checked = _with_session(servers, sync_library)
+            print(f"methodology library: {checked} shipped versions filed or already filed")
     elif args.db_command == "downgrade":
         migrations.downgrade(servers.database_url, args.revision)
     else:
@@ -120,6 +127,15 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     from service.dev_secrets import load_secrets
     from service.seed import seed_demo_data
+
+    if settings.environment == "production":
+        print(
+            "refused: `seed` writes a demo partner, merchant and credits; it never runs with "
+            "CARBON_POINTS_ENVIRONMENT=production (file the methodologies with "
+            "`carbon-points db upgrade` or `carbon-points methodology sync`)",
+            file=sys.stderr,
+        )
+        return 1
 
     servers = _servers(settings)
     partner_key = load_secrets(settings).partner_secret_key
@@ -369,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     up = db_commands.add_parser("upgrade", help="migrate up (default: to head)")
     up.add_argument("revision", nargs="?", default="head")
+    up.add_argument(
+        "--no-methodologies",
+        action="store_true",
+        help="do not file the shipped methodology library (done by default at head)",
+    )
     down = db_commands.add_parser("downgrade", help="migrate down to a revision ('base': all)")
     down.add_argument("revision")
     db_commands.add_parser("current", help="print the revision; exit 1 when behind head")
@@ -458,7 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     methodology.add_argument("rest", nargs=argparse.REMAINDER)
     methodology.set_defaults(handler=cmd_methodology)
+    from service.admin.cli import register as register_admin
     from service.webhooks.cli import register as register_webhooks
+
+    register_admin(commands)
 
     register_webhooks(commands)
     return parser
@@ -466,6 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["methodology"] and arguments[1:2]:
+        from service.admin.cli import LIFECYCLE_COMMANDS, cmd_lifecycle
+
+        if arguments[1] in LIFECYCLE_COMMANDS:
+            settings = get_settings()
+            configure_logging(settings.log_level, settings.log_format)
+            return cmd_lifecycle(arguments[1:], settings)
     if arguments[:1] == ["methodology"]:
         # The pure engine owns this command's arguments, --help included; no servers needed.
         from points_rules.cli import main as methodology_main

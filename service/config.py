@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     hold_timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
     # The program's rate for settling with merchants: a program choice (1 point = 1 fen).
     fen_per_point: int = Field(default=1, ge=0, le=100_000)
+    # A methodology activation or retirement must be at least this far in the future, so
+    # every process's registry cache (refreshed every 5 s) knows it before it happens.
+    methodology_min_lead_seconds: int = Field(default=60, ge=10, le=30 * 24 * 3600)
 
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod

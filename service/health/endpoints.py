@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,8 +11,10 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from service.errors import ServiceUnavailableError
+from service.methodologies.service import uncovered
 from service.migrations import current_revisions
 from service.observability import metrics_payload
+from service.partners.service import active_scopes
 
 router = APIRouter(tags=["operations"])
 
@@ -23,7 +26,8 @@ async def check_liveness() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: PostgreSQL and Redis answer and migrations are current",
+    summary="Readiness: PostgreSQL and Redis answer, migrations are current, and every action"
+    " type a partner may send has a methodology in force",
     responses={503: {"description": "A dependency is down or migrations are behind"}},
 )
 async def check_readiness(request: Request) -> JSONResponse:
@@ -39,10 +43,24 @@ async def check_readiness(request: Request) -> JSONResponse:
     async def check_redis() -> None:
         await state.redis.ping()
 
-    for name, probe in (("postgresql", check_postgres), ("redis", check_redis)):
+    async def check_methodologies() -> None:
+        # A partner allowed an action type with no methodology in force would have every
+        # such event refused with `no-methodology`: not ready to credit.
+        async with state.sessionmaker() as session:
+            registry = await state.registry_cache.get(session)
+            scopes = await active_scopes(session)
+        missing = uncovered(registry, scopes, datetime.now(UTC))
+        if missing:
+            checks["methodologies"] = "none in force for " + ", ".join(missing)
+
+    for name, probe in (
+        ("postgresql", check_postgres),
+        ("redis", check_redis),
+        ("methodologies", check_methodologies),
+    ):
         try:
             await asyncio.wait_for(probe(), timeout=2.0)
-            checks[name] = "ok"
+            checks.setdefault(name, "ok")
         except Exception as exc:  # a readiness probe reports, it does not raise
             checks[name] = f"unavailable: {type(exc).__name__}"
     if all(value in ("ok", "current") for value in checks.values()):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from points_rules import Methodology, Registry, parse_methodology
+from points_rules import Methodology, NoMethodologyError, Registry, parse_methodology
 from service.errors import ConflictError
 from service.models import MethodologyVersion
 
@@ -123,9 +124,23 @@ class RegistryCache:
         methodologies = []
         for row in rows:
             m = parse_methodology(row.source_yaml, f"{row.methodology_id}@v{row.version}")
-            # A closed period lives in the row (the document stays as filed).
+            # The period lives in the row (the document stays as filed): an activation
+            # scheduled at an exact instant, a closing.
+            m.effective_start = row.effective_from
             m.effective_end = row.effective_to
             methodologies.append(m)
         registry = Registry(methodologies)
         self._cached = _Cached(registry, fingerprint, now)
         return registry
+
+
+def uncovered(registry: Registry, scopes: set[tuple[str, str | None]], at: datetime) -> list[str]:
+    """`action_type@region` of each scope with no methodology in force at `at` (the region
+    falls back to its parents and the default, as crediting does)."""
+    missing = []
+    for action_type, region in sorted(scopes, key=lambda s: (s[0], s[1] or "")):
+        try:
+            registry.select(action_type, at, region)
+        except NoMethodologyError:
+            missing.append(f"{action_type}@{region or '*'}")
+    return missing

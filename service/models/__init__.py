@@ -1,5 +1,7 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
+from service.models.admin import ADMIN_ROLES, Admin
+from service.models.admin_audit_entry import AdminAuditEntry
 from service.models.base import Base
 from service.models.cap_usage import CapUsage
 from service.models.credit import Credit
@@ -15,6 +17,7 @@ from service.models.ledger_transaction import LedgerTransaction
 from service.models.merchant import Merchant
 from service.models.merchant_api_key import MerchantApiKey
 from service.models.merchant_terminal import MerchantTerminal
+from service.models.methodology_draft import MethodologyDraft
 from service.models.methodology_version import MethodologyVersion
 from service.models.offer import Offer
 from service.models.organisation import Organisation
@@ -33,6 +36,9 @@ from service.models.webhook_endpoint import WebhookEndpoint
 from service.models.webhook_message import WebhookMessage
 
 __all__ = [
+    "ADMIN_ROLES",
+    "Admin",
+    "AdminAuditEntry",
     "Base",
     "CapUsage",
     "Credit",
@@ -48,6 +54,7 @@ __all__ = [
     "Merchant",
     "MerchantApiKey",
     "MerchantTerminal",
+    "MethodologyDraft",
     "MethodologyVersion",
     "Offer",
     "Organisation",

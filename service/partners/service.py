@@ -98,3 +98,11 @@ async def ensure_demo_partner(
         derive_secret(partner_key, credential.key_id, credential.salt),
         partner.id,
     )
+
+
+async def active_scopes(session: AsyncSession) -> set[tuple[str, str | None]]:
+    """(action type, region) pairs that some active partner may send."""
+    rows = await session.execute(
+        select(Partner.allowed_action_types, Partner.region).where(Partner.status == "active")
+    )
+    return {(action, region) for actions, region in rows for action in actions}

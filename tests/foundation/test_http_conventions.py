@@ -113,7 +113,12 @@ async def test_healthz_readyz_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"postgresql": "ok", "migrations": "current", "redis": "ok"}
+    assert ready.json()["checks"] == {
+        "postgresql": "ok",
+        "migrations": "current",
+        "redis": "ok",
+        "methodologies": "ok",
+    }
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200
     assert "carbon_points_http_requests_total" in metrics.text

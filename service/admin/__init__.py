@@ -1,0 +1,1 @@
+"""Administrators: accounts apart from citizens, roles, TOTP login, the admin API."""

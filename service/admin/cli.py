@@ -1,0 +1,248 @@
+"""`carbon-points admin ...`, `audit ...` and the methodology lifecycle commands.
+
+The lifecycle commands call the same service functions as the admin API; `--as LOGIN` names
+the administrator on whose behalf the operator acts (four eyes hold there too), and each act
+is recorded in the audit trail with request id `cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.config import Settings
+
+LIFECYCLE_COMMANDS = ("sync", "draft", "diff", "approve", "schedule", "retire", "versions")
+
+
+def register(commands: Any) -> None:
+    admin = commands.add_parser("admin", help="administrators")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    boot = admin_commands.add_parser(
+        "bootstrap", help="create the first administrator; prints the TOTP URI once"
+    )
+    boot.add_argument("login")
+    boot.add_argument("--display-name", required=True)
+    boot.add_argument(
+        "--roles",
+        default="program-admin",
+        help="comma-separated (default: program-admin)",
+    )
+    boot.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (else CARBON_POINTS_ADMIN_PASSWORD, "
+        "else a prompt)",
+    )
+    admin.set_defaults(handler=cmd_admin)
+
+    audit = commands.add_parser("audit", help="the audit trail of administrative acts")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_commands.add_parser("verify", help="check the hash chain; exit 1 naming bad rows")
+    audit.set_defaults(handler=cmd_audit)
+
+
+def lifecycle_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carbon-points methodology",
+        description="The methodology lifecycle (validate and explain: see `methodology --help`).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("sync", help="file every shipped methodology not yet filed (idempotent)")
+    sub.add_parser("versions", help="list filed versions and their periods")
+    draft = sub.add_parser("draft", help="upload a draft")
+    draft.add_argument("file")
+    draft.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
+    diff = sub.add_parser("diff", help="a draft against the version in force")
+    diff.add_argument("draft_id", type=int)
+    approve = sub.add_parser("approve", help="approve a draft (not its author)")
+    approve.add_argument("draft_id", type=int)
+    approve.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
+    schedule = sub.add_parser("schedule", help="file an approved draft from an exact instant")
+    schedule.add_argument("draft_id", type=int)
+    schedule.add_argument("--at", required=True, help="ISO 8601 with offset")
+    schedule.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
+    retire = sub.add_parser("retire", help="end a filed version's period")
+    retire.add_argument("methodology_id")
+    retire.add_argument("version", type=int)
+    retire.add_argument("--at", required=True, help="ISO 8601 with offset")
+    retire.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
+    return parser
+
+
+def _run(settings: Settings, work: Any) -> Any:
+    from service.cli import _servers, _with_session
+
+    return _with_session(_servers(settings), work)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    from_env = os.environ.get("CARBON_POINTS_ADMIN_PASSWORD")
+    if from_env:
+        return from_env
+    return getpass.getpass("password: ")
+
+
+def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from service.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+    from service.admin.service import bootstrap
+    from service.dev_secrets import load_secrets
+    from service.errors import ProblemError
+
+    password = _password(args)
+    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+        print(f"the password needs {MIN_LENGTH} to {MAX_LENGTH} characters", file=sys.stderr)
+        return 2
+    secrets = load_secrets(settings)
+
+    async def work(session: AsyncSession) -> Any:
+        return await bootstrap(
+            session,
+            secrets.partner_secret_key,
+            login=args.login,
+            display_name=args.display_name,
+            password=password,
+            roles=[r.strip() for r in args.roles.split(",") if r.strip()],
+        )
+
+    try:
+        enrolled = _run(settings, work)
+    except ProblemError as error:
+        print(f"refused: {error.detail}", file=sys.stderr)
+        return 1
+    print(f"administrator {enrolled.admin.login} ({enrolled.admin.id})")
+    print(f"roles: {', '.join(enrolled.admin.roles)}")
+    print(f"TOTP provisioning URI (shown once): {enrolled.provisioning_uri}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from service.audit import verify_audit
+    from service.cli import _servers
+    from service.db import create_engine
+
+    servers = _servers(settings)
+
+    async def run() -> Any:
+        engine = create_engine(servers.database_url, pool_size=1)
+        try:
+            return await verify_audit(engine)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    for problem in report.problems:
+        print(f"VIOLATION {problem}")
+    print(
+        f"checked {report.entries} audit entries: "
+        + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
+        + f"; head {report.head}"
+    )
+    return 0 if report.ok else 1
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise SystemExit("give the instant with its UTC offset, e.g. 2027-01-01T00:00:00+08:00")
+    return moment
+
+
+def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
+    from service import audit
+    from service.admin import repository as admins
+    from service.errors import ProblemError
+    from service.methodologies import lifecycle
+    from service.methodologies.service import sync_library
+
+    args = lifecycle_parser().parse_args(argv)
+    document = Path(args.file).read_text(encoding="utf-8") if args.command == "draft" else ""
+    lead = timedelta(seconds=settings.methodology_min_lead_seconds)
+
+    async def actor(session: AsyncSession) -> Any:
+        from service.errors import NotFoundError
+
+        admin = await admins.by_login(session, args.actor)
+        if admin is None or admin.status != "active":
+            raise NotFoundError(f"no active administrator {args.actor!r}")
+        return admin
+
+    async def acting(session: AsyncSession, *roles: str) -> audit.Actor:
+        from service.admin.errors import RoleRequiredError
+
+        admin: Any = await actor(session)
+        role = next((r for r in roles if r in admin.roles), None)
+        if role is None:
+            raise RoleRequiredError(f"{admin.login} has none of the roles {', '.join(roles)}")
+        return audit.Actor(admin.id, admin.login, role, "cli")
+
+    async def work(session: AsyncSession) -> list[str]:
+        command = args.command
+        if command == "sync":
+            return [f"{await sync_library(session)} shipped methodologies filed or checked"]
+        if command == "versions":
+            return [
+                f"{v.methodology_id}@v{v.version}\t{v.action_type}\t{v.region or '*'}\t"
+                f"{v.effective_from.isoformat()}.."
+                + (v.effective_to.isoformat() if v.effective_to else "open")
+                for v in await lifecycle.filed_versions(session)
+            ]
+        if command == "draft":
+            who = await acting(session, "methodology-author")
+            draft = await lifecycle.create_draft(session, who, document)
+            return [f"draft {draft.id}: {draft.methodology_id} v{draft.version}"]
+        if command == "diff":
+            result = await lifecycle.diff_draft(session, args.draft_id)
+            against = (
+                f"{result.in_force.methodology_id}@v{result.in_force.version}"
+                if result.in_force
+                else "nothing in force"
+            )
+            return [f"draft {args.draft_id} against {against}:"] + [
+                f"  {c}" for c in result.changes
+            ]
+        if command == "approve":
+            who = await acting(session, "methodology-approver")
+            draft = await lifecycle.approve(session, who, args.draft_id)
+            return [f"draft {draft.id} approved by {who.login}"]
+        if command == "schedule":
+            who = await acting(session, "methodology-approver")
+            done = await lifecycle.schedule(
+                session, who, args.draft_id, _instant(args.at), min_lead=lead
+            )
+            closes = (
+                f"; {done.previous.methodology_id}@v{done.previous.version} ends then"
+                if done.previous
+                else ""
+            )
+            return [f"draft {done.draft.id} in force from {args.at}{closes}"]
+        who = await acting(session, "methodology-approver")
+        row = await lifecycle.retire(
+            session, who, args.methodology_id, args.version, _instant(args.at), min_lead=lead
+        )
+        return [f"{row.methodology_id}@v{row.version} ends at {row.effective_to}"]
+
+    try:
+        lines = _run(settings, work)
+    except ProblemError as error:
+        print(f"refused: {error.detail}", file=sys.stderr)
+        for problem in error.extensions.get("problems", []):
+            print(
+                f"{problem['file']}:{problem['line']}:{problem['column']}: "
+                f"{problem['path']}: {problem['message']}",
+                file=sys.stderr,
+            )
+        return 1
+    for line in lines:
+        print(line)
+    return 0

@@ -1,0 +1,377 @@
+"""The admin API (`/v1/admin/...`): administrators, the audit trail, the methodology
+lifecycle. Each endpoint names the roles it admits; `tests/admin/test_authorisation.py`
+checks every endpoint against every role."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi.responses import Response
+
+from service import audit
+from service.accounts.dependencies import keyring
+from service.admin import service
+from service.admin.dependencies import AdminPrincipal, require
+from service.admin.schemas import (
+    AdminCreatedOut,
+    AdminIn,
+    AdminLoginIn,
+    AdminOut,
+    AdminPatch,
+    AdminTokenOut,
+    AuditEntryOut,
+    AuditPageOut,
+    BacktestIn,
+    ChangeOut,
+    DiffOut,
+    DraftIn,
+    DraftOut,
+    RetireIn,
+    ScheduledOut,
+    ScheduleIn,
+    VersionOut,
+)
+from service.db import DbSession
+from service.methodologies import lifecycle
+from service.models import Admin, AdminAuditEntry, MethodologyDraft, MethodologyVersion
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+ProgramAdmin = Annotated[AdminPrincipal, Depends(require("program-admin"))]
+AdminsReader = Annotated[AdminPrincipal, Depends(require("program-admin", "auditor"))]
+Auditor = Annotated[AdminPrincipal, Depends(require("auditor"))]
+AnyAdmin = Annotated[AdminPrincipal, Depends(require())]
+Author = Annotated[AdminPrincipal, Depends(require("methodology-author"))]
+Approver = Annotated[AdminPrincipal, Depends(require("methodology-approver"))]
+MethodologyReader = Annotated[
+    AdminPrincipal,
+    Depends(require("methodology-author", "methodology-approver", "auditor", "program-admin")),
+]
+DraftId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+MethodologyId = Annotated[str, Path(max_length=80, pattern=r"^[a-z][a-z0-9_.\-]*$")]
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _admin_out(admin: Admin) -> AdminOut:
+    return AdminOut(
+        id=admin.id,
+        login=admin.login,
+        display_name=admin.display_name,
+        roles=sorted(admin.roles),
+        status=admin.status,
+        created_at=admin.created_at,
+    )
+
+
+def _draft_out(draft: MethodologyDraft) -> DraftOut:
+    return DraftOut(
+        id=draft.id,
+        methodology_id=draft.methodology_id,
+        version=draft.version,
+        action_type=draft.action_type,
+        region=draft.region,
+        content_hash=draft.content_hash,
+        author_id=draft.author_id,
+        created_at=draft.created_at,
+        approved_by=draft.approved_by,
+        approved_at=draft.approved_at,
+        activate_at=draft.activate_at,
+        status=(
+            "scheduled"
+            if draft.activate_at is not None
+            else "approved"
+            if draft.approved_by is not None
+            else "draft"
+        ),
+    )
+
+
+def _version_out(row: MethodologyVersion) -> VersionOut:
+    return VersionOut(
+        methodology_id=row.methodology_id,
+        version=row.version,
+        action_type=row.action_type,
+        region=row.region,
+        effective_from=row.effective_from,
+        effective_to=row.effective_to,
+        content_hash=row.content_hash,
+        filed_at=row.filed_at,
+    )
+
+
+def _entry_out(entry: AdminAuditEntry) -> AuditEntryOut:
+    return AuditEntryOut(
+        id=entry.id,
+        occurred_at=entry.occurred_at,
+        admin_id=entry.admin_id,
+        actor=entry.actor,
+        role=entry.role,
+        action=entry.action,
+        target_type=entry.target_type,
+        target_id=entry.target_id,
+        before_digest=entry.before_digest.hex() if entry.before_digest is not None else None,
+        after_digest=entry.after_digest.hex() if entry.after_digest is not None else None,
+        request_id=entry.request_id,
+        detail=entry.detail,
+        prev_hash=bytes(entry.prev_hash).hex(),
+        hash=bytes(entry.hash).hex(),
+    )
+
+
+def _min_lead(request: Request) -> timedelta:
+    return timedelta(seconds=request.app.state.settings.methodology_min_lead_seconds)
+
+
+# --- administrators ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/login",
+    response_model=AdminTokenOut,
+    responses={401: {"description": "`admin-login-failed`"}, 429: {"description": "throttled"}},
+    summary="Sign in with password and TOTP code",
+)
+async def login(body: AdminLoginIn, request: Request, session: DbSession) -> AdminTokenOut:
+    done = await service.login(
+        session,
+        request.app.state.redis,
+        keyring(request),
+        request.app.state.secrets.partner_secret_key,
+        login=body.login,
+        password=body.password,
+        code=body.totp,
+        address=request.client.host if request.client else "unknown",
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return AdminTokenOut(
+        admin_id=done.admin.id,
+        access_token=done.access_token,
+        expires_in=done.expires_in,
+        roles=sorted(done.admin.roles),
+    )
+
+
+@router.get("/me", response_model=AdminOut, summary="The signed-in administrator")
+async def me(admin: AnyAdmin, session: DbSession) -> AdminOut:
+    return _admin_out(await service.get_admin(session, admin.admin_id))
+
+
+@router.get("/administrators", response_model=list[AdminOut], summary="Every administrator")
+async def list_admins(admin: AdminsReader, session: DbSession) -> list[AdminOut]:
+    return [_admin_out(a) for a in await service.list_admins(session)]
+
+
+@router.post(
+    "/administrators",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AdminCreatedOut,
+    summary="Create an administrator (the TOTP provisioning URI is shown once)",
+)
+async def create_admin(
+    body: AdminIn, admin: ProgramAdmin, request: Request, session: DbSession
+) -> AdminCreatedOut:
+    enrolled = await service.create_admin(
+        session,
+        request.app.state.secrets.partner_secret_key,
+        admin.actor,
+        login=body.login,
+        display_name=body.display_name,
+        password=body.password,
+        roles=list(body.roles),
+    )
+    return AdminCreatedOut(
+        **_admin_out(enrolled.admin).model_dump(),
+        totp_provisioning_uri=enrolled.provisioning_uri,
+    )
+
+
+@router.patch(
+    "/administrators/{admin_id}",
+    response_model=AdminOut,
+    summary="Change an administrator's roles or status (ends their current tokens)",
+)
+async def update_admin(
+    admin_id: uuid.UUID, body: AdminPatch, admin: ProgramAdmin, session: DbSession
+) -> AdminOut:
+    updated = await service.update_admin(
+        session,
+        admin.actor,
+        admin_id,
+        roles=list(body.roles) if body.roles is not None else None,
+        status=body.status,
+    )
+    return _admin_out(updated)
+
+
+# --- the audit trail ------------------------------------------------------------------------
+
+
+@router.get("/audit", response_model=AuditPageOut, summary="The audit trail, oldest first")
+async def audit_page(
+    admin: Auditor,
+    session: DbSession,
+    after: Annotated[str | None, Query(max_length=19, pattern=r"^[0-9]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z.\-]+$")] = None,
+) -> AuditPageOut:
+    page = await audit.list_entries(session, after=after, limit=limit, action=action)
+    return AuditPageOut(items=[_entry_out(e) for e in page.entries], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/audit/export",
+    summary="Export the audit trail of a period as NDJSON (one entry a line)",
+    response_class=Response,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+async def audit_export(
+    admin: Auditor,
+    session: DbSession,
+    since: Annotated[datetime | None, Query()] = None,
+    until: Annotated[datetime | None, Query()] = None,
+) -> Response:
+    entries = await audit.export_entries(session, since=since, until=until)
+    lines = b"".join(orjson.dumps(_entry_out(e).model_dump(mode="json")) + b"\n" for e in entries)
+    return Response(
+        lines,
+        media_type="application/x-ndjson",
+        headers={"content-disposition": 'attachment; filename="audit.ndjson"'},
+    )
+
+
+# --- the methodology lifecycle --------------------------------------------------------------
+
+
+@router.get(
+    "/methodologies", response_model=list[VersionOut], summary="Every filed methodology version"
+)
+async def versions(admin: MethodologyReader, session: DbSession) -> list[VersionOut]:
+    return [_version_out(v) for v in await lifecycle.filed_versions(session)]
+
+
+@router.post(
+    "/methodologies/{methodology_id}/versions/{version}/retire",
+    response_model=VersionOut,
+    summary="End a filed version's period at an exact instant",
+)
+async def retire(
+    methodology_id: MethodologyId,
+    version: VersionNumber,
+    body: RetireIn,
+    admin: Approver,
+    request: Request,
+    session: DbSession,
+) -> VersionOut:
+    row = await lifecycle.retire(
+        session, admin.actor, methodology_id, version, body.at, min_lead=_min_lead(request)
+    )
+    request.app.state.registry_cache.invalidate()
+    return _version_out(row)
+
+
+@router.get("/methodology-drafts", response_model=list[DraftOut], summary="Drafts, newest first")
+async def drafts(admin: MethodologyReader, session: DbSession) -> list[DraftOut]:
+    return [_draft_out(d) for d in await lifecycle.list_drafts(session)]
+
+
+@router.post(
+    "/methodology-drafts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DraftOut,
+    responses={422: {"description": "`methodology-invalid`: each problem with line and column"}},
+    summary="Upload a draft (YAML)",
+)
+async def create_draft(body: DraftIn, admin: Author, session: DbSession) -> DraftOut:
+    return _draft_out(await lifecycle.create_draft(session, admin.actor, body.source_yaml))
+
+
+@router.get("/methodology-drafts/{draft_id}", response_model=DraftOut, summary="One draft")
+async def get_draft(draft_id: DraftId, admin: MethodologyReader, session: DbSession) -> Any:
+    draft = await lifecycle.get_draft(session, draft_id)
+    out = _draft_out(draft).model_dump(mode="json")
+    out["source_yaml"] = draft.source_yaml
+    return out
+
+
+@router.get(
+    "/methodology-drafts/{draft_id}/diff",
+    response_model=DiffOut,
+    summary="The draft against the version in force",
+)
+async def draft_diff(draft_id: DraftId, admin: MethodologyReader, session: DbSession) -> DiffOut:
+    result = await lifecycle.diff_draft(session, draft_id)
+    against = (
+        f"{result.in_force.methodology_id}@v{result.in_force.version}"
+        if result.in_force is not None
+        else None
+    )
+    return DiffOut(
+        draft_id=draft_id,
+        against=against,
+        changes=[
+            ChangeOut(
+                section=c.section,
+                name=c.name,
+                field=c.field,
+                before=_jsonable(c.before),
+                after=_jsonable(c.after),
+                text=str(c),
+            )
+            for c in result.changes
+        ],
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+@router.post(
+    "/methodology-drafts/{draft_id}/approve",
+    response_model=DraftOut,
+    responses={403: {"description": "`four-eyes`: the author cannot approve"}},
+    summary="Approve a draft (not its author)",
+)
+async def approve(draft_id: DraftId, admin: Approver, session: DbSession) -> DraftOut:
+    return _draft_out(await lifecycle.approve(session, admin.actor, draft_id))
+
+
+@router.post(
+    "/methodology-drafts/{draft_id}/schedule",
+    response_model=ScheduledOut,
+    summary="File an approved draft, in force from an exact instant",
+)
+async def schedule(
+    draft_id: DraftId, body: ScheduleIn, admin: Approver, request: Request, session: DbSession
+) -> ScheduledOut:
+    done = await lifecycle.schedule(
+        session, admin.actor, draft_id, body.activate_at, min_lead=_min_lead(request)
+    )
+    request.app.state.registry_cache.invalidate()
+    closes = (
+        f"{done.previous.methodology_id}@v{done.previous.version}"
+        if done.previous is not None
+        else None
+    )
+    return ScheduledOut(draft=_draft_out(done.draft), closes=closes)
+
+
+@router.post(
+    "/methodology-drafts/{draft_id}/backtest",
+    summary="Back-test a draft over the stored credits of a window (writes nothing)",
+)
+async def backtest(
+    draft_id: DraftId, body: BacktestIn, admin: MethodologyReader, session: DbSession
+) -> dict[str, Any]:
+    from service.methodologies.backtest import backtest as run_backtest
+    from service.methodologies.errors import ActivationRefusedError
+
+    if body.end <= body.start or body.end - body.start > timedelta(days=366):
+        raise ActivationRefusedError("the window must be non-empty and at most 366 days")
+    draft = await lifecycle.get_draft(session, draft_id)
+    report = await run_backtest(session, lifecycle.compile_version(draft), body.start, body.end)
+    return {"draft_id": draft_id, **report.as_json(body.top)}

@@ -1,0 +1,19 @@
+"""The audit trail of administrative acts: append-only, hash-chained, verifiable.
+
+Other domains record an act with `record(session, actor, action=..., target=..., before=...,
+after=...)` in the same transaction as the act itself, so a rolled-back act leaves no entry
+and a committed one always has its entry.
+"""
+
+from service.audit.service import Actor, AuditPage, export_entries, list_entries, record
+from service.audit.verify import AuditReport, verify_audit
+
+__all__ = [
+    "Actor",
+    "AuditPage",
+    "AuditReport",
+    "export_entries",
+    "list_entries",
+    "record",
+    "verify_audit",
+]

@@ -1,0 +1,330 @@
+"""The methodology lifecycle: draft, diff, approve (four eyes), schedule, retire.
+
+The admin API and the CLI call these same functions. Each act is recorded in the audit trail
+in the act's own transaction. Filed versions never change: scheduling files the draft as a
+new version whose period starts at the chosen instant T and closes the period of the version
+in force at T at the same T (the closing is the one change a filed row allows), so every
+instant belongs to exactly one version: no overlap, no gap.
+
+Activation and retirement must lie at least `min_lead` in the future: every process's
+registry cache (refreshed every few seconds) then knows the change before T arrives, and no
+event already credited can fall on the wrong side of T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from points_rules import Change, Methodology, MethodologyError, diff, parse_methodology
+from service import audit
+from service.methodologies import repository
+from service.methodologies.errors import (
+    ActivationRefusedError,
+    DraftNotFoundError,
+    FourEyesError,
+    LifecycleConflictError,
+    MethodologyInvalidError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+from service.models import MethodologyDraft, MethodologyVersion
+
+
+def draft_state(draft: MethodologyDraft) -> dict[str, Any]:
+    return {
+        "id": draft.id,
+        "methodology_id": draft.methodology_id,
+        "version": draft.version,
+        "content_hash": draft.content_hash,
+        "author_id": draft.author_id,
+        "approved_by": draft.approved_by,
+        "approved_at": draft.approved_at,
+        "activate_at": draft.activate_at,
+    }
+
+
+def version_state(row: MethodologyVersion) -> dict[str, Any]:
+    return {
+        "methodology_id": row.methodology_id,
+        "version": row.version,
+        "content_hash": row.content_hash,
+        "effective_from": row.effective_from,
+        "effective_to": row.effective_to,
+    }
+
+
+def compile_version(row: MethodologyVersion | MethodologyDraft) -> Methodology:
+    m = parse_methodology(row.source_yaml, f"{row.methodology_id}@v{row.version}")
+    if isinstance(row, MethodologyVersion):
+        # The filed period lives in the row: an activation at an exact instant, a closing.
+        m.effective_start = row.effective_from
+        m.effective_end = row.effective_to
+    return m
+
+
+def parse_draft(source_yaml: str, file: str = "draft.yaml") -> Methodology:
+    try:
+        return parse_methodology(source_yaml, file)
+    except MethodologyError as error:
+        raise MethodologyInvalidError(
+            f"{len(error.problems)} problem(s) in the document",
+            problems=[
+                {
+                    "file": p.file,
+                    "path": p.path,
+                    "line": p.line,
+                    "column": p.column,
+                    "message": p.message,
+                }
+                for p in error.problems
+            ],
+        ) from None
+
+
+async def create_draft(
+    session: AsyncSession, actor: audit.Actor, source_yaml: str
+) -> MethodologyDraft:
+    """Upload a draft. Invalid YAML is a 422 naming each problem's line and column."""
+    m = parse_draft(source_yaml)
+    if await repository.version(session, m.id, m.version) is not None or (
+        await repository.draft_exists(session, m.id, m.version)
+    ):
+        raise VersionExistsError(f"{m.id} v{m.version} exists; give the draft a new version")
+    draft = await repository.add_draft(
+        session,
+        MethodologyDraft(
+            methodology_id=m.id,
+            version=m.version,
+            action_type=m.action_type,
+            region=m.region,
+            content_hash=m.content_hash,
+            source_yaml=source_yaml,
+            author_id=actor.admin_id,
+        ),
+    )
+    await audit.record(
+        session,
+        actor,
+        action="methodology.draft",
+        target_type="methodology-draft",
+        target_id=str(draft.id),
+        after=draft_state(draft),
+        detail={"methodology_id": m.id, "version": m.version},
+    )
+    return draft
+
+
+async def get_draft(
+    session: AsyncSession, draft_id: int, *, lock: bool = False
+) -> MethodologyDraft:
+    draft = await repository.draft(session, draft_id, for_update=lock)
+    if draft is None:
+        raise DraftNotFoundError(f"no methodology draft {draft_id}")
+    return draft
+
+
+async def list_drafts(session: AsyncSession, *, limit: int = 100) -> list[MethodologyDraft]:
+    return list(await repository.drafts(session, limit=limit))
+
+
+async def version_in_force(
+    session: AsyncSession, action_type: str, region: str | None, at: datetime
+) -> MethodologyVersion | None:
+    """The filed version of exactly this action type and region in force at `at`."""
+    for row in await repository.versions_in_scope(session, action_type, region):
+        if row.effective_from <= at and (row.effective_to is None or at < row.effective_to):
+            return row
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DraftDiff:
+    draft: MethodologyDraft
+    in_force: MethodologyVersion | None
+    changes: list[Change]
+
+
+async def diff_draft(
+    session: AsyncSession, draft_id: int, *, at: datetime | None = None
+) -> DraftDiff:
+    """The draft against the version in force (now, or at `at`) for its action type and
+    region: parameters with sources, inputs, rules, formula steps, points, caps, claim window."""
+    draft = await get_draft(session, draft_id)
+    current = await version_in_force(
+        session, draft.action_type, draft.region, at or datetime.now(UTC)
+    )
+    before = compile_version(current) if current is not None else None
+    return DraftDiff(draft, current, diff(before, compile_version(draft)))
+
+
+async def approve(session: AsyncSession, actor: audit.Actor, draft_id: int) -> MethodologyDraft:
+    """Approve a draft: never by its author (four eyes; a CHECK in the table as well)."""
+    draft = await get_draft(session, draft_id, lock=True)
+    if draft.author_id == actor.admin_id:
+        raise FourEyesError("someone other than the draft's author must approve it")
+    if draft.approved_by is not None:
+        raise LifecycleConflictError(f"draft {draft_id} is approved already")
+    before = draft_state(draft)
+    draft.approved_by = actor.admin_id
+    draft.approved_at = datetime.now(UTC)
+    await repository.save_draft(session, draft)
+    await audit.record(
+        session,
+        actor,
+        action="methodology.approve",
+        target_type="methodology-draft",
+        target_id=str(draft.id),
+        before=before,
+        after=draft_state(draft),
+    )
+    return draft
+
+
+def _check_instant(at: datetime, now: datetime, min_lead: timedelta) -> None:
+    if at.tzinfo is None:
+        raise ActivationRefusedError("give the instant with its UTC offset")
+    if at < now + min_lead:
+        raise ActivationRefusedError(
+            f"the instant must be at least {int(min_lead.total_seconds())} s in the future, "
+            "so every process knows the change before it happens"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    draft: MethodologyDraft
+    previous: MethodologyVersion | None
+
+
+async def schedule(
+    session: AsyncSession,
+    actor: audit.Actor,
+    draft_id: int,
+    activate_at: datetime,
+    *,
+    min_lead: timedelta,
+    now: datetime | None = None,
+) -> Scheduled:
+    """File an approved draft, in force from `activate_at`; the version in force at that
+    instant in the same scope ends at that instant."""
+    moment = now or datetime.now(UTC)
+    _check_instant(activate_at, moment, min_lead)
+    draft = await get_draft(session, draft_id, lock=True)
+    if draft.approved_by is None:
+        raise LifecycleConflictError(f"draft {draft_id} is not approved")
+    if draft.activate_at is not None:
+        raise LifecycleConflictError(f"draft {draft_id} is scheduled already")
+    m = compile_version(draft)
+    if activate_at < m.effective_start or (
+        m.effective_end is not None and activate_at >= m.effective_end
+    ):
+        raise ActivationRefusedError(
+            "the instant is outside the document's own effective dates "
+            f"({m.doc.effective_from}..{m.doc.effective_to or 'open'})"
+        )
+    scope = await repository.versions_in_scope(
+        session, draft.action_type, draft.region, for_update=True
+    )
+    previous = None
+    for row in scope:
+        if row.effective_from >= activate_at:
+            raise LifecycleConflictError(
+                f"{row.methodology_id} v{row.version} starts at {row.effective_from.isoformat()}, "
+                "not before this activation; retire or schedule around it"
+            )
+        if row.effective_to is None or row.effective_to > activate_at:
+            previous = row
+    if previous is not None and previous.effective_to is not None:
+        raise LifecycleConflictError(
+            f"{previous.methodology_id} v{previous.version} already ends at "
+            f"{previous.effective_to.isoformat()}; its period cannot change again"
+        )
+    before_previous = version_state(previous) if previous is not None else None
+    if previous is not None:
+        await repository.close_period(
+            session, previous.methodology_id, previous.version, activate_at
+        )
+    await repository.insert_version(
+        session,
+        {
+            "methodology_id": draft.methodology_id,
+            "version": draft.version,
+            "action_type": draft.action_type,
+            "region": draft.region,
+            "effective_from": activate_at,
+            "effective_to": m.effective_end,
+            "content_hash": draft.content_hash,
+            "source_yaml": draft.source_yaml,
+        },
+    )
+    before = draft_state(draft)
+    draft.activate_at = activate_at
+    await repository.save_draft(session, draft)
+    if previous is not None:
+        await session.refresh(previous)
+    await audit.record(
+        session,
+        actor,
+        action="methodology.schedule",
+        target_type="methodology-draft",
+        target_id=str(draft.id),
+        before={"draft": before, "previous": before_previous},
+        after={
+            "draft": draft_state(draft),
+            "previous": version_state(previous) if previous is not None else None,
+        },
+        detail={
+            "methodology_id": draft.methodology_id,
+            "version": draft.version,
+            "activate_at": activate_at.isoformat(),
+            "closes": (
+                f"{previous.methodology_id} v{previous.version}" if previous is not None else None
+            ),
+        },
+    )
+    return Scheduled(draft, previous)
+
+
+async def retire(
+    session: AsyncSession,
+    actor: audit.Actor,
+    methodology_id: str,
+    version: int,
+    at: datetime,
+    *,
+    min_lead: timedelta,
+    now: datetime | None = None,
+) -> MethodologyVersion:
+    """End a filed version's period at `at`; after it no version is in force in its scope
+    until another is scheduled (a deliberate gap: events then meet `no-methodology`)."""
+    _check_instant(at, now or datetime.now(UTC), min_lead)
+    row = await repository.version(session, methodology_id, version, for_update=True)
+    if row is None:
+        raise VersionNotFoundError(f"no filed {methodology_id} v{version}")
+    if row.effective_to is not None:
+        raise LifecycleConflictError(
+            f"{methodology_id} v{version} already ends at {row.effective_to.isoformat()}"
+        )
+    if at <= row.effective_from:
+        raise ActivationRefusedError("a version cannot be retired before it starts")
+    before = version_state(row)
+    await repository.close_period(session, methodology_id, version, at)
+    await session.refresh(row)
+    await audit.record(
+        session,
+        actor,
+        action="methodology.retire",
+        target_type="methodology-version",
+        target_id=f"{methodology_id}@v{version}",
+        before=before,
+        after=version_state(row),
+    )
+    return row
+
+
+async def filed_versions(session: AsyncSession) -> list[MethodologyVersion]:
+    return list(await repository.all_versions(session))

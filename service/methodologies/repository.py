@@ -1,0 +1,131 @@
+"""All SQL on `methodology_versions` and `methodology_drafts` for the lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import Credit, MethodologyDraft, MethodologyVersion
+
+
+async def version(
+    session: AsyncSession, methodology_id: str, number: int, *, for_update: bool = False
+) -> MethodologyVersion | None:
+    query = select(MethodologyVersion).where(
+        MethodologyVersion.methodology_id == methodology_id, MethodologyVersion.version == number
+    )
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def versions_in_scope(
+    session: AsyncSession, action_type: str, region: str | None, *, for_update: bool = False
+) -> Sequence[MethodologyVersion]:
+    """Every filed version of one action type and region (exactly), oldest first; locked
+    when scheduling, so two activations in one scope cannot interleave."""
+    query = (
+        select(MethodologyVersion)
+        .where(
+            MethodologyVersion.action_type == action_type,
+            MethodologyVersion.region.is_not_distinct_from(region),
+        )
+        .order_by(MethodologyVersion.effective_from)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalars().all()
+
+
+async def all_versions(session: AsyncSession) -> Sequence[MethodologyVersion]:
+    query = select(MethodologyVersion).order_by(
+        MethodologyVersion.action_type, MethodologyVersion.region, MethodologyVersion.effective_from
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def close_period(
+    session: AsyncSession, methodology_id: str, number: int, at: datetime
+) -> None:
+    await session.execute(
+        update(MethodologyVersion)
+        .where(
+            MethodologyVersion.methodology_id == methodology_id,
+            MethodologyVersion.version == number,
+        )
+        .values(effective_to=at)
+    )
+
+
+async def insert_version(session: AsyncSession, row: dict[str, object]) -> None:
+    await session.execute(insert(MethodologyVersion).values(row))
+
+
+async def draft(
+    session: AsyncSession, draft_id: int, *, for_update: bool = False
+) -> MethodologyDraft | None:
+    query = select(MethodologyDraft).where(MethodologyDraft.id == draft_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def draft_exists(session: AsyncSession, methodology_id: str, number: int) -> bool:
+    found = await session.scalar(
+        select(MethodologyDraft.id).where(
+            MethodologyDraft.methodology_id == methodology_id, MethodologyDraft.version == number
+        )
+    )
+    return found is not None
+
+
+async def add_draft(session: AsyncSession, draft: MethodologyDraft) -> MethodologyDraft:
+    session.add(draft)
+    await session.flush()
+    await session.refresh(draft)
+    return draft
+
+
+async def drafts(session: AsyncSession, *, limit: int) -> Sequence[MethodologyDraft]:
+    query = select(MethodologyDraft).order_by(MethodologyDraft.id.desc()).limit(limit)
+    return (await session.execute(query)).scalars().all()
+
+
+async def save_draft(session: AsyncSession, draft: MethodologyDraft) -> None:
+    await session.flush()
+    await session.refresh(draft)
+
+
+async def credits_in_window(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime, *, batch: int
+) -> AsyncIterator[Credit]:
+    """The stored credits of one methodology in [start, end), in crediting order, read in
+    keyset batches (read-only; the back-test's one look at the crediting tables)."""
+    after = -1
+    while True:
+        rows = (
+            (
+                await session.execute(
+                    select(Credit)
+                    .where(
+                        Credit.methodology_id == methodology_id,
+                        Credit.occurred_at >= start,
+                        Credit.occurred_at < end,
+                        Credit.event_id > after,
+                    )
+                    .order_by(Credit.event_id)
+                    .limit(batch)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
+        after = rows[-1].event_id

@@ -1,0 +1,163 @@
+"""The authorisation matrix: every admin endpoint against every role, and without a token."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import ADMIN_ROLES
+from tests.admin.conftest import PASSWORD, make_admin
+
+ALL = set(ADMIN_ROLES)
+METHODOLOGY_READERS = {"methodology-author", "methodology-approver", "auditor", "program-admin"}
+NO_SUCH = "999999999"
+
+# (method, path template, concrete path, body, roles allowed)
+MATRIX: list[tuple[str, str, str, Any, set[str]]] = [
+    ("GET", "/v1/admin/me", "/v1/admin/me", None, ALL),
+    (
+        "GET",
+        "/v1/admin/administrators",
+        "/v1/admin/administrators",
+        None,
+        {"program-admin", "auditor"},
+    ),
+    (
+        "POST",
+        "/v1/admin/administrators",
+        "/v1/admin/administrators",
+        {"login": "new-admin", "display_name": "New", "password": PASSWORD, "roles": ["reviewer"]},
+        {"program-admin"},
+    ),
+    (
+        "PATCH",
+        "/v1/admin/administrators/{admin_id}",
+        f"/v1/admin/administrators/{uuid.uuid4()}",
+        {"status": "disabled"},
+        {"program-admin"},
+    ),
+    ("GET", "/v1/admin/audit", "/v1/admin/audit", None, {"auditor"}),
+    ("GET", "/v1/admin/audit/export", "/v1/admin/audit/export", None, {"auditor"}),
+    ("GET", "/v1/admin/methodologies", "/v1/admin/methodologies", None, METHODOLOGY_READERS),
+    (
+        "POST",
+        "/v1/admin/methodologies/{methodology_id}/versions/{version}/retire",
+        "/v1/admin/methodologies/no.such/versions/1/retire",
+        {"at": "2099-01-01T00:00:00+08:00"},
+        {"methodology-approver"},
+    ),
+    (
+        "GET",
+        "/v1/admin/methodology-drafts",
+        "/v1/admin/methodology-drafts",
+        None,
+        METHODOLOGY_READERS,
+    ),
+    (
+        "POST",
+        "/v1/admin/methodology-drafts",
+        "/v1/admin/methodology-drafts",
+        {"source_yaml": "id: x\n"},
+        {"methodology-author"},
+    ),
+    (
+        "GET",
+        "/v1/admin/methodology-drafts/{draft_id}",
+        f"/v1/admin/methodology-drafts/{NO_SUCH}",
+        None,
+        METHODOLOGY_READERS,
+    ),
+    (
+        "GET",
+        "/v1/admin/methodology-drafts/{draft_id}/diff",
+        f"/v1/admin/methodology-drafts/{NO_SUCH}/diff",
+        None,
+        METHODOLOGY_READERS,
+    ),
+    (
+        "POST",
+        "/v1/admin/methodology-drafts/{draft_id}/approve",
+        f"/v1/admin/methodology-drafts/{NO_SUCH}/approve",
+        None,
+        {"methodology-approver"},
+    ),
+    (
+        "POST",
+        "/v1/admin/methodology-drafts/{draft_id}/schedule",
+        f"/v1/admin/methodology-drafts/{NO_SUCH}/schedule",
+        {"activate_at": "2099-01-01T00:00:00+08:00"},
+        {"methodology-approver"},
+    ),
+]
+MATRIX.append(
+    (
+        "POST",
+        "/v1/admin/methodology-drafts/{draft_id}/backtest",
+        f"/v1/admin/methodology-drafts/{NO_SUCH}/backtest",
+        {"start": "2026-01-01T00:00:00+08:00", "end": "2026-01-02T00:00:00+08:00"},
+        METHODOLOGY_READERS,
+    )
+)
+PUBLIC = {("POST", "/v1/admin/login")}
+
+
+def test_the_matrix_covers_every_admin_endpoint(app: FastAPI) -> None:
+    routes = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/v1/admin")
+        for method in operations
+    }
+    assert routes - PUBLIC == {(method, template) for method, template, *_ in MATRIX}
+
+
+@pytest.mark.parametrize("role", ADMIN_ROLES)
+@pytest.mark.parametrize(
+    ("method", "path", "body", "allowed"),
+    [pytest.param(m, p, b, a, id=f"{m} {t}") for m, t, p, b, a in MATRIX],
+)
+async def test_each_role_reaches_only_its_endpoints(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    role: str,
+    method: str,
+    path: str,
+    body: Any,
+    allowed: set[str],
+) -> None:
+    caller = await make_admin(app, db, role)
+    response = await client.request(method, path, json=body, headers=caller.headers)
+    if role in allowed:
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert response.status_code == 403
+        assert response.json()["type"].endswith("/role-required")
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [pytest.param(m, p, b, id=f"{m} {t}") for m, t, p, b, _ in MATRIX],
+)
+async def test_no_token_or_a_citizen_token_is_refused(
+    client: httpx.AsyncClient, method: str, path: str, body: Any
+) -> None:
+    missing = await client.request(method, path, json=body)
+    assert missing.status_code == 401
+    assert missing.json()["type"].endswith("/admin-token-missing")
+    citizen = await client.post(
+        "/v1/app/register",
+        json={"login": "13812345678", "password": PASSWORD, "display_name": "Rider"},
+    )
+    token = citizen.json()["access_token"]
+    refused = await client.request(
+        method, path, json=body, headers={"authorization": f"Bearer {token}"}
+    )
+    assert refused.status_code == 401
+    assert refused.json()["type"].endswith("/admin-token-invalid")
