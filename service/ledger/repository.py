@@ -374,6 +374,83 @@ async def insert_hold(session: AsyncSession, row: dict[str, Any]) -> int | None:
     return hold_id
 
 
+_LOCK_FOR_HOLD = text(
+    # The participant's POINTS account locked (a hold changes only its `held`), and the id of
+    # the merchant's settlement shard (not locked: a hold posts nothing to it).
+    """
+    SELECT a.id, a.asset, a.bounded, a.posted, a.held, a.chain_seq, a.chain_hash,
+           (SELECT m.id FROM ledger_accounts AS m WHERE m.code = :merchant) AS merchant_id
+    FROM ledger_accounts AS a
+    WHERE a.code = :participant
+    FOR NO KEY UPDATE OF a
+    """
+)
+
+
+async def lock_for_hold(
+    session: AsyncSession, participant_code: str, merchant_code: str
+) -> tuple[AccountState, int | None] | None:
+    """The participant's account, locked, and the merchant shard's id (None if it does not
+    exist yet); None when the participant has no account. One statement."""
+    row = (
+        await session.execute(
+            _LOCK_FOR_HOLD, {"participant": participant_code, "merchant": merchant_code}
+        )
+    ).first()
+    if row is None:
+        return None
+    state = AccountState(
+        row.id, row.asset, row.bounded, row.posted, row.held, row.chain_seq, bytes(row.chain_hash)
+    )
+    return state, row.merchant_id
+
+
+_WRITE_HOLD = text(
+    # Everything a new hold writes, in one statement. When the key was used before (ON
+    # CONFLICT), `h` is empty and nothing else is written.
+    """
+    WITH h AS (
+        INSERT INTO ledger_holds
+            (origin, idempotency_key, request, account_id, counter_account_id, amount, expires_at)
+        VALUES (:origin, :key, CAST(:request AS jsonb), :account, :counter, :amount, :expires_at)
+        ON CONFLICT (origin, idempotency_key) DO NOTHING
+        RETURNING id
+    ), moved AS (
+        INSERT INTO ledger_lot_movements (lot_id, kind, amount, hold_id)
+        SELECT m.lot, 'hold', -m.taken, h.id
+        FROM h, json_to_recordset(CAST(:lots AS json)) AS m(lot bigint, taken bigint)
+    ), lots AS (
+        UPDATE ledger_lots AS l SET remaining = m.remaining
+        FROM json_to_recordset(CAST(:lots AS json)) AS m(lot bigint, remaining bigint)
+        WHERE l.id = m.lot AND EXISTS (SELECT 1 FROM h)
+    ), account AS (
+        UPDATE ledger_accounts SET held = held + :amount
+        WHERE id = :account AND EXISTS (SELECT 1 FROM h)
+    )
+    SELECT id FROM h
+    """
+)
+
+
+async def write_hold(
+    session: AsyncSession,
+    row: dict[str, Any],
+    taken: dict[int, int],
+    remaining: dict[int, int],
+) -> int | None:
+    """Insert the hold, its lot movements and the lots' remainders, and add its amount to
+    the participant's `held`: one statement. None (and nothing written) when the hold's key
+    exists. `taken` and `remaining` are by lot id; the caller holds the account's lock."""
+    lots = json_rows(
+        lot=list(taken), taken=list(taken.values()), remaining=[remaining[i] for i in taken]
+    )
+    result = await session.execute(
+        _WRITE_HOLD, {**row, "request": json_text(row["request"]), "lots": lots}
+    )
+    hold_id: int | None = result.scalar()
+    return hold_id
+
+
 _GET_HOLD = select(_holds).where(_holds.c.id == bindparam("hold_id"))
 _FIND_HOLD = select(_holds).where(
     _holds.c.origin == bindparam("origin"), _holds.c.idempotency_key == bindparam("key")

@@ -353,14 +353,17 @@ async def place_hold(
         "amount": amount,
         "timeout_seconds": int(hold_for.total_seconds()),
     }
-    # A retry of this key meets the stored hold at the insert below (ON CONFLICT), so the
-    # first-time path does not look it up first.
+    # Lock, load the lots, decide, write: three statements. A retry of this key meets the
+    # stored hold at the write (ON CONFLICT), so the first-time path does not look it up.
     participant_code = repo.participant_account_code(participant_id, Asset.POINTS)
     # The capture will post to one of the merchant's settlement shards, picked now: a hold
     # never locks the merchant's account, and captures spread over the shards.
     merchant_code = repo.merchant_account_code(merchant_id, secrets.randbelow(repo.MERCHANT_SHARDS))
-    ids = await repo.account_ids_by_code(session, [participant_code, merchant_code])
-    if merchant_code not in ids:  # the shard's first hold
+    locked = await repo.lock_for_hold(session, participant_code, merchant_code)
+    if locked is None:
+        raise InsufficientPointsError("the participant has no points yet", available=0)
+    account, counter_id = locked
+    if counter_id is None:  # the shard's first hold
         settlement = {
             "code": merchant_code,
             "owner_type": "merchant",
@@ -369,38 +372,35 @@ async def place_hold(
             "kind": "settlement",
             "bounded": True,
         }
-        ids.update(await repo.ensure_accounts(session, [settlement]))
-    if participant_code not in ids:
-        raise InsufficientPointsError("the participant has no points yet", available=0)
-    account_id, counter_id = ids[participant_code], ids[merchant_code]
-    expires_at = now + hold_for
-    hold_id = await repo.insert_hold(
-        session,
-        {
-            "origin": origin,
-            "idempotency_key": key,
-            "request": content,
-            "account_id": account_id,
-            "counter_account_id": counter_id,
-            "amount": amount,
-            "expires_at": expires_at,
-        },
-    )
-    if hold_id is None:  # a concurrent request with this key committed first
-        return _existing_hold(await repo.find_hold(session, origin, key), origin, key, content)
-
-    # Only the participant's account changes (its held points): only it is locked.
-    states = await repo.lock_accounts(session, [account_id])
-    lots = await repo.open_lots(session, account_id, not_expired_at=now)
+        counter_id = (await repo.ensure_accounts(session, [settlement]))[merchant_code]
+    lots = await repo.open_lots(session, account.id, not_expired_at=now)
     taken = _take_in_order(lots, amount)
     if taken is None:
+        prior = await repo.find_hold(session, origin, key)
+        if prior is not None:  # a retry after the points were spent: the stored hold
+            return _existing_hold(prior, origin, key, content)
         available = sum(lot.remaining for lot in lots)
         raise InsufficientPointsError(
             f"{amount} points requested, {available} available", available=available
         )
-    await _move_lots(session, lots, taken, kind="hold", hold_id=hold_id, sign=-1)
-    states[account_id].held += amount
-    await repo.save_accounts(session, states.values())
+    expires_at = now + hold_for
+    remaining = {lot.id: lot.remaining - taken.get(lot.id, 0) for lot in lots}
+    hold_id = await repo.write_hold(
+        session,
+        {
+            "origin": origin,
+            "key": key,
+            "request": content,
+            "account": account.id,
+            "counter": counter_id,
+            "amount": amount,
+            "expires_at": expires_at,
+        },
+        {lot_id: n for lot_id, n in taken.items() if n},
+        remaining,
+    )
+    if hold_id is None:  # this key was used before: the stored hold, nothing written now
+        return _existing_hold(await repo.find_hold(session, origin, key), origin, key, content)
     return HoldResult(Status.CREATED, hold_id, amount, expires_at)
 
 
