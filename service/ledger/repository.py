@@ -286,6 +286,50 @@ async def insert_postings(session: AsyncSession, rows: Sequence[dict[str, Any]])
         await session.execute(_INSERT_POSTINGS, {"postings": postings})
 
 
+_POST_AND_SAVE = text(
+    """
+    WITH postings AS (
+        INSERT INTO ledger_postings
+            (transaction_id, account_id, asset, amount, account_seq, chain_hash)
+        SELECT tx, account, asset, amount, seq, decode(hash, 'hex')
+        FROM json_to_recordset(CAST(:postings AS json))
+             AS p(tx bigint, account bigint, asset text, amount bigint, seq bigint, hash text)
+    )
+    UPDATE ledger_accounts AS a
+    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq,
+        chain_hash = decode(s.chain_hash, 'hex')
+    FROM json_to_recordset(CAST(:accounts AS json))
+         AS s(id bigint, posted bigint, held bigint, chain_seq bigint, chain_hash text)
+    WHERE a.id = s.id
+    """
+)
+
+
+async def post_and_save(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], states: Iterable[AccountState]
+) -> None:
+    """A transaction's postings and the locked accounts' new balances and chain heads, in
+    one statement (`insert_postings` and `save_accounts` together, one round trip)."""
+    states = list(states)
+    if not rows:
+        await save_accounts(session, states)
+        return
+    await session.execute(
+        _POST_AND_SAVE,
+        {
+            "postings": json_rows(
+                tx=[r["transaction_id"] for r in rows],
+                account=[r["account_id"] for r in rows],
+                asset=[r["asset"] for r in rows],
+                amount=[r["amount"] for r in rows],
+                seq=[r["account_seq"] for r in rows],
+                hash=[bytes(r["chain_hash"]).hex() for r in rows],
+            ),
+            "accounts": _account_rows(states),
+        },
+    )
+
+
 async def insert_lots(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
@@ -372,6 +416,45 @@ async def insert_hold(session: AsyncSession, row: dict[str, Any]) -> int | None:
     )
     hold_id: int | None = result.scalar()
     return hold_id
+
+
+_LOCK_HOLD_ACCOUNTS = text(
+    """
+    SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
+    FROM ledger_accounts
+    WHERE id = ANY(:ids) OR code = :debt
+       OR (code = ANY(:issuance)
+           AND EXISTS (SELECT 1 FROM ledger_accounts AS d WHERE d.code = :debt))
+    ORDER BY id FOR NO KEY UPDATE
+    """
+)
+
+
+async def lock_hold_accounts(
+    session: AsyncSession, ids: Sequence[int], debt_code: str, issuance_codes: Sequence[str]
+) -> tuple[dict[str, int], dict[int, AccountState]]:
+    """Lock, in id order and in one statement, the accounts `ids`, the DEBT account
+    `debt_code` if it exists and, only then, the issuance shards `issuance_codes`. Returns
+    the ids of the accounts found by code, and every locked account's state by id."""
+    rows = await session.execute(
+        _LOCK_HOLD_ACCOUNTS,
+        {"ids": sorted(set(ids)), "debt": debt_code, "issuance": list(issuance_codes)},
+    )
+    codes: dict[str, int] = {}
+    states: dict[int, AccountState] = {}
+    for row in rows:
+        if row.code in (debt_code, *issuance_codes):
+            codes[row.code] = row.id
+        states[row.id] = AccountState(
+            row.id,
+            row.asset,
+            row.bounded,
+            row.posted,
+            row.held,
+            row.chain_seq,
+            bytes(row.chain_hash),
+        )
+    return codes, states
 
 
 _LOCK_FOR_HOLD = text(

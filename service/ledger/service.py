@@ -125,8 +125,7 @@ class _Writer:
         )
 
     async def flush(self, session: AsyncSession) -> None:
-        await repo.insert_postings(session, self.postings)
-        await repo.save_accounts(session, self.states.values())
+        await repo.post_and_save(session, self.postings, self.states.values())
         self.postings = []
 
 
@@ -474,25 +473,25 @@ class _HoldAccounts:
 
 
 async def _lock_for_hold(session: AsyncSession, hold: Any) -> _HoldAccounts:
+    """Lock what resolving the hold may touch, in one statement: the participant's account,
+    the hold's merchant shard, and, for a participant with a DEBT account (whom released or
+    captured points may pay off), that account and an issuance shard per asset."""
     participant_id = uuid.UUID(hold.request["participant_id"])
     shard = _shard()
-    codes = [
-        repo.participant_account_code(participant_id, Asset.DEBT),
+    debt_code = repo.participant_account_code(participant_id, Asset.DEBT)
+    issuance = [
         repo.issuance_account_code(Asset.POINTS, shard),
         repo.issuance_account_code(Asset.DEBT, shard),
     ]
-    ids = await repo.account_ids_by_code(session, codes[:1])
-    if ids:  # only a participant in debt needs issuance locked to pay it
-        ids.update(await repo.account_ids_by_code(session, codes[1:]))
-    states = await repo.lock_accounts(
-        session, [hold.account_id, hold.counter_account_id, *ids.values()]
+    codes, states = await repo.lock_hold_accounts(
+        session, [hold.account_id, hold.counter_account_id], debt_code, issuance
     )
     return _HoldAccounts(
         hold.account_id,
         hold.counter_account_id,
-        ids.get(codes[0]),
-        ids.get(codes[1]),
-        ids.get(codes[2]),
+        codes.get(debt_code),
+        codes.get(issuance[0]),
+        codes.get(issuance[1]),
         states,
     )
 
