@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
@@ -14,6 +13,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.cache import TtlCache
 from service.merchants.errors import (
     MerchantKeyInvalidError,
     MerchantSuspendedError,
@@ -76,37 +76,29 @@ async def issue_key(
 _CACHE_SECONDS = 5.0
 
 
-class MerchantKeyCache:
+class MerchantKeyCache(TtlCache[str, tuple[MerchantApiKey, Merchant]]):
     """Key id -> (key, merchant) rows for a few seconds, as partner credentials are: every
     till call checks its key, and a revocation or a suspension takes effect within
     `_CACHE_SECONDS`. The secret is still compared on every request."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, tuple[MerchantApiKey, Merchant] | None]] = {}
-
-    def clear(self) -> None:
-        self._entries.clear()
+        super().__init__(_CACHE_SECONDS)
 
     async def get(
         self, sessionmaker: async_sessionmaker[AsyncSession], key_id: str
     ) -> tuple[MerchantApiKey, Merchant] | None:
-        now = time.monotonic()
-        hit = self._entries.get(key_id)
-        if hit is not None and now - hit[0] < _CACHE_SECONDS:
-            return hit[1]
-        async with sessionmaker() as session:
-            row = (
-                await session.execute(
-                    select(MerchantApiKey, Merchant)
-                    .join(Merchant, Merchant.id == MerchantApiKey.merchant_id)
-                    .where(MerchantApiKey.key_id == key_id)
-                )
-            ).first()
-        found = None if row is None else (row[0], row[1])
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[key_id] = (now, found)
-        return found
+        async def load(key_id: str) -> tuple[MerchantApiKey, Merchant] | None:
+            async with sessionmaker() as session:
+                row = (
+                    await session.execute(
+                        select(MerchantApiKey, Merchant)
+                        .join(Merchant, Merchant.id == MerchantApiKey.merchant_id)
+                        .where(MerchantApiKey.key_id == key_id)
+                    )
+                ).first()
+            return None if row is None else (row[0], row[1])
+
+        return await self.get_or_load(key_id, load)
 
 
 async def authenticate_merchant(request: Request) -> MerchantContext:

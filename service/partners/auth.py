@@ -28,6 +28,7 @@ from integrations import (
     hmac_signature,
     signed_content,
 )
+from service.cache import TtlCache
 from service.errors import PayloadTooLargeError, RateLimitedError
 from service.models import Partner, PartnerCredential
 from service.observability import get_logger
@@ -68,34 +69,28 @@ class _Credential:
     revoked: bool
 
 
-class CredentialCache:
+class CredentialCache(TtlCache[str, _Credential]):
     """Key id -> credential, for a few seconds: a revocation takes effect within that."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, _Credential | None]] = {}
-
-    def clear(self) -> None:
-        self._entries.clear()
+        super().__init__(_CACHE_SECONDS)
 
     async def get(
         self, sessionmaker: async_sessionmaker[AsyncSession], partner_key: str, key_id: str
     ) -> _Credential | None:
-        now = time.monotonic()
-        hit = self._entries.get(key_id)
-        if hit is not None and now - hit[0] < _CACHE_SECONDS:
-            return hit[1]
-        async with sessionmaker() as session:
-            row = (
-                await session.execute(
-                    select(PartnerCredential, Partner)
-                    .join(Partner, Partner.id == PartnerCredential.partner_id)
-                    .where(PartnerCredential.key_id == key_id)
-                )
-            ).first()
-        credential = None
-        if row is not None:
+        async def load(key_id: str) -> _Credential | None:
+            async with sessionmaker() as session:
+                row = (
+                    await session.execute(
+                        select(PartnerCredential, Partner)
+                        .join(Partner, Partner.id == PartnerCredential.partner_id)
+                        .where(PartnerCredential.key_id == key_id)
+                    )
+                ).first()
+            if row is None:
+                return None
             stored, partner = row
-            credential = _Credential(
+            return _Credential(
                 PartnerContext(
                     partner.id,
                     partner.code,
@@ -110,10 +105,8 @@ class CredentialCache:
                 stored.expires_at,
                 stored.revoked_at is not None,
             )
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[key_id] = (now, credential)
-        return credential
+
+        return await self.get_or_load(key_id, load)
 
 
 @dataclass(frozen=True, slots=True)
