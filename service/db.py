@@ -164,6 +164,10 @@ def reader(source: AsyncSession | Reader) -> Reader:
     return SessionReader(source) if isinstance(source, AsyncSession) else source
 
 
+# The read pool's bound on waiting for a connection and on one statement, seconds.
+READ_TIMEOUT_SECONDS = 10.0
+
+
 async def _as_left(connection: Any) -> None:
     """Release without asyncpg's reset round trip: the read pool's statements change no
     session state (and its connections are read-only)."""
@@ -184,6 +188,10 @@ async def create_read_pool(database_url: str, *, size: int) -> Any:
         to_asyncpg_dsn(database_url),
         min_size=0,
         max_size=size,
+        # A hung server (or a host gone without closing its sockets) must give a 503, not
+        # a request that waits for ever: asyncpg's timeouts are TimeoutErrors, which
+        # `service.errors.database_unavailable` answers with 503 and Retry-After.
+        command_timeout=READ_TIMEOUT_SECONDS,
         reset=_as_left,
         init=_json_codecs,
         server_settings={
@@ -194,7 +202,7 @@ async def create_read_pool(database_url: str, *, size: int) -> Any:
 
 
 async def _app_reader(request: Request) -> AsyncIterator[Reader]:
-    async with request.app.state.read_pool.acquire() as connection:
+    async with request.app.state.read_pool.acquire(timeout=READ_TIMEOUT_SECONDS) as connection:
         yield PoolReader(connection)
 
 

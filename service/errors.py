@@ -128,8 +128,9 @@ class InternalError(ProblemError):
 # failover or a restart to make progress, short enough that a till's customer still waits.
 UNAVAILABLE_RETRY_AFTER_SECONDS = 2
 # SQLSTATE classes meaning "the server cannot serve this connection now": 08 connection
-# exception, 57P01-57P03 admin shutdown, crash shutdown, cannot connect now.
-_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# exception, 57P01-57P03 admin shutdown, crash shutdown, cannot connect now; 53300 too many
+# connections; 55P03 a lock not had within the transaction's `lock_timeout` (busy rows).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "55P03")
 
 
 def database_unavailable(exc: BaseException) -> ServiceUnavailableError | None:

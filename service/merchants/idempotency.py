@@ -32,6 +32,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import PROBLEM_MEDIA_TYPE, ProblemError
@@ -48,14 +49,22 @@ KEY_PATTERN = r"^[\x21-\x7E]{1,255}$"
 _KEY = re.compile(KEY_PATTERN)
 # Every merchant call runs the claim and the record: plain SQL built once (the ORM's bulk
 # insert and update machinery cost more Python than their round trips).
+#
+# The claim also bounds every lock wait of the request's transaction (`lock_timeout`, local to
+# it): a duplicate arriving while the first request runs waits at the claim at most
+# `LOCK_WAIT`, then gets `409 request-in-progress`, so a till retrying in a loop cannot park
+# one connection per retry; any later lock wait past it is a 503 (busy: retry after a moment).
+LOCK_WAIT = "5s"
 _CLAIM = text(
     """
+    WITH bounded AS (SELECT set_config('lock_timeout', :lock_wait, true))
     INSERT INTO idempotency_keys (merchant_id, key, request_hash, state, locked_at)
-    VALUES (:merchant_id, :key, :request_hash, 'in_progress', clock_timestamp())
+    SELECT :merchant_id, :key, :request_hash, 'in_progress', clock_timestamp() FROM bounded
     ON CONFLICT DO NOTHING
     RETURNING locked_at
     """
 )
+_LOCK_NOT_AVAILABLE = "55P03"
 _RECORD = text(
     """
     UPDATE idempotency_keys
@@ -89,9 +98,21 @@ async def run_idempotent(
             "send an Idempotency-Key header of 1 to 255 visible ASCII characters"
         )
     fingerprint = _fingerprint(operation, request.url.path, body)
-    lease = await session.scalar(
-        _CLAIM, {"merchant_id": merchant_id, "key": key, "request_hash": fingerprint}
-    )
+    try:
+        lease = await session.scalar(
+            _CLAIM,
+            {
+                "merchant_id": merchant_id,
+                "key": key,
+                "request_hash": fingerprint,
+                "lock_wait": LOCK_WAIT,
+            },
+        )
+    except DBAPIError as exc:
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if code != _LOCK_NOT_AVAILABLE:
+            raise
+        raise RequestInProgressError("retry when the first request has finished") from None
     if lease is None:  # stored and committed (a concurrent first request was waited for)
         stored = await session.scalar(
             select(IdempotencyKey)

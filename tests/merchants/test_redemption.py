@@ -270,6 +270,40 @@ async def test_a_client_error_is_stored_with_its_key_and_replayed_and_nothing_el
     assert (holds, redemptions, keys) == (0, 0, 1)
 
 
+async def test_a_duplicate_waits_for_the_first_at_most_the_lock_wait_then_gets_409(
+    live: Live, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import text
+
+    from service.merchants import idempotency
+
+    monkeypatch.setattr(idempotency, "LOCK_WAIT", "300ms")
+    till, rider, _ = await _setup(live, http)
+    body = {"redemption_token": await _code(live, rider), "points": 10}
+    key_id = till.token.removeprefix("cpmk_").rsplit("_", 1)[0]
+    # The first request with this key, still running: its claim is inserted, not committed.
+    async with live.sessionmaker() as first, first.begin():
+        await first.execute(
+            text(
+                "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state)"
+                " SELECT merchant_id, 'slow-sale', '\\x00', 'in_progress'"
+                " FROM merchant_api_keys WHERE key_id = :key_id"
+            ),
+            {"key_id": key_id},
+        )
+        started = asyncio.get_running_loop().time()
+        duplicate = await till.call("POST", "/v1/merchant/redemptions", body, key="slow-sale")
+        waited = asyncio.get_running_loop().time() - started
+        assert duplicate.status_code == 409, duplicate.text
+        assert duplicate.json()["type"].endswith("/request-in-progress")
+        assert 0.25 < waited < 5
+        await first.rollback()
+    # Nothing was written for the duplicate; with the first gone, the key is free again.
+    assert await live.balance(rider) == 1000
+    retried = await till.call("POST", "/v1/merchant/redemptions", body, key="slow-sale")
+    assert retried.status_code == 201
+
+
 async def test_offers_respect_stock_and_per_user_limits(
     live: Live, http: httpx.AsyncClient
 ) -> None:
