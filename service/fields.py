@@ -10,14 +10,21 @@ compiled regex), so they cost no Python code per field on the crediting path.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
-from pydantic import Field
+from pydantic import AfterValidator, AwareDatetime, Field
 from sqlalchemy import String
 from sqlalchemy.orm import InstrumentedAttribute
 
-from service.models import Organisation, Participant
+from service.models import (
+    Admin,
+    AdminAuditEntry,
+    MethodologyVersion,
+    Organisation,
+    Participant,
+)
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -99,3 +106,25 @@ def cursor_offset(cursor: str | None) -> int:
 def next_offset_cursor(offset: int, limit: int, fetched: int) -> str | None:
     """The cursor of the next page, given that `limit + 1` rows were asked for."""
     return str(offset + limit) if fetched > limit else None
+
+
+# Administrators and the methodology lifecycle (service/admin): lengths from their columns.
+ADMIN_LOGIN_MAX_LENGTH = column_length(Admin.login)
+ADMIN_DISPLAY_NAME_MAX_LENGTH = column_length(Admin.display_name)
+METHODOLOGY_ID_MAX_LENGTH = column_length(MethodologyVersion.methodology_id)
+AUDIT_ACTION_MAX_LENGTH = column_length(AdminAuditEntry.action)
+# A text document (an uploaded YAML methodology): tabs and line breaks belong to it, the
+# other C0 controls, DEL and the C1 controls do not.
+TEXT_DOCUMENT_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+
+
+def _utc_representable(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00, 9999-12-31T23:00-05:00: no UTC instant
+        raise ValueError("must lie within the years 1 to 9999 in UTC") from None
+    return value
+
+
+# An instant with its UTC offset that PostgreSQL can store (a 422 naming the field, else).
+Instant = Annotated[AwareDatetime, AfterValidator(_utc_representable)]

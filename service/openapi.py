@@ -46,12 +46,28 @@ TAGS: list[dict[str, str]] = [
         " redemptions; settlement statements. A scoped key (MerchantKey) and an Idempotency-Key"
         " on every POST.",
     },
+    {
+        "name": "admin-accounts",
+        "description": "Administrators: sign-in (password and TOTP code), administrators and"
+        " their roles. Every call but login carries an AdminAccessToken.",
+    },
+    {
+        "name": "admin-audit",
+        "description": "Administrators: the hash-chained audit trail of every administrative act,"
+        " paged or exported (auditors).",
+    },
+    {
+        "name": "admin-methodologies",
+        "description": "Administrators: the methodology lifecycle: draft, diff, back-test,"
+        " approve (four eyes), schedule, retire.",
+    },
     {"name": "operations", "description": "Liveness and readiness, for load balancers."},
 ]
 TAG_GROUPS = [
     {"name": "Partners", "tags": ["partner-events"]},
     {"name": "Mobile app", "tags": ["app-accounts", "app-points", "app-privacy", "app-offers"]},
     {"name": "Merchants", "tags": ["merchant-redemptions"]},
+    {"name": "Administrators", "tags": ["admin-accounts", "admin-audit", "admin-methodologies"]},
     {"name": "Operations", "tags": ["operations"]},
 ]
 
@@ -69,6 +85,14 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "bearerFormat": "JWT",
         "description": "An access token from `POST /v1/app/login` (or register, or refresh);"
         " HS256, valid ten minutes.",
+    },
+    "AdminAccessToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An administrator's access token from `POST /v1/admin/login` (password"
+        " and TOTP code); HS256 with its own audience (`carbon-points-admin`), valid fifteen"
+        " minutes. App tokens are refused here, and admin tokens in the app.",
     },
     "MerchantKey": {
         "type": "http",
@@ -107,6 +131,7 @@ PARTNER_SECURITY: list[dict[str, list[str]]] = [
 ]
 MERCHANT_SECURITY: list[dict[str, list[str]]] = [{"MerchantKey": []}]
 APP_SECURITY: list[dict[str, list[str]]] = [{"AppAccessToken": []}]
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"AdminAccessToken": []}]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -164,6 +189,7 @@ _RETRY_AFTER = {
     }
 }
 
+ADMIN_LOGIN_PATH = "/v1/admin/login"
 _PUBLIC_APP_PATHS = {
     "/v1/app/register",
     "/v1/app/login",
@@ -180,6 +206,17 @@ _MORE_STATUSES: dict[str, set[int]] = {
     "get_organisation_leaderboard": {403},
     "link_identity": {409},
     "claim_voucher_code": {409},
+    # Administrators (`role-required` 403s come with every admin route but login).
+    "admin_login": {401, 429},
+    "create_administrator": {409},
+    "update_administrator": {404},
+    "retire_methodology_version": {404, 409},
+    "create_methodology_draft": {409},
+    "get_methodology_draft": {404},
+    "diff_methodology_draft": {404},
+    "approve_methodology_draft": {404, 409},
+    "schedule_methodology_draft": {404, 409},
+    "backtest_methodology_draft": {404},
 }
 
 
@@ -199,6 +236,8 @@ def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[in
             statuses.add(409)
     elif path.startswith("/v1/app/") and path not in _PUBLIC_APP_PATHS:
         statuses.add(401)
+    elif path.startswith("/v1/admin/") and path != ADMIN_LOGIN_PATH:
+        statuses |= {401, 403}
     return statuses
 
 
@@ -245,6 +284,8 @@ def _security(path: str, operation: dict[str, Any]) -> list[dict[str, list[str]]
         return MERCHANT_SECURITY
     if path.startswith("/v1/app/"):
         return [] if path in _PUBLIC_APP_PATHS else APP_SECURITY
+    if path.startswith("/v1/admin/"):
+        return [] if path == ADMIN_LOGIN_PATH else ADMIN_SECURITY
     return operation.get("security")
 
 
@@ -261,7 +302,8 @@ def _apply_examples(operation: dict[str, Any], examples: dict[str, Any]) -> None
     if response is None:  # 204: nothing to show
         return
     content = operation["responses"][str(status)].setdefault("content", {})
-    media = content.setdefault("application/json", {})
+    # JSON unless the route declares its one media type (the audit export's NDJSON).
+    media = content.setdefault(next(iter(content), "application/json"), {})
     media["example"] = response
 
 

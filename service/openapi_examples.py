@@ -86,6 +86,71 @@ _REDEMPTION_OUT: dict[str, Any] = {
 }
 _IDEMPOTENCY = {"Idempotency-Key": "till-3-sale-20261130-0042"}
 
+_ADMIN = "7f0c9a2e-4b1d-4e8f-9c3a-5d6e7f8a9b0c"
+_APPROVER = "3e5d7c9b-1a2f-4b4c-8d6e-0f1a2b3c4d5e"
+_ADMIN_OUT: dict[str, Any] = {
+    "id": _ADMIN,
+    "login": "alice",
+    "display_name": "Alice Admin",
+    "roles": ["program-admin"],
+    "status": "active",
+    "created_at": _AT,
+}
+_BOB_OUT: dict[str, Any] = {
+    **_ADMIN_OUT,
+    "id": _APPROVER,
+    "login": "bob",
+    "display_name": "Bob",
+    "roles": ["methodology-author"],
+}
+_AUDIT_ENTRY: dict[str, Any] = {
+    "id": 1,
+    "occurred_at": _AT,
+    "admin_id": _ADMIN,
+    "actor": "alice",
+    "role": "program-admin",
+    "action": "admin.create",
+    "target_type": "admin",
+    "target_id": _APPROVER,
+    "before_digest": None,
+    "after_digest": "9f2c4e6a" + "0" * 56,
+    "request_id": "4c1d2b7f9e0a4d3c8b6a5f4e3d2c1b0a",
+    "detail": {},
+    "prev_hash": "0" * 64,
+    "hash": "51ab7e3d" + "0" * 56,
+}
+_DRAFT_OUT: dict[str, Any] = {
+    "id": 1,
+    "methodology_id": "transit.metro",
+    "version": 2,
+    "action_type": "transit.metro",
+    "region": None,
+    "content_hash": "c0ffee12" + "0" * 56,
+    "author_id": _APPROVER,
+    "created_at": _AT,
+    "approved_by": None,
+    "approved_at": None,
+    "activate_at": None,
+    "status": "draft",
+}
+_DRAFT_YAML = (
+    "id: transit.metro\n"
+    "version: 2\n"
+    "title: Metro trip (national default)\n"
+    "action_type: transit.metro\n"
+    "# ... the whole methodology, as in points_rules/library/transit.metro.yaml\n"
+)
+_VERSION_OUT: dict[str, Any] = {
+    "methodology_id": "transit.metro",
+    "version": 1,
+    "action_type": "transit.metro",
+    "region": None,
+    "effective_from": "2025-01-01T00:00:00+08:00",
+    "effective_to": None,
+    "content_hash": "5eed1234" + "0" * 56,
+    "filed_at": _AT,
+}
+
 EXAMPLES: dict[str, dict[str, Any]] = {
     # Operations
     "check_liveness": {"response": (200, {"status": "ok"})},
@@ -356,6 +421,161 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                     {"at": _AT, "kind": "redemption", "transaction_id": 41, "points": 500},
                     {"at": _AT, "kind": "refund", "transaction_id": 42, "points": -200},
                 ],
+            },
+        ),
+    },
+    # Administrators
+    "admin_login": {
+        "request": {"login": "alice", "password": "correct horse battery staple", "totp": "123456"},
+        "response": (
+            200,
+            {
+                "admin_id": _ADMIN,
+                "token_type": "Bearer",
+                "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6Imsx...",
+                "expires_in": 900,
+                "roles": ["program-admin"],
+            },
+        ),
+    },
+    "get_current_admin": {"response": (200, _ADMIN_OUT)},
+    "list_administrators": {
+        "parameters": {"cursor": "50", "limit": 50},
+        "response": (200, {"items": [_ADMIN_OUT, _BOB_OUT], "next_cursor": None}),
+    },
+    "create_administrator": {
+        "request": {
+            "login": "bob",
+            "display_name": "Bob",
+            "password": "a long passphrase of Bob's",
+            "roles": ["methodology-author"],
+        },
+        "response": (
+            201,
+            {
+                **_BOB_OUT,
+                "totp_provisioning_uri": "otpauth://totp/carbon-points:bob?secret=JBSWY3DPEHPK3PXP"
+                "&issuer=carbon-points",
+            },
+        ),
+    },
+    "update_administrator": {
+        "parameters": {"admin_id": _APPROVER},
+        "request": {"roles": ["methodology-author", "auditor"]},
+        "response": (200, {**_BOB_OUT, "roles": ["auditor", "methodology-author"]}),
+    },
+    "list_audit_entries": {
+        "parameters": {"cursor": "100", "limit": 100, "action": "admin.create"},
+        "response": (200, {"items": [_AUDIT_ENTRY], "next_cursor": "101"}),
+    },
+    "export_audit_entries": {
+        "parameters": {"since": "2026-11-01T00:00:00+08:00", "until": "2026-12-01T00:00:00+08:00"},
+        "response": (200, '{"id":1,"action":"admin.create","actor":"alice",...}\n'),
+    },
+    "list_methodology_versions": {
+        "parameters": {"cursor": "50", "limit": 50},
+        "response": (200, {"items": [_VERSION_OUT], "next_cursor": None}),
+    },
+    "retire_methodology_version": {
+        "parameters": {"methodology_id": "transit.metro", "version": 1},
+        "request": {"at": "2028-01-01T00:00:00+08:00"},
+        "response": (200, {**_VERSION_OUT, "effective_to": "2028-01-01T00:00:00+08:00"}),
+    },
+    "list_methodology_drafts": {
+        "parameters": {"cursor": "50", "limit": 50},
+        "response": (200, {"items": [_DRAFT_OUT], "next_cursor": None}),
+    },
+    "create_methodology_draft": {
+        "request": {"source_yaml": _DRAFT_YAML},
+        "response": (201, _DRAFT_OUT),
+    },
+    "get_methodology_draft": {
+        "parameters": {"draft_id": 1},
+        "response": (200, {**_DRAFT_OUT, "source_yaml": _DRAFT_YAML}),
+    },
+    "diff_methodology_draft": {
+        "parameters": {"draft_id": 1},
+        "response": (
+            200,
+            {
+                "draft_id": 1,
+                "against": "transit.metro@v1",
+                "changes": [
+                    {
+                        "section": "",
+                        "name": "",
+                        "field": "claim_window_days",
+                        "before": 7,
+                        "after": 10,
+                        "text": "~ claim_window_days: 7 -> 10",
+                    },
+                    {
+                        "section": "parameters",
+                        "name": "saving_per_km",
+                        "field": "value",
+                        "before": "46.7",
+                        "after": "50",
+                        "text": "~ parameters.saving_per_km.value: 46.7 -> 50",
+                    },
+                ],
+            },
+        ),
+    },
+    "approve_methodology_draft": {
+        "parameters": {"draft_id": 1},
+        "response": (
+            200,
+            {**_DRAFT_OUT, "status": "approved", "approved_by": _ADMIN, "approved_at": _AT},
+        ),
+    },
+    "schedule_methodology_draft": {
+        "parameters": {"draft_id": 1},
+        "request": {"activate_at": "2027-01-01T00:00:00+08:00"},
+        "response": (
+            200,
+            {
+                "draft": {
+                    **_DRAFT_OUT,
+                    "status": "scheduled",
+                    "approved_by": _ADMIN,
+                    "approved_at": _AT,
+                    "activate_at": "2027-01-01T00:00:00+08:00",
+                },
+                "closes": "transit.metro@v1",
+            },
+        ),
+    },
+    "backtest_methodology_draft": {
+        "parameters": {"draft_id": 1},
+        "request": {
+            "start": "2026-11-01T00:00:00+08:00",
+            "end": "2026-12-01T00:00:00+08:00",
+            "top": 10,
+        },
+        "response": (
+            200,
+            {
+                "draft_id": 1,
+                "events": 2,
+                "mismatches": 0,
+                "groups": [
+                    {
+                        "action_type": "transit.metro",
+                        "region": "CN-JX",
+                        "status": "credited",
+                        "events": 2,
+                        "grams_in_force": 1152,
+                        "points_in_force": 1152,
+                        "grams_draft": 1234,
+                        "points_draft": 1234,
+                        "grams_difference": 82,
+                        "points_difference": 82,
+                        "capped_in_force": 0,
+                        "capped_draft": 0,
+                    }
+                ],
+                "binding_caps": {},
+                "most_affected": [{"participant_id": _PARTICIPANT, "points_difference": 82}],
             },
         ),
     },

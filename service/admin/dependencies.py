@@ -47,7 +47,7 @@ class AdminPrincipal:
 
 _bearer = HTTPBearer(
     auto_error=False,
-    scheme_name="admin access token",
+    scheme_name="AdminAccessToken",
     description="A token from `POST /v1/admin/login` (password and TOTP code).",
 )
 

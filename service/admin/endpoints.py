@@ -5,7 +5,7 @@ checks every endpoint against every role."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -21,25 +21,45 @@ from service.admin.schemas import (
     AdminIn,
     AdminLoginIn,
     AdminOut,
+    AdminPageOut,
     AdminPatch,
     AdminTokenOut,
     AuditEntryOut,
     AuditPageOut,
     BacktestIn,
+    BacktestOut,
     ChangeOut,
     DiffOut,
+    DraftDetailOut,
     DraftIn,
     DraftOut,
+    DraftPageOut,
     RetireIn,
     ScheduledOut,
     ScheduleIn,
     VersionOut,
+    VersionPageOut,
 )
 from service.db import DbSession
+from service.fields import (
+    AUDIT_ACTION_MAX_LENGTH,
+    INT64_MAX,
+    METHODOLOGY_ID_MAX_LENGTH,
+    Cursor,
+    Instant,
+    Limit,
+    cursor_offset,
+    next_offset_cursor,
+)
 from service.methodologies import lifecycle
+from service.methodologies.backtest import backtest as run_backtest
 from service.models import Admin, AdminAuditEntry, MethodologyDraft, MethodologyVersion
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin")
+# Tags name the user group (`admin-*`); service/openapi.py groups them as "Administrators".
+ACCOUNTS = "admin-accounts"
+AUDIT = "admin-audit"
+METHODOLOGIES = "admin-methodologies"
 
 ProgramAdmin = Annotated[AdminPrincipal, Depends(require("program-admin"))]
 AdminsReader = Annotated[AdminPrincipal, Depends(require("program-admin", "auditor"))]
@@ -51,8 +71,10 @@ MethodologyReader = Annotated[
     AdminPrincipal,
     Depends(require("methodology-author", "methodology-approver", "auditor", "program-admin")),
 ]
-DraftId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-MethodologyId = Annotated[str, Path(max_length=80, pattern=r"^[a-z][a-z0-9_.\-]*$")]
+DraftId = Annotated[int, Path(ge=1, le=INT64_MAX)]
+MethodologyId = Annotated[
+    str, Path(max_length=METHODOLOGY_ID_MAX_LENGTH, pattern=r"^[a-z][a-z0-9_.\-]*$")
+]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
@@ -132,10 +154,11 @@ def _min_lead(request: Request) -> timedelta:
 @router.post(
     "/login",
     response_model=AdminTokenOut,
+    tags=[ACCOUNTS],
     responses={401: {"description": "`admin-login-failed`"}, 429: {"description": "throttled"}},
     summary="Sign in with password and TOTP code",
 )
-async def login(body: AdminLoginIn, request: Request, session: DbSession) -> AdminTokenOut:
+async def admin_login(body: AdminLoginIn, request: Request, session: DbSession) -> AdminTokenOut:
     done = await service.login(
         session,
         request.app.state.redis,
@@ -155,23 +178,36 @@ async def login(body: AdminLoginIn, request: Request, session: DbSession) -> Adm
     )
 
 
-@router.get("/me", response_model=AdminOut, summary="The signed-in administrator")
-async def me(admin: AnyAdmin, session: DbSession) -> AdminOut:
+@router.get("/me", response_model=AdminOut, tags=[ACCOUNTS], summary="The signed-in administrator")
+async def get_current_admin(admin: AnyAdmin, session: DbSession) -> AdminOut:
     return _admin_out(await service.get_admin(session, admin.admin_id))
 
 
-@router.get("/administrators", response_model=list[AdminOut], summary="Every administrator")
-async def list_admins(admin: AdminsReader, session: DbSession) -> list[AdminOut]:
-    return [_admin_out(a) for a in await service.list_admins(session)]
+@router.get(
+    "/administrators",
+    response_model=AdminPageOut,
+    tags=[ACCOUNTS],
+    summary="Every administrator, by login",
+)
+async def list_administrators(
+    admin: AdminsReader, session: DbSession, cursor: Cursor = None, limit: Limit = 50
+) -> AdminPageOut:
+    offset = cursor_offset(cursor)
+    rows = await service.list_admins(session, offset=offset, limit=limit + 1)
+    return AdminPageOut(
+        items=[_admin_out(a) for a in rows[:limit]],
+        next_cursor=next_offset_cursor(offset, limit, len(rows)),
+    )
 
 
 @router.post(
     "/administrators",
     status_code=status.HTTP_201_CREATED,
     response_model=AdminCreatedOut,
+    tags=[ACCOUNTS],
     summary="Create an administrator (the TOTP provisioning URI is shown once)",
 )
-async def create_admin(
+async def create_administrator(
     body: AdminIn, admin: ProgramAdmin, request: Request, session: DbSession
 ) -> AdminCreatedOut:
     enrolled = await service.create_admin(
@@ -192,9 +228,10 @@ async def create_admin(
 @router.patch(
     "/administrators/{admin_id}",
     response_model=AdminOut,
+    tags=[ACCOUNTS],
     summary="Change an administrator's roles or status (ends their current tokens)",
 )
-async def update_admin(
+async def update_administrator(
     admin_id: uuid.UUID, body: AdminPatch, admin: ProgramAdmin, session: DbSession
 ) -> AdminOut:
     updated = await service.update_admin(
@@ -210,36 +247,48 @@ async def update_admin(
 # --- the audit trail ------------------------------------------------------------------------
 
 
-@router.get("/audit", response_model=AuditPageOut, summary="The audit trail, oldest first")
-async def audit_page(
+@router.get(
+    "/audit", response_model=AuditPageOut, tags=[AUDIT], summary="The audit trail, oldest first"
+)
+async def list_audit_entries(
     admin: Auditor,
     session: DbSession,
-    after: Annotated[str | None, Query(max_length=19, pattern=r"^[0-9]+$")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z.\-]+$")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+    action: Annotated[
+        str | None, Query(max_length=AUDIT_ACTION_MAX_LENGTH, pattern=r"^[a-z.\-]+$")
+    ] = None,
 ) -> AuditPageOut:
-    page = await audit.list_entries(session, after=after, limit=limit, action=action)
+    page = await audit.list_entries(session, cursor=cursor, limit=limit, action=action)
     return AuditPageOut(items=[_entry_out(e) for e in page.entries], next_cursor=page.next_cursor)
+
+
+class NdjsonResponse(Response):
+    media_type = "application/x-ndjson"
 
 
 @router.get(
     "/audit/export",
+    tags=[AUDIT],
     summary="Export the audit trail of a period as NDJSON (one entry a line)",
-    response_class=Response,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    response_class=NdjsonResponse,
+    responses={
+        200: {
+            "description": "One audit entry (as in `GET /v1/admin/audit`) a line, oldest first.",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
 )
-async def audit_export(
+async def export_audit_entries(
     admin: Auditor,
     session: DbSession,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query(description="from this instant (inclusive)")] = None,
+    until: Annotated[Instant | None, Query(description="to this instant (exclusive)")] = None,
 ) -> Response:
     entries = await audit.export_entries(session, since=since, until=until)
     lines = b"".join(orjson.dumps(_entry_out(e).model_dump(mode="json")) + b"\n" for e in entries)
-    return Response(
-        lines,
-        media_type="application/x-ndjson",
-        headers={"content-disposition": 'attachment; filename="audit.ndjson"'},
+    return NdjsonResponse(
+        lines, headers={"content-disposition": 'attachment; filename="audit.ndjson"'}
     )
 
 
@@ -247,18 +296,29 @@ async def audit_export(
 
 
 @router.get(
-    "/methodologies", response_model=list[VersionOut], summary="Every filed methodology version"
+    "/methodologies",
+    response_model=VersionPageOut,
+    tags=[METHODOLOGIES],
+    summary="Every filed methodology version",
 )
-async def versions(admin: MethodologyReader, session: DbSession) -> list[VersionOut]:
-    return [_version_out(v) for v in await lifecycle.filed_versions(session)]
+async def list_methodology_versions(
+    admin: MethodologyReader, session: DbSession, cursor: Cursor = None, limit: Limit = 50
+) -> VersionPageOut:
+    offset = cursor_offset(cursor)
+    rows = await lifecycle.filed_versions(session, offset=offset, limit=limit + 1)
+    return VersionPageOut(
+        items=[_version_out(v) for v in rows[:limit]],
+        next_cursor=next_offset_cursor(offset, limit, len(rows)),
+    )
 
 
 @router.post(
     "/methodologies/{methodology_id}/versions/{version}/retire",
     response_model=VersionOut,
+    tags=[METHODOLOGIES],
     summary="End a filed version's period at an exact instant",
 )
-async def retire(
+async def retire_methodology_version(
     methodology_id: MethodologyId,
     version: VersionNumber,
     body: RetireIn,
@@ -273,36 +333,57 @@ async def retire(
     return _version_out(row)
 
 
-@router.get("/methodology-drafts", response_model=list[DraftOut], summary="Drafts, newest first")
-async def drafts(admin: MethodologyReader, session: DbSession) -> list[DraftOut]:
-    return [_draft_out(d) for d in await lifecycle.list_drafts(session)]
+@router.get(
+    "/methodology-drafts",
+    response_model=DraftPageOut,
+    tags=[METHODOLOGIES],
+    summary="Drafts, newest first",
+)
+async def list_methodology_drafts(
+    admin: MethodologyReader, session: DbSession, cursor: Cursor = None, limit: Limit = 50
+) -> DraftPageOut:
+    offset = cursor_offset(cursor)
+    rows = await lifecycle.list_drafts(session, offset=offset, limit=limit + 1)
+    return DraftPageOut(
+        items=[_draft_out(d) for d in rows[:limit]],
+        next_cursor=next_offset_cursor(offset, limit, len(rows)),
+    )
 
 
 @router.post(
     "/methodology-drafts",
     status_code=status.HTTP_201_CREATED,
     response_model=DraftOut,
+    tags=[METHODOLOGIES],
     responses={422: {"description": "`methodology-invalid`: each problem with line and column"}},
     summary="Upload a draft (YAML)",
 )
-async def create_draft(body: DraftIn, admin: Author, session: DbSession) -> DraftOut:
+async def create_methodology_draft(body: DraftIn, admin: Author, session: DbSession) -> DraftOut:
     return _draft_out(await lifecycle.create_draft(session, admin.actor, body.source_yaml))
 
 
-@router.get("/methodology-drafts/{draft_id}", response_model=DraftOut, summary="One draft")
-async def get_draft(draft_id: DraftId, admin: MethodologyReader, session: DbSession) -> Any:
+@router.get(
+    "/methodology-drafts/{draft_id}",
+    response_model=DraftDetailOut,
+    tags=[METHODOLOGIES],
+    summary="One draft, with its YAML",
+)
+async def get_methodology_draft(
+    draft_id: DraftId, admin: MethodologyReader, session: DbSession
+) -> DraftDetailOut:
     draft = await lifecycle.get_draft(session, draft_id)
-    out = _draft_out(draft).model_dump(mode="json")
-    out["source_yaml"] = draft.source_yaml
-    return out
+    return DraftDetailOut(**_draft_out(draft).model_dump(), source_yaml=draft.source_yaml)
 
 
 @router.get(
     "/methodology-drafts/{draft_id}/diff",
     response_model=DiffOut,
+    tags=[METHODOLOGIES],
     summary="The draft against the version in force",
 )
-async def draft_diff(draft_id: DraftId, admin: MethodologyReader, session: DbSession) -> DiffOut:
+async def diff_methodology_draft(
+    draft_id: DraftId, admin: MethodologyReader, session: DbSession
+) -> DiffOut:
     result = await lifecycle.diff_draft(session, draft_id)
     against = (
         f"{result.in_force.methodology_id}@v{result.in_force.version}"
@@ -333,19 +414,23 @@ def _jsonable(value: Any) -> Any:
 @router.post(
     "/methodology-drafts/{draft_id}/approve",
     response_model=DraftOut,
+    tags=[METHODOLOGIES],
     responses={403: {"description": "`four-eyes`: the author cannot approve"}},
     summary="Approve a draft (not its author)",
 )
-async def approve(draft_id: DraftId, admin: Approver, session: DbSession) -> DraftOut:
+async def approve_methodology_draft(
+    draft_id: DraftId, admin: Approver, session: DbSession
+) -> DraftOut:
     return _draft_out(await lifecycle.approve(session, admin.actor, draft_id))
 
 
 @router.post(
     "/methodology-drafts/{draft_id}/schedule",
     response_model=ScheduledOut,
+    tags=[METHODOLOGIES],
     summary="File an approved draft, in force from an exact instant",
 )
-async def schedule(
+async def schedule_methodology_draft(
     draft_id: DraftId, body: ScheduleIn, admin: Approver, request: Request, session: DbSession
 ) -> ScheduledOut:
     done = await lifecycle.schedule(
@@ -362,16 +447,13 @@ async def schedule(
 
 @router.post(
     "/methodology-drafts/{draft_id}/backtest",
+    response_model=BacktestOut,
+    tags=[METHODOLOGIES],
     summary="Back-test a draft over the stored credits of a window (writes nothing)",
 )
-async def backtest(
+async def backtest_methodology_draft(
     draft_id: DraftId, body: BacktestIn, admin: MethodologyReader, session: DbSession
-) -> dict[str, Any]:
-    from service.methodologies.backtest import backtest as run_backtest
-    from service.methodologies.errors import ActivationRefusedError
-
-    if body.end <= body.start or body.end - body.start > timedelta(days=366):
-        raise ActivationRefusedError("the window must be non-empty and at most 366 days")
+) -> BacktestOut:
     draft = await lifecycle.get_draft(session, draft_id)
     report = await run_backtest(session, lifecycle.compile_version(draft), body.start, body.end)
-    return {"draft_id": draft_id, **report.as_json(body.top)}
+    return BacktestOut(draft_id=draft_id, **report.as_json(body.top))

@@ -42,8 +42,9 @@ async def add(session: AsyncSession, admin: Admin) -> Admin:
     return admin
 
 
-async def all_admins(session: AsyncSession) -> Sequence[Admin]:
-    return (await session.execute(select(Admin).order_by(Admin.login))).scalars().all()
+async def admins_page(session: AsyncSession, *, offset: int, limit: int) -> Sequence[Admin]:
+    query = select(Admin).order_by(Admin.login).offset(offset).limit(limit)
+    return (await session.execute(query)).scalars().all()
 
 
 async def use_totp_step(session: AsyncSession, admin_id: uuid.UUID, step: int) -> bool:

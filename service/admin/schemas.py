@@ -2,40 +2,30 @@
 
 from __future__ import annotations
 
-import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from service.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+from service.fields import (
+    ADMIN_DISPLAY_NAME_MAX_LENGTH,
+    ADMIN_LOGIN_MAX_LENGTH,
+    TEXT_DOCUMENT_PATTERN,
+    Instant,
+    plain_text,
+)
 
 RoleName = Literal[
     "program-admin", "methodology-author", "methodology-approver", "reviewer", "auditor"
 ]
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _no_control(value: str) -> str:
-    if _CONTROL_OR_NEWLINE.search(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-def _text_document(value: str) -> str:
-    # A YAML document: tabs and newlines are part of it, other control characters are not.
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-Line = Annotated[str, Field(min_length=1), AfterValidator(_no_control)]
 AdminLoginName = Annotated[
-    str, Field(min_length=3, max_length=120, pattern=r"^[a-z0-9][a-z0-9._@-]*$")
+    str,
+    Field(min_length=3, max_length=ADMIN_LOGIN_MAX_LENGTH, pattern=r"^[a-z0-9][a-z0-9._@-]*$"),
 ]
 MAX_YAML_CHARS = 65_536
+MAX_BACKTEST_WINDOW = timedelta(days=366)
 
 
 class _In(BaseModel):
@@ -43,7 +33,9 @@ class _In(BaseModel):
 
 
 class AdminLoginIn(_In):
-    login: Annotated[str, Field(min_length=1, max_length=120), AfterValidator(_no_control)]
+    # Any login is tried (a wrong one is the same 401 as a wrong password); no control
+    # characters, no more than the column holds.
+    login: Annotated[str, plain_text(ADMIN_LOGIN_MAX_LENGTH, min_length=1)]
     password: str = Field(min_length=1, max_length=MAX_LENGTH)
     totp: str = Field(pattern=r"^[0-9]{6}$", description="the current 6-digit code")
 
@@ -58,7 +50,7 @@ class AdminTokenOut(BaseModel):
 
 class AdminIn(_In):
     login: AdminLoginName
-    display_name: Annotated[Line, Field(max_length=120)]
+    display_name: Annotated[str, plain_text(ADMIN_DISPLAY_NAME_MAX_LENGTH, min_length=1)]
     password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
     roles: list[RoleName] = Field(min_length=1, max_length=5)
 
@@ -98,15 +90,19 @@ class AuditEntryOut(BaseModel):
     hash: str
 
 
+class AdminPageOut(BaseModel):
+    items: list[AdminOut]
+    next_cursor: str | None = Field(description="the next page's `cursor`; null on the last")
+
+
 class AuditPageOut(BaseModel):
     items: list[AuditEntryOut]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description="the next page's `cursor`; null on the last")
 
 
 class DraftIn(_In):
-    source_yaml: Annotated[
-        str, Field(min_length=1, max_length=MAX_YAML_CHARS), AfterValidator(_text_document)
-    ]
+    # A YAML document: tabs and line breaks belong to it, other control characters do not.
+    source_yaml: str = Field(min_length=1, max_length=MAX_YAML_CHARS, pattern=TEXT_DOCUMENT_PATTERN)
 
 
 class DraftOut(BaseModel):
@@ -122,6 +118,15 @@ class DraftOut(BaseModel):
     approved_at: datetime | None
     activate_at: datetime | None
     status: Literal["draft", "approved", "scheduled"]
+
+
+class DraftDetailOut(DraftOut):
+    source_yaml: str
+
+
+class DraftPageOut(BaseModel):
+    items: list[DraftOut]
+    next_cursor: str | None = Field(description="the next page's `cursor`; null on the last")
 
 
 class ChangeOut(BaseModel):
@@ -140,7 +145,7 @@ class DiffOut(BaseModel):
 
 
 class ScheduleIn(_In):
-    activate_at: AwareDatetime
+    activate_at: Instant
 
 
 class ScheduledOut(BaseModel):
@@ -149,7 +154,7 @@ class ScheduledOut(BaseModel):
 
 
 class RetireIn(_In):
-    at: AwareDatetime
+    at: Instant
 
 
 class VersionOut(BaseModel):
@@ -163,7 +168,51 @@ class VersionOut(BaseModel):
     filed_at: datetime
 
 
+class VersionPageOut(BaseModel):
+    items: list[VersionOut]
+    next_cursor: str | None = Field(description="the next page's `cursor`; null on the last")
+
+
 class BacktestIn(_In):
-    start: AwareDatetime = Field(description="window start (inclusive), e.g. 30 days ago")
-    end: AwareDatetime = Field(description="window end (exclusive)")
+    start: Instant = Field(description="window start (inclusive), e.g. 30 days ago")
+    end: Instant = Field(description="window end (exclusive); at most 366 days after start")
     top: int = Field(default=10, ge=1, le=100, description="participants most affected")
+
+    @field_validator("end")
+    @classmethod
+    def _a_window(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and not timedelta(0) < end - start <= MAX_BACKTEST_WINDOW:
+            raise ValueError("must be after start, and at most 366 days after it")
+        return end
+
+
+class BacktestGroupOut(BaseModel):
+    action_type: str
+    region: str | None
+    status: str
+    events: int
+    grams_in_force: int
+    points_in_force: int
+    grams_draft: int
+    points_draft: int
+    grams_difference: int
+    points_difference: int
+    capped_in_force: int
+    capped_draft: int
+
+
+class AffectedOut(BaseModel):
+    participant_id: str
+    points_difference: int
+
+
+class BacktestOut(BaseModel):
+    draft_id: int
+    events: int = Field(description="stored credits evaluated")
+    mismatches: int = Field(
+        description="stored credits the version that made them no longer reproduces (0)"
+    )
+    groups: list[BacktestGroupOut] = Field(description="per action type, region and status")
+    binding_caps: dict[str, int] = Field(description="cap reason code -> events it capped")
+    most_affected: list[AffectedOut]

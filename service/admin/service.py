@@ -177,8 +177,9 @@ async def update_admin(
     return admin
 
 
-async def list_admins(session: AsyncSession) -> list[Admin]:
-    return list(await repository.all_admins(session))
+async def list_admins(session: AsyncSession, *, offset: int, limit: int) -> list[Admin]:
+    """Administrators by login, `limit` of them from `offset`."""
+    return list(await repository.admins_page(session, offset=offset, limit=limit))
 
 
 @dataclass(frozen=True, slots=True)

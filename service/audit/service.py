@@ -71,20 +71,21 @@ async def record(
     )
 
 
-def _cursor(after: str | None) -> int:
+def _cursor(cursor: str | None) -> int:
+    """The id after which a page starts (the API checks the cursor's pattern first)."""
     from service.errors import BadRequestError
 
-    if after is None:
+    if cursor is None:
         return 0
-    if not after.isdigit() or len(after) > 19:
+    if not cursor.isdigit() or len(cursor) > 18:
         raise BadRequestError("the cursor is not one this API returned")
-    return int(after)
+    return int(cursor)
 
 
 async def list_entries(
     session: AsyncSession,
     *,
-    after: str | None,
+    cursor: str | None,
     limit: int,
     action: str | None = None,
     since: datetime | None = None,
@@ -92,7 +93,7 @@ async def list_entries(
 ) -> AuditPage:
     """A page of entries in chain order; follow `next_cursor` until it is None."""
     rows = await repository.page(
-        session, after=_cursor(after), limit=limit + 1, action=action, since=since, until=until
+        session, after=_cursor(cursor), limit=limit + 1, action=action, since=since, until=until
     )
     if len(rows) > limit:
         return AuditPage(rows[:limit], str(rows[limit - 1].id))

@@ -13,14 +13,22 @@ event already credited can fall on the wrong side of T.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from points_rules import Change, Methodology, MethodologyError, diff, parse_methodology
+from points_rules import Change, Methodology, MethodologyError, Problem, diff, parse_methodology
 from service import audit
+from service.fields import (
+    METHODOLOGY_ID_MAX_LENGTH,
+    REGION_MAX_LENGTH,
+    REGION_PATTERN,
+    column_length,
+)
 from service.methodologies import repository
 from service.methodologies.errors import (
     ActivationRefusedError,
@@ -66,9 +74,85 @@ def compile_version(row: MethodologyVersion | MethodologyDraft) -> Methodology:
     return m
 
 
+# What a draft's header must fit: the columns it is filed in, and the region codes events carry.
+_HEADER_LIMITS: tuple[tuple[str, int], ...] = (
+    ("id", METHODOLOGY_ID_MAX_LENGTH),
+    ("action_type", column_length(MethodologyDraft.action_type)),
+)
+_VERSION_MAX = 2**31 - 1  # an integer column
+
+
+def _top_level_mark(source_yaml: str, key: str) -> tuple[int, int]:
+    """1-based line and column of a top-level key's value (0, 0 if not found)."""
+    for number, line in enumerate(source_yaml.splitlines(), start=1):
+        if line.startswith(f"{key}:"):
+            value = line[len(key) + 1 :]
+            return number, len(key) + 2 + (len(value) - len(value.lstrip()))
+    return 0, 0
+
+
+def _refusing_aliases(source_yaml: str, file: str) -> None:
+    """Anchors and aliases are refused in uploads: `&a [*a]` recurses without end, and a few
+    nested aliases expand a 64 KiB upload into billions of nodes."""
+    try:
+        for token in yaml.scan(source_yaml, Loader=yaml.SafeLoader):
+            if isinstance(token, yaml.AliasToken | yaml.AnchorToken):
+                mark = token.start_mark
+                raise MethodologyError(
+                    [
+                        Problem(
+                            file,
+                            "",
+                            "anchors and aliases (& and *) are not allowed in a draft",
+                            mark.line + 1,
+                            mark.column + 1,
+                        )
+                    ]
+                )
+    except yaml.YAMLError:
+        return  # parse_methodology reports the syntax error with its position
+
+
+def _fits_its_columns(m: Methodology, source_yaml: str, file: str) -> None:
+    problems = []
+    for key, limit in _HEADER_LIMITS:
+        if len(getattr(m, key)) > limit:
+            line, column = _top_level_mark(source_yaml, key)
+            problems.append(Problem(file, key, f"at most {limit} characters", line, column))
+    if m.version > _VERSION_MAX:
+        line, column = _top_level_mark(source_yaml, "version")
+        problems.append(Problem(file, "version", f"at most {_VERSION_MAX}", line, column))
+    if m.region is not None and (
+        len(m.region) > REGION_MAX_LENGTH or not re.fullmatch(REGION_PATTERN, m.region)
+    ):
+        line, column = _top_level_mark(source_yaml, "region")
+        problems.append(
+            Problem(
+                file,
+                "region",
+                f"a region code such as CN-JX (at most {REGION_MAX_LENGTH} characters), or null",
+                line,
+                column,
+            )
+        )
+    if problems:
+        raise MethodologyError(problems)
+
+
 def parse_draft(source_yaml: str, file: str = "draft.yaml") -> Methodology:
     try:
-        return parse_methodology(source_yaml, file)
+        _refusing_aliases(source_yaml, file)
+        try:
+            m = parse_methodology(source_yaml, file)
+        except MethodologyError:
+            raise
+        except RecursionError:
+            too_deep = Problem(file, "", "the document is nested too deeply")
+            raise MethodologyError([too_deep]) from None
+        except (ValueError, OverflowError) as error:  # a date like 2026-02-30, a huge number
+            raise MethodologyError([Problem(file, "", f"unreadable value: {error}")]) from None
+        _fits_its_columns(m, source_yaml, file)
+        return m
     except MethodologyError as error:
         raise MethodologyInvalidError(
             f"{len(error.problems)} problem(s) in the document",
@@ -127,8 +211,12 @@ async def get_draft(
     return draft
 
 
-async def list_drafts(session: AsyncSession, *, limit: int = 100) -> list[MethodologyDraft]:
-    return list(await repository.drafts(session, limit=limit))
+async def list_drafts(
+    session: AsyncSession, *, offset: int = 0, limit: int = 100
+) -> list[MethodologyDraft]:
+    """Drafts newest first, `limit` of them from `offset` (drafts are few: a page reads the
+    newest `offset + limit` and skips the first `offset`)."""
+    return list(await repository.drafts(session, limit=offset + limit))[offset:]
 
 
 async def version_in_force(
@@ -326,5 +414,10 @@ async def retire(
     return row
 
 
-async def filed_versions(session: AsyncSession) -> list[MethodologyVersion]:
-    return list(await repository.all_versions(session))
+async def filed_versions(
+    session: AsyncSession, *, offset: int = 0, limit: int | None = None
+) -> list[MethodologyVersion]:
+    """Filed versions by action type, region and start; a page of them if `limit` is given
+    (the library is tens of versions: read whole, sliced)."""
+    rows = list(await repository.all_versions(session))
+    return rows[offset:] if limit is None else rows[offset : offset + limit]

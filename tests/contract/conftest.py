@@ -1,13 +1,15 @@
 """Contract tests: the real service, served by `carbon-points serve` in a subprocess.
 
 `running_service` seeds a partner (with its key), a merchant (with a key of every scope and an
-offer) and the methodology library in the test database, starts the service on a free port
-against that database and the test Redis db, and empties every table when the module is done.
+offer), an administrator holding every role (bootstrapped, with a TOTP second factor) and the
+methodology library in the test database, starts the service on a free port against that
+database and the test Redis db, and empties every table when the module is done.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,19 +18,26 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.accounts.tokens import Keyring
+from service.admin import service as admins
+from service.admin import totp
+from service.admin.tokens import mint_admin_token
 from service.config import Settings
 from service.db import create_sessionmaker
 from service.dev_secrets import load_secrets
 from service.merchants.auth import issue_key
 from service.merchants.service import create_merchant, create_offer
 from service.methodologies.service import sync_library
+from service.models import ADMIN_ROLES
 from service.partners.credentials import IssuedCredential, issue_credential
 from service.partners.service import create_partner
 from tests.conftest import empty_all_tables
 from tests.crediting.conftest import live
 from tests.foundation.test_serve import ROOT, _free_port, _serve_until_ready, _stop
 
-__all__ = ["RunningService", "live", "running_service"]
+__all__ = ["ADMIN_PASSWORD", "RunningService", "live", "running_service"]
+
+ADMIN_PASSWORD = "contract admin passphrase"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,18 @@ class RunningService:
     merchant_key: str
     merchant_code: str
     offer_id: str
+    admin_id: uuid.UUID
+    admin_login: str
+    admin_totp_secret: str
+    admin_keyring: Keyring
+
+    def admin_code(self) -> str:
+        """The administrator's current TOTP code."""
+        return totp.code_at(self.admin_totp_secret, datetime.now(UTC))
+
+    def mint_admin_token(self) -> str:
+        """An admin token signed with the service's key (what a login would hand out)."""
+        return mint_admin_token(self.admin_keyring, admin_id=self.admin_id, generation=0)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +95,18 @@ async def running_service(
             valid_to=now + timedelta(days=30),
             stock=1000,
         )
+        enrolled = await admins.bootstrap(
+            session,
+            secrets.partner_secret_key,
+            login="contract-admin",
+            display_name="Contract Admin",
+            password=ADMIN_PASSWORD,
+            roles=list(ADMIN_ROLES),
+        )
+        admin = enrolled.admin
+        admin_totp_secret = totp.derive_secret(
+            secrets.partner_secret_key, admin.id, admin.totp_salt
+        )
     env = {
         **os.environ,
         "DATABASE_URL": test_settings.database_url,
@@ -92,6 +125,10 @@ async def running_service(
             merchant_key=key.token,
             merchant_code=merchant.code,
             offer_id=str(offer.id),
+            admin_id=admin.id,
+            admin_login=admin.login,
+            admin_totp_secret=admin_totp_secret,
+            admin_keyring=Keyring.from_secrets(secrets.jwt_signing_key),
         )
     finally:
         _stop(process)
