@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.read_sessionmaker = create_read_sessionmaker(app.state.engine)
         app.state.read_pool = await create_read_pool(
-            settings.database_url, size=settings.db_read_pool_size
+            app.state.engine, size=settings.db_read_pool_size
         )
         app.state.redis = create_redis(settings.redis_url)
         app.state.migration_heads = head_revisions()

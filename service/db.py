@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service.embedded import to_asyncpg_dsn, to_sqlalchemy_url
+from service.embedded import to_sqlalchemy_url
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -180,12 +180,16 @@ async def _json_codecs(connection: Any) -> None:
         )
 
 
-async def create_read_pool(database_url: str, *, size: int) -> Any:
+async def create_read_pool(engine: AsyncEngine, *, size: int) -> Any:
     """The app's hot reads' own small asyncpg pool (balance, history and the token check
-    before them). Its sessions are read-only (`default_transaction_read_only`): nothing can
-    write through it. Connections open on demand."""
+    before them), connecting exactly where `engine` does (the same connect arguments, so a
+    URL's socket or host options mean the same to both). Its sessions are read-only
+    (`default_transaction_read_only`): nothing can write through it. Connections open on
+    demand."""
+    args, options = engine.dialect.create_connect_args(engine.url)
     return await asyncpg.create_pool(
-        to_asyncpg_dsn(database_url),
+        *args,
+        **options,
         min_size=0,
         max_size=size,
         # A hung server (or a host gone without closing its sockets) must give a 503, not

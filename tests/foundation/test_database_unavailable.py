@@ -37,9 +37,11 @@ RETRY_AFTER = "2"
 
 @dataclass
 class Proxy:
-    """Forwards 127.0.0.1:port to PostgreSQL until cut."""
+    """Forwards 127.0.0.1:port to PostgreSQL until cut: to `upstream` (host, port), or to
+    the Unix socket `socket_path` (the embedded server)."""
 
     upstream: tuple[str, int]
+    socket_path: str | None = None
     port: int = 0
     server: asyncio.Server | None = None
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -57,7 +59,10 @@ class Proxy:
         self.server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        if self.socket_path is not None:
+            up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         self.writers |= {writer, up_writer}
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
@@ -102,10 +107,22 @@ async def outage(
 ) -> AsyncIterator[Outage]:
     assert test_settings.database_url is not None
     url = make_url(test_settings.database_url)
+    # The embedded server is reached through a Unix socket named in the URL's query (which
+    # wins over its host and port): proxy that socket, and drop it from the proxied URL.
+    socket_dir = url.query.get("host")
+    socket_path = (
+        f"{socket_dir}/.s.PGSQL.{url.query.get('port', url.port or 5432)}"
+        if isinstance(socket_dir, str) and socket_dir.startswith("/")
+        else None
+    )
     host = socket.gethostbyname(url.host or "127.0.0.1")
-    proxy = Proxy((host, url.port or 5432))
+    proxy = Proxy((host, url.port or 5432), socket_path)
     await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxied = (
+        url.difference_update_query(["host", "port"])
+        .set(host="127.0.0.1", port=proxy.port)
+        .render_as_string(hide_password=False)
+    )
     app = create_app(test_settings.model_copy(update={"database_url": proxied}))
     async with committed.begin() as conn:
         await conn.execute(text("SELECT 1"))
