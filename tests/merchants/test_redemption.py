@@ -280,17 +280,19 @@ async def test_a_duplicate_waits_for_the_first_at_most_the_lock_wait_then_gets_4
     monkeypatch.setattr(idempotency, "LOCK_WAIT", "300ms")
     till, rider, _ = await _setup(live, http)
     body = {"redemption_token": await _code(live, rider), "points": 10}
-    key_id = till.token.removeprefix("cpmk_").rsplit("_", 1)[0]
+    rest = till.token.removeprefix("cpmk_")
+    key_id = rest[: rest.index("_", 3)]  # mk_<hex>; the secret after it may hold "_" too
     # The first request with this key, still running: its claim is inserted, not committed.
     async with live.sessionmaker() as first, first.begin():
-        await first.execute(
+        claimed = await first.execute(
             text(
                 "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state)"
                 " SELECT merchant_id, 'slow-sale', '\\x00', 'in_progress'"
-                " FROM merchant_api_keys WHERE key_id = :key_id"
+                " FROM merchant_api_keys WHERE key_id = :key_id RETURNING key"
             ),
             {"key_id": key_id},
         )
+        assert claimed.scalar() == "slow-sale"
         started = asyncio.get_running_loop().time()
         duplicate = await till.call("POST", "/v1/merchant/redemptions", body, key="slow-sale")
         waited = asyncio.get_running_loop().time() - started
