@@ -151,8 +151,15 @@ async def lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
     return {row.id: AccountState(*row) for row in rows}
 
 
-_SAVE_ACCOUNTS = text(
-    """
+# The two statements every write of postings is made of, as fragments: alone (`insert_postings`,
+# `save_accounts`) or together in one statement (`post_and_save`, `write_credits`).
+_INSERT_POSTINGS_SQL = """
+    INSERT INTO ledger_postings (transaction_id, account_id, asset, amount, account_seq, chain_hash)
+    SELECT tx, account, asset, amount, seq, decode(hash, 'hex')
+    FROM json_to_recordset(CAST(:postings AS json))
+         AS p(tx bigint, account bigint, asset text, amount bigint, seq bigint, hash text)
+"""
+_SAVE_ACCOUNTS_SQL = """
     UPDATE ledger_accounts AS a
     SET posted = s.posted, held = s.held, chain_seq = s.chain_seq,
         chain_hash = decode(s.chain_hash, 'hex')
@@ -160,7 +167,7 @@ _SAVE_ACCOUNTS = text(
          AS s(id bigint, posted bigint, held bigint, chain_seq bigint, chain_hash text)
     WHERE a.id = s.id
 """
-)
+_SAVE_ACCOUNTS = text(_SAVE_ACCOUNTS_SQL)
 
 
 def _account_rows(states: Iterable[AccountState]) -> str:
@@ -261,48 +268,28 @@ async def sum_transactions_by_request(
     return int(total or 0)
 
 
-_INSERT_POSTINGS = text(
-    """
-    INSERT INTO ledger_postings (transaction_id, account_id, asset, amount, account_seq, chain_hash)
-    SELECT tx, account, asset, amount, seq, decode(hash, 'hex')
-    FROM json_to_recordset(CAST(:postings AS json))
-         AS p(tx bigint, account bigint, asset text, amount bigint, seq bigint, hash text)
-"""
-)
+_INSERT_POSTINGS = text(_INSERT_POSTINGS_SQL)
+
+
+def _posting_rows(rows: Sequence[dict[str, Any]]) -> str:
+    return json_rows(
+        tx=[r["transaction_id"] for r in rows],
+        account=[r["account_id"] for r in rows],
+        asset=[r["asset"] for r in rows],
+        amount=[r["amount"] for r in rows],
+        seq=[r["account_seq"] for r in rows],
+        hash=[bytes(r["chain_hash"]).hex() for r in rows],
+    )
 
 
 async def insert_postings(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """All of a transaction's postings in one statement: the balance trigger checks each
     statement's transactions as a whole."""
     if rows:
-        postings = json_rows(
-            tx=[r["transaction_id"] for r in rows],
-            account=[r["account_id"] for r in rows],
-            asset=[r["asset"] for r in rows],
-            amount=[r["amount"] for r in rows],
-            seq=[r["account_seq"] for r in rows],
-            hash=[bytes(r["chain_hash"]).hex() for r in rows],
-        )
-        await session.execute(_INSERT_POSTINGS, {"postings": postings})
+        await session.execute(_INSERT_POSTINGS, {"postings": _posting_rows(rows)})
 
 
-_POST_AND_SAVE = text(
-    """
-    WITH postings AS (
-        INSERT INTO ledger_postings
-            (transaction_id, account_id, asset, amount, account_seq, chain_hash)
-        SELECT tx, account, asset, amount, seq, decode(hash, 'hex')
-        FROM json_to_recordset(CAST(:postings AS json))
-             AS p(tx bigint, account bigint, asset text, amount bigint, seq bigint, hash text)
-    )
-    UPDATE ledger_accounts AS a
-    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq,
-        chain_hash = decode(s.chain_hash, 'hex')
-    FROM json_to_recordset(CAST(:accounts AS json))
-         AS s(id bigint, posted bigint, held bigint, chain_seq bigint, chain_hash text)
-    WHERE a.id = s.id
-    """
-)
+_POST_AND_SAVE = text("WITH postings AS (" + _INSERT_POSTINGS_SQL + ")" + _SAVE_ACCOUNTS_SQL)
 
 
 async def post_and_save(
@@ -315,18 +302,7 @@ async def post_and_save(
         await save_accounts(session, states)
         return
     await session.execute(
-        _POST_AND_SAVE,
-        {
-            "postings": json_rows(
-                tx=[r["transaction_id"] for r in rows],
-                account=[r["account_id"] for r in rows],
-                asset=[r["asset"] for r in rows],
-                amount=[r["amount"] for r in rows],
-                seq=[r["account_seq"] for r in rows],
-                hash=[bytes(r["chain_hash"]).hex() for r in rows],
-            ),
-            "accounts": _account_rows(states),
-        },
+        _POST_AND_SAVE, {"postings": _posting_rows(rows), "accounts": _account_rows(states)}
     )
 
 
@@ -817,36 +793,34 @@ async def _free_shard(session: AsyncSession, asset: str) -> tuple[str, AccountSt
     return code, (await lock_accounts(session, [account_id]))[account_id]
 
 
+_NEW_CREDIT_TRANSACTIONS_SQL = """
+    INSERT INTO ledger_transactions (id, origin, idempotency_key, kind, request, created_at)
+    SELECT id, origin, key, 'credit', request, created_at
+    FROM json_to_recordset(CAST(:transactions AS json))
+         AS t(id bigint, origin text, key text, request jsonb, created_at timestamptz)
+"""
+_NEW_LOTS_SQL = """
+    INSERT INTO ledger_lots (id, account_id, transaction_id, amount, remaining, expires_at)
+    SELECT id, account, tx, amount, amount, expires_at
+    FROM json_to_recordset(CAST(:lots AS json))
+         AS l(id bigint, account bigint, tx bigint, amount bigint, expires_at timestamptz)
+"""
+_NEW_LOTS_OPENING_SQL = """
+    INSERT INTO ledger_lot_movements (lot_id, kind, amount, transaction_id)
+    SELECT id, 'open', amount, tx
+    FROM json_to_recordset(CAST(:lots AS json)) AS m(id bigint, amount bigint, tx bigint)
+"""
 _WRITE_CREDITS = text(
-    """
-    WITH tx AS (
-        INSERT INTO ledger_transactions (id, origin, idempotency_key, kind, request, created_at)
-        SELECT id, origin, key, 'credit', request, created_at
-        FROM json_to_recordset(CAST(:transactions AS json))
-             AS t(id bigint, origin text, key text, request jsonb, created_at timestamptz)
-    ), postings AS (
-        INSERT INTO ledger_postings
-            (transaction_id, account_id, asset, amount, account_seq, chain_hash)
-        SELECT tx, account, asset, amount, seq, decode(hash, 'hex')
-        FROM json_to_recordset(CAST(:postings AS json))
-             AS p(tx bigint, account bigint, asset text, amount bigint, seq bigint, hash text)
-    ), lots AS (
-        INSERT INTO ledger_lots (id, account_id, transaction_id, amount, remaining, expires_at)
-        SELECT id, account, tx, amount, amount, expires_at
-        FROM json_to_recordset(CAST(:lots AS json))
-             AS l(id bigint, account bigint, tx bigint, amount bigint, expires_at timestamptz)
-    ), movements AS (
-        INSERT INTO ledger_lot_movements (lot_id, kind, amount, transaction_id)
-        SELECT id, 'open', amount, tx
-        FROM json_to_recordset(CAST(:lots AS json)) AS m(id bigint, amount bigint, tx bigint)
-    )
-    UPDATE ledger_accounts AS a
-    SET posted = s.posted, held = s.held, chain_seq = s.chain_seq,
-        chain_hash = decode(s.chain_hash, 'hex')
-    FROM json_to_recordset(CAST(:accounts AS json))
-         AS s(id bigint, posted bigint, held bigint, chain_seq bigint, chain_hash text)
-    WHERE a.id = s.id
-    """
+    "WITH tx AS ("
+    + _NEW_CREDIT_TRANSACTIONS_SQL
+    + "), postings AS ("
+    + _INSERT_POSTINGS_SQL
+    + "), lots AS ("
+    + _NEW_LOTS_SQL
+    + "), movements AS ("
+    + _NEW_LOTS_OPENING_SQL
+    + ")"
+    + _SAVE_ACCOUNTS_SQL
 )
 
 
