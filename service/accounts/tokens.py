@@ -106,19 +106,29 @@ def mint_access_token(
     return jwt.encode(claims, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
-def verify_access_token(keyring: Keyring, token: str) -> AccessClaims:
-    """The token's claims, or TokenExpiredError / TokenInvalidError."""
+def signing_secret(keyring: Keyring, token: str) -> str:
+    """The keyring's secret that verifies `token`, chosen by its header; the app's and the
+    administrators' tokens share it. Raises ValueError saying why there is none: not a JWT,
+    not HS256 (checked before any key is chosen), or an unknown `kid`."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
-        raise TokenInvalidError("the bearer token is not a JWT") from None
-    # Checked before any key is chosen: only HS256 is ever verified.
+        raise ValueError("the bearer token is not a JWT") from None
     if header.get("alg") != ALGORITHM:
-        raise TokenInvalidError(f"only {ALGORITHM} tokens are accepted")
+        raise ValueError(f"only {ALGORITHM} tokens are accepted")
     kid = header.get("kid")
     secret = keyring.secret_for(kid) if isinstance(kid, str) else None
     if secret is None:
-        raise TokenInvalidError("the token's signing key is unknown")
+        raise ValueError("the token's signing key is unknown")
+    return secret
+
+
+def verify_access_token(keyring: Keyring, token: str) -> AccessClaims:
+    """The token's claims, or TokenExpiredError / TokenInvalidError."""
+    try:
+        secret = signing_secret(keyring, token)
+    except ValueError as error:
+        raise TokenInvalidError(str(error)) from None
     try:
         claims = jwt.decode(
             token,
