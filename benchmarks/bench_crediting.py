@@ -80,13 +80,11 @@ import asyncio
 import importlib.util
 import math
 import os
-import platform
 import random
 import re
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -112,6 +110,19 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from benchmarks._harness import (
+    CpuSample,
+    admin,
+    children_of,
+    cpu_seconds,
+    database_url_for,
+    describe_machine,
+    free_port,
+    machine_busy_seconds,
+    pids_named,
+    ratio,
+    service_command,
+)
 from benchmarks.floor_app import create_minimal_schema
 from integrations import AsyncCarbonPointsClient, CarbonPointsError, Event
 from service import migrations
@@ -155,15 +166,6 @@ class Setup:
     cards: list[str]
 
 
-async def admin(server_url: str, statement: str) -> None:
-    parsed = make_url(to_asyncpg_dsn(server_url)).set(database="postgres")
-    conn = await asyncpg.connect(parsed.render_as_string(hide_password=False))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 async def max_connections(server_url: str) -> int:
     parsed = make_url(to_asyncpg_dsn(server_url)).set(database="postgres")
     conn = await asyncpg.connect(parsed.render_as_string(hide_password=False))
@@ -171,10 +173,6 @@ async def max_connections(server_url: str) -> int:
         return int(await conn.fetchval("SHOW max_connections"))
     finally:
         await conn.close()
-
-
-def database_url_for(server_url: str, name: str) -> str:
-    return make_url(to_asyncpg_dsn(server_url)).set(database=name).render_as_string(False)
 
 
 def card_number(i: int) -> str:
@@ -239,39 +237,6 @@ def redis_url_with_db(url: str, db: int) -> str:
 
 
 # --- the servers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def service_command(port: int, workers: int) -> list[str]:
-    return [
-        str(ROOT / ".venv" / "bin" / "carbon-points"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
 
 
 def floor_command(port: int, workers: int) -> list[str]:
@@ -368,26 +333,6 @@ class Server:
 # --- CPU accounting from /proc --------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def pids_named(name: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def postgres_processes(database: str) -> tuple[list[int], list[int]]:
     """PostgreSQL's processes: (backends connected to `database`, all the others)."""
     ours: list[int] = []
@@ -402,13 +347,6 @@ def postgres_processes(database: str) -> tuple[list[int], list[int]]:
     return ours, rest
 
 
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine spent busy (all processes, kernel included), from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
 # The box is shared: "postgres other" is PostgreSQL's own processes (WAL writer, checkpointer,
 # autovacuum) and other databases' backends; "rest" is every other process on the machine.
 CPU_GROUPS = (
@@ -420,13 +358,6 @@ CPU_GROUPS = (
     "redis",
     "rest",
 )
-
-
-@dataclass
-class CpuSample:
-    at: float
-    by_group: dict[str, dict[int, float]]
-    machine: float
 
 
 def sample_cpu(server: Server, idle: Sequence[Server], database: str) -> CpuSample:
@@ -1194,12 +1125,6 @@ CORES_SHOWN = ("generator", "server", "postgres", "postgres other", "redis", "re
 CORES_HEADER = "cores: generator/server/postgres/pg other/redis/rest of machine"
 
 
-def ratio(value: float, floor: float | None) -> str:
-    if floor is None or not floor or math.isnan(value) or math.isnan(floor):
-        return "-"
-    return f"{value / floor:.2f}"
-
-
 def summary(args: argparse.Namespace, targets: Sequence[Target], ok: bool) -> None:
     print(
         f"\nsummary: median of {args.rounds} round(s) per server; workers {args.workers}; "
@@ -1344,19 +1269,6 @@ def targets_table(
 
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
-
-
-def describe_machine() -> str:
-    try:
-        version = subprocess.run(
-            ["psql", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        version = "psql not found"
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{version}"
-    )
 
 
 def parse_args() -> argparse.Namespace:
