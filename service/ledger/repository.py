@@ -383,17 +383,6 @@ async def hold_lot_consumption(session: AsyncSession, hold_id: int) -> list[tupl
     return [(lot_id, -int(net)) for lot_id, net in rows if net < 0]
 
 
-async def insert_hold(session: AsyncSession, row: dict[str, Any]) -> int | None:
-    result = await session.execute(
-        insert(_holds)
-        .values(row)
-        .on_conflict_do_nothing(index_elements=["origin", "idempotency_key"])
-        .returning(_holds.c.id)
-    )
-    hold_id: int | None = result.scalar()
-    return hold_id
-
-
 _LOCK_HOLD_ACCOUNTS = text(
     """
     SELECT id, code, asset, bounded, posted, held, chain_seq, chain_hash
