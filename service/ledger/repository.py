@@ -499,6 +499,247 @@ async def write_hold(
     return hold_id
 
 
+_BEGIN_CAPTURE = text(
+    # A capture's first statement: the hold, its transaction inserted (ON CONFLICT: a retry
+    # of this key inserts nothing, and waits for a concurrent one), and every account the
+    # capture may touch locked in id order: the hold's two accounts, the participant's DEBT
+    # account if it exists and, only then, the issuance shards. No row of the hold's lots or
+    # resolution is read here: a statement that waited for a lock sees them as they were
+    # before the wait; they are read by the next statement, under the lock.
+    """
+    WITH hold AS (
+        SELECT id, account_id, counter_account_id, amount, expires_at, request
+        FROM ledger_holds WHERE id = :hold_id
+    ), tx AS (
+        INSERT INTO ledger_transactions (origin, idempotency_key, kind, request)
+        SELECT :origin, :key, 'redemption',
+               jsonb_build_object('hold_id', hold.id, 'outcome', 'posted',
+                                  'amount', CAST(:amount AS bigint),
+                                  'participant_account', hold.account_id,
+                                  'merchant_account', hold.counter_account_id)
+        FROM hold WHERE CAST(:amount AS bigint) <= hold.amount
+        ON CONFLICT (origin, idempotency_key) DO NOTHING
+        RETURNING id, created_at, request
+    )
+    SELECT a.id, a.code, a.asset, a.bounded, a.posted, a.held, a.chain_seq, a.chain_hash,
+           hold.account_id AS hold_account, hold.counter_account_id AS hold_counter,
+           hold.amount AS hold_amount, hold.expires_at AS hold_expires_at,
+           hold.request AS hold_request,
+           tx.id AS tx_id, tx.created_at AS tx_created_at, tx.request AS tx_request
+    FROM ledger_accounts AS a CROSS JOIN hold LEFT JOIN tx ON true
+    WHERE a.id = ANY(ARRAY[(SELECT account_id FROM hold), (SELECT counter_account_id FROM hold)])
+       OR a.code = :debt
+       OR (a.code = ANY(:issuance)
+           AND EXISTS (SELECT 1 FROM ledger_accounts AS d WHERE d.code = :debt))
+    ORDER BY a.id
+    FOR NO KEY UPDATE OF a
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStart:
+    """What a capture's first statement found: the hold, its new transaction (None when the
+    key was used before or the amount exceeds the hold), and the locked accounts."""
+
+    account_id: int
+    counter_account_id: int
+    amount: int
+    expires_at: datetime
+    request: dict[str, Any]
+    transaction: StoredTransaction | None
+    codes: dict[str, int]
+    states: dict[int, AccountState]
+
+
+async def begin_capture(
+    session: AsyncSession,
+    *,
+    hold_id: int,
+    origin: str,
+    key: str,
+    amount: int,
+    debt_code: str,
+    issuance_codes: Sequence[str],
+) -> CaptureStart | None:
+    """Insert the capture's transaction and lock its accounts: one statement (see
+    `_BEGIN_CAPTURE`). None when there is no such hold."""
+    rows = (
+        await session.execute(
+            _BEGIN_CAPTURE,
+            {
+                "hold_id": hold_id,
+                "origin": origin,
+                "key": key,
+                "amount": amount,
+                "debt": debt_code,
+                "issuance": list(issuance_codes),
+            },
+        )
+    ).all()
+    if not rows:
+        return None
+    first = rows[0]
+    transaction = (
+        StoredTransaction(first.tx_id, "redemption", first.tx_request, first.tx_created_at)
+        if first.tx_id is not None
+        else None
+    )
+    by_code = (debt_code, *issuance_codes)
+    return CaptureStart(
+        first.hold_account,
+        first.hold_counter,
+        first.hold_amount,
+        first.hold_expires_at,
+        first.hold_request,
+        transaction,
+        {row.code: row.id for row in rows if row.code in by_code},
+        {
+            row.id: AccountState(
+                row.id,
+                row.asset,
+                row.bounded,
+                row.posted,
+                row.held,
+                row.chain_seq,
+                bytes(row.chain_hash),
+            )
+            for row in rows
+        },
+    )
+
+
+_RESOLUTION_AND_LOTS = text(
+    # Under the accounts' lock: the hold's resolution, if any, and (for a partial capture)
+    # the lots it took from, with what it still takes from each and what each has left,
+    # latest-expiring first (the order points go back in). One row shape for both: plain
+    # columns, no arrays (an array type costs asyncpg a type introspection per connection).
+    """
+    SELECT true AS is_resolution, r.outcome, r.amount_posted, r.transaction_id, r.origin,
+           r.idempotency_key, r.request, NULL::bigint AS lot_id, NULL::bigint AS taken,
+           NULL::bigint AS remaining, NULL::timestamptz AS expires_at
+    FROM ledger_hold_resolutions AS r WHERE r.hold_id = :hold_id
+    UNION ALL
+    SELECT false, NULL, NULL, NULL, NULL, NULL, NULL, m.lot_id, CAST(-m.net AS bigint),
+           m.remaining, m.expires_at
+    FROM (
+        SELECT mv.lot_id, l.expires_at, l.remaining, sum(mv.amount) AS net
+        FROM ledger_lot_movements AS mv JOIN ledger_lots AS l ON l.id = mv.lot_id
+        WHERE mv.hold_id = :hold_id AND :partial
+        GROUP BY mv.lot_id, l.expires_at, l.remaining
+    ) AS m
+    WHERE m.net < 0
+    ORDER BY is_resolution DESC, expires_at DESC, lot_id DESC
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResolution:
+    hold_id: int
+    outcome: str
+    amount_posted: int
+    transaction_id: int | None
+    origin: str
+    idempotency_key: str
+    request: dict[str, Any]
+
+
+async def resolution_and_taken_lots(
+    session: AsyncSession, hold_id: int, *, partial: bool
+) -> tuple[HoldResolution | None, list[tuple[OpenLot, int]]]:
+    """The hold's resolution, and, when `partial`, the lots it took from with how much it
+    still takes from each (latest-expiring first). One statement; the caller holds the lock."""
+    rows = (
+        await session.execute(_RESOLUTION_AND_LOTS, {"hold_id": hold_id, "partial": partial})
+    ).all()
+    resolution = next(
+        (
+            HoldResolution(
+                hold_id,
+                row.outcome,
+                row.amount_posted,
+                row.transaction_id,
+                row.origin,
+                row.idempotency_key,
+                row.request,
+            )
+            for row in rows
+            if row.is_resolution
+        ),
+        None,
+    )
+    lots = [
+        (OpenLot(row.lot_id, row.remaining, row.expires_at), row.taken)
+        for row in rows
+        if not row.is_resolution
+    ]
+    return resolution, lots
+
+
+_WRITE_RESOLUTION = text(
+    # Everything resolving a hold writes, in one statement: its postings, its lot movements
+    # and the lots' new remainders, the resolution, and the locked accounts' balances.
+    # (Composed of constant fragments only; every value is a bound parameter.)
+    "WITH postings AS ("  # noqa: S608
+    + _INSERT_POSTINGS_SQL
+    + """
+    ), moved AS (
+        INSERT INTO ledger_lot_movements (lot_id, kind, amount, hold_id, transaction_id)
+        SELECT lot, kind, amount, hold, tx
+        FROM json_to_recordset(CAST(:movements AS json))
+             AS m(lot bigint, kind text, amount bigint, hold bigint, tx bigint)
+    ), lots AS (
+        UPDATE ledger_lots AS l SET remaining = m.remaining
+        FROM json_to_recordset(CAST(:remainders AS json)) AS m(lot bigint, remaining bigint)
+        WHERE l.id = m.lot
+    ), resolution AS (
+        INSERT INTO ledger_hold_resolutions
+            (hold_id, outcome, amount_posted, transaction_id, origin, idempotency_key, request)
+        VALUES (:hold_id, :outcome, :amount_posted, :transaction_id, :origin, :key,
+                CAST(:request AS jsonb))
+    )
+    """
+    + _SAVE_ACCOUNTS_SQL
+)
+
+
+async def write_resolution(
+    session: AsyncSession,
+    *,
+    postings: Sequence[dict[str, Any]],
+    states: Iterable[AccountState],
+    movements: Sequence[dict[str, Any]],
+    remainders: dict[int, int],
+    resolution: dict[str, Any],
+) -> None:
+    """A hold's resolution with all it writes: one statement (see `_WRITE_RESOLUTION`)."""
+    await session.execute(
+        _WRITE_RESOLUTION,
+        {
+            "postings": _posting_rows(postings),
+            "accounts": _account_rows(states),
+            "movements": json_rows(
+                lot=[m["lot_id"] for m in movements],
+                kind=[m["kind"] for m in movements],
+                amount=[m["amount"] for m in movements],
+                hold=[m["hold_id"] for m in movements],
+                tx=[m["transaction_id"] for m in movements],
+            ),
+            "remainders": json_rows(
+                lot=sorted(remainders), remaining=[remainders[i] for i in sorted(remainders)]
+            ),
+            "hold_id": resolution["hold_id"],
+            "outcome": resolution["outcome"],
+            "amount_posted": resolution["amount_posted"],
+            "transaction_id": resolution["transaction_id"],
+            "origin": resolution["origin"],
+            "key": resolution["idempotency_key"],
+            "request": json_text(resolution["request"]),
+        },
+    )
+
+
 _GET_HOLD = select(_holds).where(_holds.c.id == bindparam("hold_id"))
 _FIND_HOLD = select(_holds).where(
     _holds.c.origin == bindparam("origin"), _holds.c.idempotency_key == bindparam("key")

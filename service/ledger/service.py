@@ -497,64 +497,186 @@ async def _lock_for_hold(session: AsyncSession, hold: Any) -> _HoldAccounts:
 
 
 async def post_hold(
-    session: AsyncSession, *, origin: str, key: str, hold_id: int, amount: int, now: datetime
+    session: AsyncSession,
+    *,
+    origin: str,
+    key: str,
+    hold_id: int,
+    amount: int,
+    now: datetime,
+    participant_id: uuid.UUID | None = None,
 ) -> ResolutionResult:
-    """Capture a hold, in full or in part, exactly once; the rest goes back to its lots."""
+    """Capture a hold, in full or in part, exactly once; the rest goes back to its lots.
+
+    Lock, load, decide, write: three statements (`participant_id`, the hold's, saves a
+    fourth that looks it up). A retry of this key inserts no transaction and replays.
+    """
     _whole("amount", amount, 1)
     _aware(now, "now")
     content = {"hold_id": hold_id, "outcome": "posted", "amount": amount}
-    # A retry of this key meets its transaction at the insert below and replays from there.
-    hold = await repo.get_hold(session, hold_id)
-    if hold is None:
-        raise HoldNotFoundError(f"no hold {hold_id}")
-    if amount > hold.amount:
-        raise InvalidAmountError(f"post between 1 and {hold.amount} points, not {amount}")
-
-    request = {
-        **content,
-        "participant_account": hold.account_id,
-        "merchant_account": hold.counter_account_id,
-    }
-    inserted = await repo.insert_transactions(
+    if participant_id is None:
+        found = await repo.get_hold(session, hold_id)
+        if found is None:
+            raise HoldNotFoundError(f"no hold {hold_id}")
+        participant_id = uuid.UUID(found.request["participant_id"])
+    debt_code = repo.participant_account_code(participant_id, Asset.DEBT)
+    shard = _shard()
+    issuance = [
+        repo.issuance_account_code(Asset.POINTS, shard),
+        repo.issuance_account_code(Asset.DEBT, shard),
+    ]
+    start = await repo.begin_capture(
         session,
-        [{"origin": origin, "idempotency_key": key, "kind": "redemption", "request": request}],
+        hold_id=hold_id,
+        origin=origin,
+        key=key,
+        amount=amount,
+        debt_code=debt_code,
+        issuance_codes=issuance,
     )
-    if (origin, key) not in inserted:
+    if start is None or start.request["participant_id"] != str(participant_id):
+        raise HoldNotFoundError(f"no hold {hold_id}")
+    if amount > start.amount:
+        raise InvalidAmountError(f"post between 1 and {start.amount} points, not {amount}")
+    if start.transaction is None:
         prior = await repo.find_resolution(session, origin, key)
         if prior is not None:
             return _existing_resolution(prior, origin, key, content)
         raise _conflict(origin, key, ["kind"])
-    tx_id, created_at = inserted[(origin, key)]
+    tx = start.transaction
 
-    accounts = await _lock_for_hold(session, hold)
-    existing = await _unresolved_or_same(session, hold_id, origin, key, content)
-    if existing is not None:
-        return existing
-    if now >= hold.expires_at:
-        raise HoldExpiredError(f"hold {hold_id} expired at {hold.expires_at.isoformat()}")
+    resolution, taken = await repo.resolution_and_taken_lots(
+        session, hold_id, partial=amount < start.amount
+    )
+    if resolution is not None:
+        if (resolution.origin, resolution.idempotency_key) == (origin, key):
+            return _existing_resolution(resolution, origin, key, content)
+        raise HoldAlreadyResolvedError(
+            f"hold {hold_id} was already {resolution.outcome}", outcome=resolution.outcome
+        )
+    if now >= start.expires_at:
+        raise HoldExpiredError(f"hold {hold_id} expired at {start.expires_at.isoformat()}")
+
+    accounts = _HoldAccounts(
+        start.account_id,
+        start.counter_account_id,
+        start.codes.get(debt_code),
+        start.codes.get(issuance[0]),
+        start.codes.get(issuance[1]),
+        start.states,
+    )
     writer = _Writer(accounts.states)
-    digest = transaction_digest(tx_id, origin, key, "redemption", request, created_at)
-    writer.post(tx_id, digest, hold.account_id, -amount)
-    writer.post(tx_id, digest, hold.counter_account_id, amount)
-    accounts.states[hold.account_id].held -= hold.amount
-    restored = await _release(session, hold_id, hold.amount - amount, kind="release")
-    await _pay_debt(session, writer, accounts, restored, tx_id, digest)
-    await writer.flush(session)
-    await repo.insert_resolution(
+    digest = transaction_digest(tx.id, origin, key, "redemption", tx.request, tx.created_at)
+    writer.post(tx.id, digest, start.account_id, -amount)
+    writer.post(tx.id, digest, start.counter_account_id, amount)
+    accounts.states[start.account_id].held -= start.amount
+    lots = _LotChanges()
+    restored = lots.give_back(taken, start.amount - amount, hold_id=hold_id)
+    pay = min(accounts.owes, sum(given for _, given in restored))
+    if pay:
+        lots.take(restored, pay, kind="debt", transaction_id=tx.id)
+        _post_debt_payment(writer, accounts, pay, tx.id, digest)
+    await repo.write_resolution(
         session,
-        {
+        postings=writer.postings,
+        states=accounts.states.values(),
+        movements=lots.movements,
+        remainders=lots.remainders,
+        resolution={
             "hold_id": hold_id,
             "outcome": "posted",
             "amount_posted": amount,
-            "transaction_id": tx_id,
+            "transaction_id": tx.id,
             "origin": origin,
             "idempotency_key": key,
             "request": content,
         },
     )
     return ResolutionResult(
-        Status.CREATED, hold_id, "posted", amount, tx_id, hold_expires_at=hold.expires_at
+        Status.CREATED, hold_id, "posted", amount, tx.id, hold_expires_at=start.expires_at
     )
+
+
+class _LotChanges:
+    """Lot movements and remainders decided in memory, written by one statement."""
+
+    def __init__(self) -> None:
+        self.movements: list[dict[str, Any]] = []
+        self.remainders: dict[int, int] = {}
+
+    def give_back(
+        self, taken: Sequence[tuple[OpenLot, int]], amount: int, *, hold_id: int
+    ) -> list[tuple[OpenLot, int]]:
+        """Return `amount` of what a hold took to its lots, latest-expiring first (the
+        order of `taken`); the lots given to and how much each got."""
+        if amount == 0:
+            return []
+        given: list[tuple[OpenLot, int]] = []
+        left = amount
+        for lot, still_taken in taken:
+            give = min(still_taken, left)
+            given.append((lot, give))
+            left -= give
+            if left == 0:
+                break
+        if left:
+            raise NothingToRefundError(
+                f"only {amount - left} of {amount} points can go back to lots"
+            )
+        for lot, give in given:
+            self._move(lot, give, kind="release", hold_id=hold_id)
+        return given
+
+    def take(
+        self,
+        restored: Sequence[tuple[OpenLot, int]],
+        amount: int,
+        *,
+        kind: str,
+        transaction_id: int,
+    ) -> None:
+        """Take `amount` from points just restored to lots (a debt paid from them)."""
+        left = amount
+        for lot, given in restored:
+            take = min(given, lot.remaining, left)
+            if take:
+                self._move(lot, -take, kind=kind, transaction_id=transaction_id)
+                left -= take
+
+    def _move(
+        self,
+        lot: OpenLot,
+        amount: int,
+        *,
+        kind: str,
+        hold_id: int | None = None,
+        transaction_id: int | None = None,
+    ) -> None:
+        if amount == 0:
+            return
+        lot.remaining += amount
+        self.remainders[lot.id] = lot.remaining
+        self.movements.append(
+            {
+                "lot_id": lot.id,
+                "kind": kind,
+                "amount": amount,
+                "hold_id": hold_id,
+                "transaction_id": transaction_id,
+            }
+        )
+
+
+def _post_debt_payment(
+    writer: _Writer, accounts: _HoldAccounts, pay: int, tx_id: int, digest: bytes
+) -> None:
+    """Points back to someone who owes settle the debt: POINTS and DEBT both go down."""
+    if accounts.debt is None or accounts.issuance_points is None or accounts.issuance_debt is None:
+        raise RuntimeError("debt payment without the debt and issuance accounts locked")
+    writer.post(tx_id, digest, accounts.participant, -pay)
+    writer.post(tx_id, digest, accounts.issuance_points, pay)
+    writer.post(tx_id, digest, accounts.debt, -pay)
+    writer.post(tx_id, digest, accounts.issuance_debt, pay)
 
 
 async def void_hold(

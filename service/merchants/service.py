@@ -320,6 +320,7 @@ async def capture(
         hold_id=redemption.hold_id,
         amount=points if points is not None else redemption.points,
         now=now,
+        participant_id=redemption.participant_id,
     )
     if posted.status is not Status.CREATED or posted.hold_expires_at is None:
         state = await _view(session, redemption)  # a replay: refunds may have followed

@@ -19,7 +19,7 @@ from tests.crediting.conftest import Live, metro
 from tests.round_trips import round_trips
 
 AUTHORISE_ROUND_TRIPS = 14  # was 31 (19 statements + 12 BEGIN/COMMIT/ROLLBACK)
-CAPTURE_ROUND_TRIPS = 12  # was 32
+CAPTURE_ROUND_TRIPS = 9  # was 32, then 12
 
 
 class Till:
