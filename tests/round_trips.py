@@ -32,9 +32,16 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         bind_execute,
         counting(bind_execute, getattr(PreparedStatement, bind_execute), lambda s, a: s._query),
     )
-    monkeypatch.setattr(
-        Connection, "execute", counting("execute", Connection.execute, lambda s, a: a[0])
-    )
+    # `execute(query)` without arguments is a simple query, one round trip of its own; with
+    # arguments it goes through `__execute`, counted below (counting both counted it twice).
+    plain_execute = Connection.execute
+
+    async def execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not args:
+            queries.append(" ".join(query.split())[:300])
+        return await plain_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "execute", execute)
     execute = "_Connection__execute"
     monkeypatch.setattr(
         Connection, execute, counting(execute, getattr(Connection, execute), lambda s, a: a[0])

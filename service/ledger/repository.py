@@ -13,7 +13,7 @@ from sqlalchemy import Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Reader, json_rows, json_text
+from service.db import Reader, driver, json_rows, json_text
 from service.ledger.plan import (
     MERCHANT_SHARDS,
     AccountState,
@@ -153,20 +153,28 @@ async def lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
 
 # The two statements every write of postings is made of, as fragments: alone (`insert_postings`,
 # `save_accounts`) or together in one statement (`post_and_save`, `write_credits`).
-_INSERT_POSTINGS_SQL = """
+def _insert_postings_sql(rows: str) -> str:
+    return f"""
     INSERT INTO ledger_postings (transaction_id, account_id, asset, amount, account_seq, chain_hash)
     SELECT tx, account, asset, amount, seq, decode(hash, 'hex')
-    FROM json_to_recordset(CAST(:postings AS json))
+    FROM json_to_recordset(CAST({rows} AS json))
          AS p(tx bigint, account bigint, asset text, amount bigint, seq bigint, hash text)
-"""
-_SAVE_ACCOUNTS_SQL = """
+    """  # noqa: S608 (a placeholder's name, never a value)
+
+
+def _save_accounts_sql(rows: str) -> str:
+    return f"""
     UPDATE ledger_accounts AS a
     SET posted = s.posted, held = s.held, chain_seq = s.chain_seq,
         chain_hash = decode(s.chain_hash, 'hex')
-    FROM json_to_recordset(CAST(:accounts AS json))
+    FROM json_to_recordset(CAST({rows} AS json))
          AS s(id bigint, posted bigint, held bigint, chain_seq bigint, chain_hash text)
     WHERE a.id = s.id
-"""
+    """  # noqa: S608 (a placeholder's name, never a value)
+
+
+_INSERT_POSTINGS_SQL = _insert_postings_sql(":postings")
+_SAVE_ACCOUNTS_SQL = _save_accounts_sql(":accounts")
 _SAVE_ACCOUNTS = text(_SAVE_ACCOUNTS_SQL)
 
 
@@ -422,14 +430,14 @@ async def lock_hold_accounts(
     return codes, states
 
 
-_LOCK_FOR_HOLD = text(
+_LOCK_FOR_HOLD = (
     # The participant's POINTS account locked (a hold changes only its `held`), and the id of
     # the merchant's settlement shard (not locked: a hold posts nothing to it).
     """
     SELECT a.id, a.asset, a.bounded, a.posted, a.held, a.chain_seq, a.chain_hash,
-           (SELECT m.id FROM ledger_accounts AS m WHERE m.code = :merchant) AS merchant_id
+           (SELECT m.id FROM ledger_accounts AS m WHERE m.code = $2) AS merchant_id
     FROM ledger_accounts AS a
-    WHERE a.code = :participant
+    WHERE a.code = $1
     FOR NO KEY UPDATE OF a
     """
 )
@@ -439,41 +447,49 @@ async def lock_for_hold(
     session: AsyncSession, participant_code: str, merchant_code: str
 ) -> tuple[AccountState, int | None] | None:
     """The participant's account, locked, and the merchant shard's id (None if it does not
-    exist yet); None when the participant has no account. One statement."""
-    row = (
-        await session.execute(
-            _LOCK_FOR_HOLD, {"participant": participant_code, "merchant": merchant_code}
-        )
-    ).first()
+    exist yet); None when the participant has no account. One statement, on the driver."""
+    connection = await driver(session)
+    row = await connection.fetchrow(_LOCK_FOR_HOLD, participant_code, merchant_code)
     if row is None:
         return None
-    state = AccountState(
-        row.id, row.asset, row.bounded, row.posted, row.held, row.chain_seq, bytes(row.chain_hash)
-    )
-    return state, row.merchant_id
+    return _locked_state(row), row["merchant_id"]
 
 
-_WRITE_HOLD = text(
+_OPEN_LOTS_SQL = """
+    SELECT id, remaining, expires_at FROM ledger_lots
+    WHERE account_id = $1 AND remaining > 0 AND expires_at > $2
+    ORDER BY expires_at, id
+"""
+
+
+async def open_lots_at(session: AsyncSession, account_id: int, now: datetime) -> list[OpenLot]:
+    """`open_lots(..., not_expired_at=now)` on the driver (the hold path)."""
+    connection = await driver(session)
+    rows = await connection.fetch(_OPEN_LOTS_SQL, account_id, now)
+    return [OpenLot(row[0], row[1], row[2]) for row in rows]
+
+
+_WRITE_HOLD = (
     # Everything a new hold writes, in one statement. When the key was used before (ON
     # CONFLICT), `h` is empty and nothing else is written.
     """
     WITH h AS (
         INSERT INTO ledger_holds
             (origin, idempotency_key, request, account_id, counter_account_id, amount, expires_at)
-        VALUES (:origin, :key, CAST(:request AS jsonb), :account, :counter, :amount, :expires_at)
+        VALUES ($1, $2, CAST($3 AS jsonb), $4, $5, $6, $7)
         ON CONFLICT (origin, idempotency_key) DO NOTHING
         RETURNING id
     ), moved AS (
         INSERT INTO ledger_lot_movements (lot_id, kind, amount, hold_id)
         SELECT m.lot, 'hold', -m.taken, h.id
-        FROM h, json_to_recordset(CAST(:lots AS json)) AS m(lot bigint, taken bigint)
+        FROM h, json_to_recordset(CAST($8 AS json)) AS m(lot bigint, taken bigint)
     ), lots AS (
         UPDATE ledger_lots AS l SET remaining = m.remaining
-        FROM json_to_recordset(CAST(:lots AS json)) AS m(lot bigint, remaining bigint)
+        FROM json_to_recordset(CAST($8 AS json)) AS m(lot bigint, remaining bigint)
         WHERE l.id = m.lot AND EXISTS (SELECT 1 FROM h)
     ), account AS (
-        UPDATE ledger_accounts SET held = held + :amount
-        WHERE id = :account AND EXISTS (SELECT 1 FROM h)
+        UPDATE ledger_accounts SET held = held + $6
+        WHERE id = $4 AND EXISTS (SELECT 1 FROM h)
     )
     SELECT id FROM h
     """
@@ -492,14 +508,22 @@ async def write_hold(
     lots = json_rows(
         lot=list(taken), taken=list(taken.values()), remaining=[remaining[i] for i in taken]
     )
-    result = await session.execute(
-        _WRITE_HOLD, {**row, "request": json_text(row["request"]), "lots": lots}
+    connection = await driver(session)
+    hold_id: int | None = await connection.fetchval(
+        _WRITE_HOLD,
+        row["origin"],
+        row["key"],
+        json_text(row["request"]),
+        row["account"],
+        row["counter"],
+        row["amount"],
+        row["expires_at"],
+        lots,
     )
-    hold_id: int | None = result.scalar()
     return hold_id
 
 
-_BEGIN_CAPTURE = text(
+_BEGIN_CAPTURE = (
     # A capture's first statement: the hold, its transaction inserted (ON CONFLICT: a retry
     # of this key inserts nothing, and waits for a concurrent one), and every account the
     # capture may touch locked in id order: the hold's two accounts, the participant's DEBT
@@ -509,15 +533,15 @@ _BEGIN_CAPTURE = text(
     """
     WITH hold AS (
         SELECT id, account_id, counter_account_id, amount, expires_at, request
-        FROM ledger_holds WHERE id = :hold_id
+        FROM ledger_holds WHERE id = $1
     ), tx AS (
         INSERT INTO ledger_transactions (origin, idempotency_key, kind, request)
-        SELECT :origin, :key, 'redemption',
+        SELECT $2, $3, 'redemption',
                jsonb_build_object('hold_id', hold.id, 'outcome', 'posted',
-                                  'amount', CAST(:amount AS bigint),
+                                  'amount', CAST($4 AS bigint),
                                   'participant_account', hold.account_id,
                                   'merchant_account', hold.counter_account_id)
-        FROM hold WHERE CAST(:amount AS bigint) <= hold.amount
+        FROM hold WHERE CAST($4 AS bigint) <= hold.amount
         ON CONFLICT (origin, idempotency_key) DO NOTHING
         RETURNING id, created_at, request
     )
@@ -528,9 +552,9 @@ _BEGIN_CAPTURE = text(
            tx.id AS tx_id, tx.created_at AS tx_created_at, tx.request AS tx_request
     FROM ledger_accounts AS a CROSS JOIN hold LEFT JOIN tx ON true
     WHERE a.id = ANY(ARRAY[(SELECT account_id FROM hold), (SELECT counter_account_id FROM hold)])
-       OR a.code = :debt
-       OR (a.code = ANY(:issuance)
-           AND EXISTS (SELECT 1 FROM ledger_accounts AS d WHERE d.code = :debt))
+       OR a.code = $5
+       OR (a.code = ANY($6)
+           AND EXISTS (SELECT 1 FROM ledger_accounts AS d WHERE d.code = $5))
     ORDER BY a.id
     FOR NO KEY UPDATE OF a
     """
@@ -564,52 +588,46 @@ async def begin_capture(
 ) -> CaptureStart | None:
     """Insert the capture's transaction and lock its accounts: one statement (see
     `_BEGIN_CAPTURE`). None when there is no such hold."""
-    rows = (
-        await session.execute(
-            _BEGIN_CAPTURE,
-            {
-                "hold_id": hold_id,
-                "origin": origin,
-                "key": key,
-                "amount": amount,
-                "debt": debt_code,
-                "issuance": list(issuance_codes),
-            },
-        )
-    ).all()
+    connection = await driver(session)
+    rows = await connection.fetch(
+        _BEGIN_CAPTURE, hold_id, origin, key, amount, debt_code, list(issuance_codes)
+    )
     if not rows:
         return None
     first = rows[0]
     transaction = (
-        StoredTransaction(first.tx_id, "redemption", first.tx_request, first.tx_created_at)
-        if first.tx_id is not None
+        StoredTransaction(first["tx_id"], "redemption", first["tx_request"], first["tx_created_at"])
+        if first["tx_id"] is not None
         else None
     )
     by_code = (debt_code, *issuance_codes)
     return CaptureStart(
-        first.hold_account,
-        first.hold_counter,
-        first.hold_amount,
-        first.hold_expires_at,
-        first.hold_request,
+        first["hold_account"],
+        first["hold_counter"],
+        first["hold_amount"],
+        first["hold_expires_at"],
+        first["hold_request"],
         transaction,
-        {row.code: row.id for row in rows if row.code in by_code},
-        {
-            row.id: AccountState(
-                row.id,
-                row.asset,
-                row.bounded,
-                row.posted,
-                row.held,
-                row.chain_seq,
-                bytes(row.chain_hash),
-            )
-            for row in rows
-        },
+        {row["code"]: row["id"] for row in rows if row["code"] in by_code},
+        {row["id"]: _locked_state(row) for row in rows},
     )
 
 
-_RESOLUTION_AND_LOTS = text(
+def _locked_state(row: Any) -> AccountState:
+    """An account row as asyncpg returns it (id, code, asset, bounded, posted, held,
+    chain_seq, chain_hash, ...)."""
+    return AccountState(
+        row["id"],
+        row["asset"],
+        row["bounded"],
+        row["posted"],
+        row["held"],
+        row["chain_seq"],
+        bytes(row["chain_hash"]),
+    )
+
+
+_RESOLUTION_AND_LOTS = (
     # Under the accounts' lock: the hold's resolution, if any, and (for a partial capture)
     # the lots it took from, with what it still takes from each and what each has left,
     # latest-expiring first (the order points go back in). One row shape for both: plain
@@ -618,14 +636,14 @@ _RESOLUTION_AND_LOTS = text(
     SELECT true AS is_resolution, r.outcome, r.amount_posted, r.transaction_id, r.origin,
            r.idempotency_key, r.request, NULL::bigint AS lot_id, NULL::bigint AS taken,
            NULL::bigint AS remaining, NULL::timestamptz AS expires_at
-    FROM ledger_hold_resolutions AS r WHERE r.hold_id = :hold_id
+    FROM ledger_hold_resolutions AS r WHERE r.hold_id = $1
     UNION ALL
     SELECT false, NULL, NULL, NULL, NULL, NULL, NULL, m.lot_id, CAST(-m.net AS bigint),
            m.remaining, m.expires_at
     FROM (
         SELECT mv.lot_id, l.expires_at, l.remaining, sum(mv.amount) AS net
         FROM ledger_lot_movements AS mv JOIN ledger_lots AS l ON l.id = mv.lot_id
-        WHERE mv.hold_id = :hold_id AND :partial
+        WHERE mv.hold_id = $1 AND $2
         GROUP BY mv.lot_id, l.expires_at, l.remaining
     ) AS m
     WHERE m.net < 0
@@ -650,57 +668,55 @@ async def resolution_and_taken_lots(
 ) -> tuple[HoldResolution | None, list[tuple[OpenLot, int]]]:
     """The hold's resolution, and, when `partial`, the lots it took from with how much it
     still takes from each (latest-expiring first). One statement; the caller holds the lock."""
-    rows = (
-        await session.execute(_RESOLUTION_AND_LOTS, {"hold_id": hold_id, "partial": partial})
-    ).all()
+    connection = await driver(session)
+    rows = await connection.fetch(_RESOLUTION_AND_LOTS, hold_id, partial)
     resolution = next(
         (
             HoldResolution(
                 hold_id,
-                row.outcome,
-                row.amount_posted,
-                row.transaction_id,
-                row.origin,
-                row.idempotency_key,
-                row.request,
+                row["outcome"],
+                row["amount_posted"],
+                row["transaction_id"],
+                row["origin"],
+                row["idempotency_key"],
+                row["request"],
             )
             for row in rows
-            if row.is_resolution
+            if row["is_resolution"]
         ),
         None,
     )
     lots = [
-        (OpenLot(row.lot_id, row.remaining, row.expires_at), row.taken)
+        (OpenLot(row["lot_id"], row["remaining"], row["expires_at"]), row["taken"])
         for row in rows
-        if not row.is_resolution
+        if not row["is_resolution"]
     ]
     return resolution, lots
 
 
-_WRITE_RESOLUTION = text(
+_WRITE_RESOLUTION = (
     # Everything resolving a hold writes, in one statement: its postings, its lot movements
     # and the lots' new remainders, the resolution, and the locked accounts' balances.
     # (Composed of constant fragments only; every value is a bound parameter.)
     "WITH postings AS ("  # noqa: S608
-    + _INSERT_POSTINGS_SQL
+    + _insert_postings_sql("$1")
     + """
     ), moved AS (
         INSERT INTO ledger_lot_movements (lot_id, kind, amount, hold_id, transaction_id)
         SELECT lot, kind, amount, hold, tx
-        FROM json_to_recordset(CAST(:movements AS json))
+        FROM json_to_recordset(CAST($3 AS json))
              AS m(lot bigint, kind text, amount bigint, hold bigint, tx bigint)
     ), lots AS (
         UPDATE ledger_lots AS l SET remaining = m.remaining
-        FROM json_to_recordset(CAST(:remainders AS json)) AS m(lot bigint, remaining bigint)
+        FROM json_to_recordset(CAST($4 AS json)) AS m(lot bigint, remaining bigint)
         WHERE l.id = m.lot
     ), resolution AS (
         INSERT INTO ledger_hold_resolutions
             (hold_id, outcome, amount_posted, transaction_id, origin, idempotency_key, request)
-        VALUES (:hold_id, :outcome, :amount_posted, :transaction_id, :origin, :key,
-                CAST(:request AS jsonb))
+        VALUES ($5, $6, $7, $8, $9, $10, CAST($11 AS jsonb))
     )
     """
-    + _SAVE_ACCOUNTS_SQL
+    + _save_accounts_sql("$2")
 )
 
 
@@ -714,29 +730,26 @@ async def write_resolution(
     resolution: dict[str, Any],
 ) -> None:
     """A hold's resolution with all it writes: one statement (see `_WRITE_RESOLUTION`)."""
-    await session.execute(
+    connection = await driver(session)
+    await connection.execute(
         _WRITE_RESOLUTION,
-        {
-            "postings": _posting_rows(postings),
-            "accounts": _account_rows(states),
-            "movements": json_rows(
-                lot=[m["lot_id"] for m in movements],
-                kind=[m["kind"] for m in movements],
-                amount=[m["amount"] for m in movements],
-                hold=[m["hold_id"] for m in movements],
-                tx=[m["transaction_id"] for m in movements],
-            ),
-            "remainders": json_rows(
-                lot=sorted(remainders), remaining=[remainders[i] for i in sorted(remainders)]
-            ),
-            "hold_id": resolution["hold_id"],
-            "outcome": resolution["outcome"],
-            "amount_posted": resolution["amount_posted"],
-            "transaction_id": resolution["transaction_id"],
-            "origin": resolution["origin"],
-            "key": resolution["idempotency_key"],
-            "request": json_text(resolution["request"]),
-        },
+        _posting_rows(postings),
+        _account_rows(states),
+        json_rows(
+            lot=[m["lot_id"] for m in movements],
+            kind=[m["kind"] for m in movements],
+            amount=[m["amount"] for m in movements],
+            hold=[m["hold_id"] for m in movements],
+            tx=[m["transaction_id"] for m in movements],
+        ),
+        json_rows(lot=sorted(remainders), remaining=[remainders[i] for i in sorted(remainders)]),
+        resolution["hold_id"],
+        resolution["outcome"],
+        resolution["amount_posted"],
+        resolution["transaction_id"],
+        resolution["origin"],
+        resolution["idempotency_key"],
+        json_text(resolution["request"]),
     )
 
 

@@ -372,7 +372,7 @@ async def place_hold(
             "bounded": True,
         }
         counter_id = (await repo.ensure_accounts(session, [settlement]))[merchant_code]
-    lots = await repo.open_lots(session, account.id, not_expired_at=now)
+    lots = await repo.open_lots_at(session, account.id, now)
     taken = _take_in_order(lots, amount)
     if taken is None:
         prior = await repo.find_hold(session, origin, key)
