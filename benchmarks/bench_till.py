@@ -97,6 +97,7 @@ from service.ledger.schemas import CreditRequest
 from service.ledger.verify import verify_ledger
 from service.merchants import service as merchants
 from service.merchants.auth import issue_key
+from service.redemption import service as redemptions
 from service.redemption.service import create_token
 
 SERVICE = "service"
@@ -474,14 +475,14 @@ async def check_service(target: Target, args: argparse.Namespace) -> list[str]:
         async def viewer(part: list[str]) -> None:
             async with sessionmaker() as session:
                 for rid in part:
-                    state = await merchants.view(session, setup.merchant_id, uuid.UUID(rid))
+                    state = await redemptions.view(session, setup.merchant_id, uuid.UUID(rid))
                     if (state.status, state.points_captured) != ("captured", target.captured[rid]):
                         wrong.append(f"{rid}: {state.status} {state.points_captured}")
 
         await asyncio.gather(*(viewer(ids[k::4]) for k in range(4)))
         lines.append(
             f"{len(ids):,} acknowledged captures: "
-            + ("each captured once (merchants.view)" if not wrong else f"FAILED {wrong[:3]}")
+            + ("each captured once (redemptions.view)" if not wrong else f"FAILED {wrong[:3]}")
         )
         actual: dict[int, tuple[int, int]] = {}
         async with sessionmaker() as session:

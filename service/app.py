@@ -29,7 +29,6 @@ from service.dev_secrets import load_secrets
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
 from service.merchants.auth import MerchantKeyCache
-from service.merchants.endpoints import catalogue_router
 from service.merchants.endpoints import router as merchant_router
 from service.methodologies.service import RegistryCache
 from service.migrations import head_revisions
@@ -38,6 +37,8 @@ from service.openapi import install_openapi, operation_id
 from service.participants.endpoints import privacy_router
 from service.participants.endpoints import router as participant_router
 from service.partners.auth import CredentialCache
+from service.redemption.endpoints import catalogue_router
+from service.redemption.endpoints import router as redemption_router
 from service.redis import create_redis
 
 API_DESCRIPTION = """
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_router)
     app.include_router(participant_router)
     app.include_router(privacy_router)
+    app.include_router(redemption_router)
     app.include_router(merchant_router)
     app.include_router(catalogue_router)
     app.include_router(admin_router)

@@ -878,7 +878,7 @@ async def history_rows(
 
 _HOLD_STATE = text(
     """
-    SELECT h.expires_at, r.outcome, r.amount_posted,
+    SELECT h.expires_at, r.outcome, r.amount_posted, r.transaction_id,
            (SELECT CAST(coalesce(sum(CAST(t.request ->> 'amount' AS bigint)), 0) AS bigint)
             FROM ledger_transactions AS t
             WHERE t.kind = 'refund' AND t.request ->> 'refund_of' = CAST(r.transaction_id AS text)
@@ -891,7 +891,8 @@ _HOLD_STATE = text(
 
 
 async def hold_state(session: AsyncSession, hold_id: int) -> Any:
-    """(expires_at, outcome, amount_posted, refunded) of a hold, or None: one statement.
+    """(expires_at, outcome, amount_posted, transaction_id, refunded) of a hold, or None:
+    one statement.
     outcome and amount_posted are None while it is unresolved; refunded sums the refunds
     of its capture."""
     return (await session.execute(_HOLD_STATE, {"hold_id": hold_id})).first()

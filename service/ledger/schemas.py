@@ -72,6 +72,7 @@ class HoldState:
     outcome: str | None  # None while pending; else posted, voided or expired
     amount_posted: int
     refunded: int
+    transaction_id: int | None = None  # the capture's ledger transaction, once posted
 
 
 @dataclass(frozen=True, slots=True)

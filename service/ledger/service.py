@@ -330,6 +330,29 @@ async def _apply_credits(
 # --- holds (two-phase) ---------------------------------------------------------------------
 
 
+def _settlement_account(merchant_id: uuid.UUID, code: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "owner_type": "merchant",
+        "owner_id": merchant_id,
+        "asset": Asset.POINTS.value,
+        "kind": "settlement",
+        "bounded": True,
+    }
+
+
+async def open_merchant_accounts(session: AsyncSession, merchant_id: uuid.UUID) -> None:
+    """Create a merchant's settlement shards, with the merchant: a till's first hold on a
+    shard then finds it (creating it there costs the hold three more statements)."""
+    await repo.ensure_accounts(
+        session,
+        [
+            _settlement_account(merchant_id, repo.merchant_account_code(merchant_id, shard))
+            for shard in range(repo.MERCHANT_SHARDS)
+        ],
+    )
+
+
 async def place_hold(
     session: AsyncSession,
     *,
@@ -362,15 +385,8 @@ async def place_hold(
     if locked is None:
         raise InsufficientPointsError("the participant has no points yet", available=0)
     account, counter_id = locked
-    if counter_id is None:  # the shard's first hold
-        settlement = {
-            "code": merchant_code,
-            "owner_type": "merchant",
-            "owner_id": merchant_id,
-            "asset": Asset.POINTS.value,
-            "kind": "settlement",
-            "bounded": True,
-        }
+    if counter_id is None:  # a merchant from before `open_merchant_accounts`
+        settlement = _settlement_account(merchant_id, merchant_code)
         counter_id = (await repo.ensure_accounts(session, [settlement]))[merchant_code]
     lots = await repo.open_lots_at(session, account.id, now)
     taken = _take_in_order(lots, amount)
@@ -1096,6 +1112,7 @@ async def hold_state(session: AsyncSession, hold_id: int) -> HoldState:
         outcome=row.outcome,
         amount_posted=row.amount_posted or 0,
         refunded=int(row.refunded or 0),
+        transaction_id=row.transaction_id,
     )
 
 

@@ -7,7 +7,6 @@ from typing import ClassVar
 from service.errors import (
     ConflictError,
     ForbiddenError,
-    NotFoundError,
     ProblemError,
     UnauthenticatedError,
 )
@@ -26,16 +25,6 @@ class ScopeMissingError(ForbiddenError):
 class MerchantSuspendedError(ForbiddenError):
     slug: ClassVar[str] = "merchant-suspended"
     title: ClassVar[str] = "Merchant suspended"
-
-
-class OfferUnavailableError(ConflictError):
-    slug: ClassVar[str] = "offer-unavailable"
-    title: ClassVar[str] = "Offer not valid now, out of stock, or over the per-user limit"
-
-
-class RedemptionNotFoundError(NotFoundError):
-    slug: ClassVar[str] = "redemption-not-found"
-    title: ClassVar[str] = "Redemption not found"
 
 
 class IdempotencyKeyMissingError(ProblemError):

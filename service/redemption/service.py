@@ -1,4 +1,15 @@
-"""Redemption tokens: what the app shows at a till, and what a merchant exchanges for a hold."""
+"""Redemption: the code the app shows at a till, two-phase redemption on the ledger's holds,
+and the offer catalogue with its stock.
+
+A redemption's state is never stored twice: it is read from the ledger's hold, its
+resolution and its refunds. Offer stock is likewise derived (stock minus redemptions still
+authorised or captured), so a hold that times out gives its stock back without anyone
+having to remember to.
+
+Lock order, as everywhere: the redemption token row, the offer row, ledger keys, ledger
+accounts. An offer's row is locked only when it has a stock or a per-person limit to keep:
+tills redeeming an unlimited offer do not queue on it.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +19,37 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.errors import ProblemError
-from service.models import RedemptionToken
+from service.errors import ConflictError
+from service.ledger import service as ledger
+from service.ledger.schemas import Status
+from service.redemption.errors import (
+    OfferUnavailableError,
+    RedemptionNotFoundError,
+    RedemptionTokenInvalidError,
+)
+from service.redemption.repository import RedemptionRepository, RedemptionRow
+from service.redemption.schemas import OfferOut, RedemptionOut
+from service.webhooks import enqueue
 
 TOKEN_LIFETIME = timedelta(minutes=2)
 
-
-class RedemptionTokenInvalidError(ProblemError):
-    status = 422
-    slug = "redemption-token-invalid"
-    title = "Redemption token unknown, used or expired"
+__all__ = [
+    "TOKEN_LIFETIME",
+    "IssuedToken",
+    "RedemptionTokenInvalidError",
+    "authorise",
+    "capture",
+    "catalogue",
+    "consume_token",
+    "create_token",
+    "ledger_origin",
+    "redemption_for",
+    "refund",
+    "view",
+    "void",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,34 +62,296 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def ledger_origin(merchant_id: uuid.UUID) -> str:
+    return f"merchant:{merchant_id}"
+
+
 async def create_token(
     session: AsyncSession, participant_id: uuid.UUID, *, now: datetime
 ) -> IssuedToken:
     """A fresh single-use token; only its hash is kept."""
     token = "rt_" + secrets.token_urlsafe(24)
     expires_at = now + TOKEN_LIFETIME
-    await session.execute(
-        insert(RedemptionToken).values(
-            token_hash=_hash(token), participant_id=participant_id, expires_at=expires_at
-        )
+    await RedemptionRepository.from_session(session).insert_token(
+        _hash(token), participant_id, expires_at
     )
     return IssuedToken(token, expires_at)
 
 
-_CONSUME = text(
-    """
-    UPDATE redemption_tokens SET used_at = :now
-    WHERE token_hash = :token_hash AND used_at IS NULL AND expires_at > :now
-    RETURNING participant_id
-    """
-)
-
-
 async def consume_token(session: AsyncSession, token: str, *, now: datetime) -> uuid.UUID:
     """The participant behind a token, marking it used: exactly one caller ever gets it."""
-    participant_id: uuid.UUID | None = await session.scalar(
-        _CONSUME, {"now": now, "token_hash": _hash(token)}
+    consumed = await RedemptionRepository.from_session(session).consume_token(
+        _hash(token), now=now, offer_id=None, merchant_id=uuid.UUID(int=0)
     )
-    if participant_id is None:
+    if consumed is None:
         raise RedemptionTokenInvalidError("ask the customer to show a fresh code")
-    return participant_id
+    return consumed[0]
+
+
+async def catalogue(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    region: str | None = None,
+    merchant_code: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[OfferOut]:
+    """Offers valid now, for the app, cheapest first; filter by region and merchant."""
+    rows = await RedemptionRepository.from_session(session).catalogue(
+        now=now, region=region, merchant_code=merchant_code, offset=offset, limit=limit
+    )
+    return [
+        OfferOut(
+            id=row.offer.id,
+            merchant_code=row.merchant_code,
+            merchant_name=row.merchant_name,
+            title=row.offer.title,
+            points_price=row.offer.points_price,
+            face_value_fen=row.offer.face_value_fen,
+            stock_left=None if row.offer.stock is None else max(0, row.offer.stock - row.taken),
+            per_user_limit=row.offer.per_user_limit,
+            region=row.offer.region,
+            valid_from=row.offer.valid_from,
+            valid_to=row.offer.valid_to,
+        )
+        for row in rows
+    ]
+
+
+async def authorise(
+    session: AsyncSession,
+    *,
+    merchant_id: uuid.UUID,
+    terminal_id: uuid.UUID | None,
+    redemption_token: str,
+    offer_id: uuid.UUID | None,
+    points: int | None,
+    now: datetime,
+    hold_for: timedelta,
+) -> RedemptionOut:
+    """The customer's code and an offer (or an amount) become a hold on their points.
+
+    Statements: the token consumed with the offer's terms (one), the offer locked and its
+    takers counted (two, only for an offer with a stock or a per-person limit), the ledger's
+    hold (three: lock, lots, write), the redemption row (one), the webhook (one).
+    """
+    repository = RedemptionRepository.from_session(session)
+    consumed = await repository.consume_token(
+        _hash(redemption_token), now=now, offer_id=offer_id, merchant_id=merchant_id
+    )
+    if consumed is None:
+        raise RedemptionTokenInvalidError("ask the customer to show a fresh code")
+    participant_id, offer = consumed
+    amount = points
+    if offer_id is not None:
+        if offer is None or not offer.valid_from <= now < offer.valid_to:
+            raise OfferUnavailableError("this offer is not valid at this merchant now")
+        if offer.limited:
+            taken, mine = await repository.lock_offer_and_count_taken(offer_id, participant_id)
+            if offer.stock is not None and taken >= offer.stock:
+                raise OfferUnavailableError("out of stock")
+            if offer.per_user_limit is not None and mine >= offer.per_user_limit:
+                raise OfferUnavailableError(
+                    f"this offer is limited to {offer.per_user_limit} per person"
+                )
+        amount = offer.points_price
+    assert amount is not None
+    redemption_id = uuid.uuid4()
+    hold = await ledger.place_hold(
+        session,
+        origin=ledger_origin(merchant_id),
+        key=f"redemption:{redemption_id}",
+        participant_id=participant_id,
+        merchant_id=merchant_id,
+        amount=amount,
+        now=now,
+        hold_for=hold_for,
+    )
+    redemption = RedemptionRow(
+        id=redemption_id,
+        merchant_id=merchant_id,
+        terminal_id=terminal_id,
+        participant_id=participant_id,
+        offer_id=offer_id,
+        points=amount,
+        hold_id=hold.hold_id,
+        created_at=now,
+    )
+    await repository.insert(redemption)
+    if hold.status is not Status.CREATED:  # the ledger already had this hold: ask it
+        return await _announce(
+            session, merchant_id, "redemption.authorised", await _view(session, redemption)
+        )
+    # Just placed: nothing to read back.
+    state = RedemptionOut(
+        id=redemption_id,
+        status="authorised",
+        offer_id=offer_id,
+        points_authorised=amount,
+        points_captured=0,
+        points_refunded=0,
+        hold_expires_at=hold.expires_at,
+        created_at=now,
+    )
+    return await _announce(session, merchant_id, "redemption.authorised", state)
+
+
+async def _announce(
+    session: AsyncSession, merchant_id: uuid.UUID, event_type: str, state: RedemptionOut
+) -> RedemptionOut:
+    """Queue the merchant's webhook in this transaction: sent only if the work commits."""
+    await enqueue(
+        session,
+        owner_type="merchant",
+        owner_id=merchant_id,
+        event_type=event_type,
+        payload=state.model_dump(mode="json"),
+    )
+    return state
+
+
+async def _redemption(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    redemption_id: uuid.UUID,
+    terminal_id: uuid.UUID | None = None,
+) -> RedemptionRow:
+    """The merchant's redemption; a key bound to a terminal sees only that terminal's."""
+    found = await RedemptionRepository.from_session(session).get(
+        merchant_id, redemption_id, terminal_id
+    )
+    if found is None:
+        raise RedemptionNotFoundError(f"no redemption {redemption_id} at this merchant")
+    return found
+
+
+async def capture(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    redemption_id: uuid.UUID,
+    points: int | None,
+    *,
+    now: datetime,
+    request_key: str,
+    terminal_id: uuid.UUID | None = None,
+) -> RedemptionOut:
+    """Take the held points, all or part, once; the rest goes back to the customer.
+
+    The ledger key carries the caller's idempotency key: a retry of this request replays,
+    a second, different capture finds the hold resolved.
+    """
+    redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
+    posted = await ledger.post_hold(
+        session,
+        origin=ledger_origin(merchant_id),
+        key=f"capture:{redemption_id}:{request_key}",
+        hold_id=redemption.hold_id,
+        amount=points if points is not None else redemption.points,
+        now=now,
+        participant_id=redemption.participant_id,
+    )
+    if posted.status is not Status.CREATED or posted.hold_expires_at is None:
+        state = await _view(session, redemption)  # a replay: refunds may have followed
+    else:  # just captured: nothing refunded yet, nothing to read back
+        state = RedemptionOut(
+            id=redemption.id,
+            status="captured",
+            offer_id=redemption.offer_id,
+            points_authorised=redemption.points,
+            points_captured=posted.amount_posted,
+            points_refunded=0,
+            hold_expires_at=posted.hold_expires_at,
+            created_at=redemption.created_at,
+        )
+    return await _announce(session, merchant_id, "redemption.captured", state)
+
+
+async def void(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    redemption_id: uuid.UUID,
+    *,
+    request_key: str,
+    terminal_id: uuid.UUID | None = None,
+) -> RedemptionOut:
+    """Release the hold; the points and the offer's stock come back."""
+    redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
+    await ledger.void_hold(
+        session,
+        origin=ledger_origin(merchant_id),
+        key=f"void:{redemption_id}:{request_key}",
+        hold_id=redemption.hold_id,
+    )
+    return await _announce(
+        session, merchant_id, "redemption.voided", await _view(session, redemption)
+    )
+
+
+async def refund(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    redemption_id: uuid.UUID,
+    points: int,
+    *,
+    refund_key: str,
+    terminal_id: uuid.UUID | None = None,
+) -> RedemptionOut:
+    """Give captured points back to the lots they came from."""
+    redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
+    hold = await ledger.hold_state(session, redemption.hold_id)
+    if hold.outcome != "posted" or hold.transaction_id is None:
+        raise ConflictError("only a captured redemption can be refunded")
+    await ledger.refund(
+        session,
+        origin=ledger_origin(merchant_id),
+        key=f"refund:{redemption_id}:{refund_key}",
+        redemption_id=hold.transaction_id,
+        amount=points,
+    )
+    return await _announce(
+        session, merchant_id, "redemption.refunded", await _view(session, redemption)
+    )
+
+
+async def redemption_for(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    redemption_id: uuid.UUID,
+    terminal_id: uuid.UUID | None,
+) -> None:
+    """Raise not-found unless the key may see this redemption."""
+    await _redemption(session, merchant_id, redemption_id, terminal_id)
+
+
+async def view(
+    session: AsyncSession, merchant_id: uuid.UUID, redemption_id: uuid.UUID
+) -> RedemptionOut:
+    """A redemption as the ledger says it stands."""
+    return await _view(session, await _redemption(session, merchant_id, redemption_id))
+
+
+async def _view(session: AsyncSession, redemption: RedemptionRow) -> RedemptionOut:
+    hold = await ledger.hold_state(session, redemption.hold_id)
+    captured = refunded = 0
+    if hold.outcome is None:
+        status = "authorised"
+    elif hold.outcome in ("voided", "expired"):
+        status = hold.outcome
+    else:
+        captured, refunded = hold.amount_posted, hold.refunded
+        status = (
+            "captured"
+            if refunded == 0
+            else ("refunded" if refunded >= captured else "partially_refunded")
+        )
+    return RedemptionOut(
+        id=redemption.id,
+        status=status,
+        offer_id=redemption.offer_id,
+        points_authorised=redemption.points,
+        points_captured=captured,
+        points_refunded=refunded,
+        hold_expires_at=hold.expires_at,
+        created_at=redemption.created_at,
+    )

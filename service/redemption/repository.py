@@ -1,0 +1,211 @@
+"""All of the redemption domain's SQL: tokens, redemptions, and offer stock as redemptions
+take it. Typed rows out; functions never commit.
+
+The till's statements (a token consumed with its offer's terms, a redemption inserted or
+found) go straight to asyncpg in the session's transaction (`service.db.driver`): they run
+on every authorise and capture, where SQLAlchemy's per-statement Python was a tenth of the
+request's cost (docs/performance.md, issue 12).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, func, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import driver
+from service.models import (
+    LedgerHoldResolution,
+    Merchant,
+    Offer,
+    Redemption,
+    RedemptionToken,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OfferTerms:
+    """An offer as a till redeems it."""
+
+    points_price: int
+    valid_from: datetime
+    valid_to: datetime
+    stock: int | None
+    per_user_limit: int | None
+
+    @property
+    def limited(self) -> bool:
+        return self.stock is not None or self.per_user_limit is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionRow:
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    terminal_id: uuid.UUID | None
+    participant_id: uuid.UUID
+    offer_id: uuid.UUID | None
+    points: int
+    hold_id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueRow:
+    offer: Offer
+    merchant_code: str
+    merchant_name: str
+    taken: int
+
+
+_CONSUME_CODE = """
+    WITH token AS (
+        UPDATE redemption_tokens SET used_at = $1
+        WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
+        RETURNING participant_id
+    )
+    SELECT token.participant_id, o.points_price, o.valid_from, o.valid_to, o.stock,
+           o.per_user_limit
+    FROM token LEFT JOIN offers AS o ON o.id = $3 AND o.merchant_id = $4
+"""
+# Taken: redemptions whose hold is pending or captured (a voided or expired hold gives its
+# stock back without anyone having to remember to).
+_LOCK_OFFER = "SELECT 1 FROM offers WHERE id = $1 FOR UPDATE"
+_OFFER_TAKEN = """
+    SELECT count(*), count(*) FILTER (WHERE r.participant_id = $2)
+    FROM redemptions AS r
+    LEFT JOIN ledger_hold_resolutions AS res ON res.hold_id = r.hold_id
+    WHERE r.offer_id = $1 AND (res.hold_id IS NULL OR res.outcome = 'posted')
+"""
+_INSERT_REDEMPTION = """
+    INSERT INTO redemptions
+        (id, merchant_id, terminal_id, participant_id, offer_id, points, hold_id, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+_GET_REDEMPTION = """
+    SELECT id, merchant_id, terminal_id, participant_id, offer_id, points, hold_id, created_at
+    FROM redemptions
+    WHERE id = $1 AND merchant_id = $2 AND ($3::uuid IS NULL OR terminal_id = $3)
+"""
+_tokens = cast(Table, RedemptionToken.__table__)
+
+
+class RedemptionRepository:
+    """The redemption domain's tables, for one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> RedemptionRepository:
+        return cls(session)
+
+    async def insert_token(
+        self, token_hash: bytes, participant_id: uuid.UUID, expires_at: datetime
+    ) -> None:
+        await self.session.execute(
+            insert(_tokens).values(
+                token_hash=token_hash, participant_id=participant_id, expires_at=expires_at
+            )
+        )
+
+    async def consume_token(
+        self,
+        token_hash: bytes,
+        *,
+        now: datetime,
+        offer_id: uuid.UUID | None,
+        merchant_id: uuid.UUID,
+    ) -> tuple[uuid.UUID, OfferTerms | None] | None:
+        """Mark the token used and return its participant, with the terms of `offer_id` at
+        this merchant (None: no such offer here, or none asked for); None when the token
+        is unknown, used or expired. One statement."""
+        connection = await driver(self.session)
+        row = await connection.fetchrow(_CONSUME_CODE, now, token_hash, offer_id, merchant_id)
+        if row is None:
+            return None
+        terms = OfferTerms(row[1], row[2], row[3], row[4], row[5]) if row[1] is not None else None
+        return row[0], terms
+
+    async def lock_offer_and_count_taken(
+        self, offer_id: uuid.UUID, participant_id: uuid.UUID
+    ) -> tuple[int, int]:
+        """Lock the offer (redemptions of a limited offer queue here) and count, after the
+        lock, its redemptions still pending or captured: all, and the participant's. Two
+        statements: counted in the statement that waited for the lock, redemptions that
+        committed during the wait would not be seen."""
+        connection = await driver(self.session)
+        await connection.execute(_LOCK_OFFER, offer_id)
+        row = await connection.fetchrow(_OFFER_TAKEN, offer_id, participant_id)
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def insert(self, row: RedemptionRow) -> None:
+        connection = await driver(self.session)
+        await connection.execute(
+            _INSERT_REDEMPTION,
+            row.id,
+            row.merchant_id,
+            row.terminal_id,
+            row.participant_id,
+            row.offer_id,
+            row.points,
+            row.hold_id,
+            row.created_at,
+        )
+
+    async def get(
+        self,
+        merchant_id: uuid.UUID,
+        redemption_id: uuid.UUID,
+        terminal_id: uuid.UUID | None = None,
+    ) -> RedemptionRow | None:
+        """The merchant's redemption; with `terminal_id`, only if that terminal made it."""
+        connection = await driver(self.session)
+        row = await connection.fetchrow(_GET_REDEMPTION, redemption_id, merchant_id, terminal_id)
+        return RedemptionRow(*row) if row is not None else None
+
+    async def catalogue(
+        self,
+        *,
+        now: datetime,
+        region: str | None,
+        merchant_code: str | None,
+        offset: int,
+        limit: int | None,
+    ) -> list[CatalogueRow]:
+        """Offers valid now at active merchants, cheapest first, with what is taken of each."""
+        taken = (
+            select(func.count())
+            .select_from(Redemption)
+            .outerjoin(LedgerHoldResolution, LedgerHoldResolution.hold_id == Redemption.hold_id)
+            .where(
+                Redemption.offer_id == Offer.id,
+                or_(
+                    LedgerHoldResolution.hold_id.is_(None),
+                    LedgerHoldResolution.outcome == "posted",
+                ),
+            )
+            .scalar_subquery()
+        )
+        query: Any = (
+            select(Offer, Merchant.code, Merchant.name, taken.label("taken"))
+            .join(Merchant, Merchant.id == Offer.merchant_id)
+            .where(Offer.valid_from <= now, Offer.valid_to > now, Merchant.status == "active")
+            .order_by(Offer.points_price, Offer.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        if region is not None:
+            query = query.where(or_(Offer.region.is_(None), Offer.region == region))
+        if merchant_code is not None:
+            query = query.where(Merchant.code == merchant_code)
+        return [
+            CatalogueRow(offer, code, name, int(n))
+            for offer, code, name, n in await self.session.execute(query)
+        ]
