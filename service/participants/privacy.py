@@ -15,9 +15,9 @@ Erasure keeps the ledger whole: credits, postings and lots stay under the partic
 which from then on is a pseudonym that nothing connects to a person. `ledger verify` passes
 before and after.
 
-The order is the table's: the participant's row is the first row erasure locks, so two
-erasures of one person queue on it rather than meet half-way; the accounts domain then takes
-the sessions before the user row, the order logging out everywhere takes them in.
+The order above is the lock order: the participant's row is the first row erasure locks, so
+two erasures of one person queue on it rather than meet half-way; the accounts domain then
+takes the sessions before the user row, the order logging out everywhere takes them in.
 """
 
 from __future__ import annotations
