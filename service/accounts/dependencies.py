@@ -38,7 +38,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.accounts import repository, service
+from service.accounts import service
 from service.accounts.errors import TokenInvalidError, TokenMissingError
 from service.accounts.service import AccountsSettings
 from service.accounts.tokens import Keyring, verify_access_token
@@ -60,7 +60,7 @@ class AuthenticatedUser:
 
     async def role_in(self, session: AsyncSession, organisation_id: uuid.UUID) -> str | None:
         """`owner`, `member`, or None (not a member, or no such organisation)."""
-        return await repository.role_in(session, organisation_id, self.user_id)
+        return await service.role_in(session, organisation_id, self.user_id)
 
     async def require_role(
         self, session: AsyncSession, organisation_id: uuid.UUID, *roles: str
@@ -129,7 +129,7 @@ async def _authenticate(
     if credentials is None:
         raise TokenMissingError("send Authorization: Bearer <access token>")
     claims = verify_access_token(keyring(request), credentials.credentials)
-    user = await repository.user_by_id(source, claims.user_id)
+    user = await service.user_token_state(source, claims.user_id)
     if (
         user is None
         or user.erased_at is not None

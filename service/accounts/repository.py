@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,9 +64,18 @@ async def insert_user(
     return inserted is not None
 
 
-async def user_by_login_hash(session: AsyncSession, login_hash: bytes) -> Any:
-    """id, participant_id, password_hash, token_generation of a live user, or None."""
-    return (
+@dataclass(frozen=True, slots=True)
+class LoginUser:
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    # Never None for a live user: the `credentials_until_erased` CHECK.
+    password_hash: str
+    token_generation: int
+
+
+async def user_by_login_hash(session: AsyncSession, login_hash: bytes) -> LoginUser | None:
+    """A live (not erased) user by login hash, or None."""
+    row = (
         await session.execute(
             select(
                 _users.c.id,
@@ -77,6 +85,7 @@ async def user_by_login_hash(session: AsyncSession, login_hash: bytes) -> Any:
             ).where(_users.c.login_hash == login_hash, _users.c.erased_at.is_(None))
         )
     ).first()
+    return LoginUser(*row) if row is not None else None
 
 
 # Every authenticated app request runs this.
@@ -112,9 +121,18 @@ async def next_token_generation(session: AsyncSession, user_id: uuid.UUID) -> in
     return int(generation or 0)
 
 
-async def profile(session: AsyncSession, user_id: uuid.UUID) -> Any:
+@dataclass(frozen=True, slots=True)
+class Profile:
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    display_name: str
+    region: str | None
+    created_at: datetime
+
+
+async def profile(session: AsyncSession, user_id: uuid.UUID) -> Profile | None:
     """The user's id, participant, display name, region and registration time."""
-    return (
+    row = (
         await session.execute(
             select(
                 _users.c.id,
@@ -127,17 +145,25 @@ async def profile(session: AsyncSession, user_id: uuid.UUID) -> Any:
             .where(_users.c.id == user_id)
         )
     ).first()
+    return Profile(*row) if row is not None else None
 
 
-async def memberships(session: AsyncSession, user_id: uuid.UUID) -> Sequence[Any]:
-    """(organisation participant id, name, role) for every organisation of the user."""
+@dataclass(frozen=True, slots=True)
+class Membership:
+    participant_id: uuid.UUID  # the organisation's
+    name: str
+    role: str
+
+
+async def memberships(session: AsyncSession, user_id: uuid.UUID) -> list[Membership]:
+    """Every organisation of the user, by name."""
     rows = await session.execute(
         select(_organisations.c.participant_id, _organisations.c.name, _members.c.role)
         .join(_members, _members.c.organisation_id == _organisations.c.participant_id)
         .where(_members.c.user_id == user_id)
         .order_by(_organisations.c.name, _organisations.c.participant_id)
     )
-    return rows.all()
+    return [Membership(*row) for row in rows]
 
 
 # Refresh tokens
@@ -163,13 +189,21 @@ async def insert_refresh_token(
     )
 
 
-async def use_refresh_token(session: AsyncSession, token_hash: bytes, now: datetime) -> Any:
+@dataclass(frozen=True, slots=True)
+class UsedRefreshToken:
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+
+
+async def use_refresh_token(
+    session: AsyncSession, token_hash: bytes, now: datetime
+) -> UsedRefreshToken | None:
     """Mark a live token used, atomically; its user_id and family_id, or None.
 
     The row lock makes concurrent uses of one token serial: exactly one succeeds, and
     the others find it used (which is reuse).
     """
-    return (
+    row = (
         await session.execute(
             update(_refresh)
             .where(
@@ -182,11 +216,21 @@ async def use_refresh_token(session: AsyncSession, token_hash: bytes, now: datet
             .returning(_refresh.c.user_id, _refresh.c.family_id)
         )
     ).first()
+    return UsedRefreshToken(*row) if row is not None else None
 
 
-async def refresh_token_state(session: AsyncSession, token_hash: bytes) -> Any:
-    """user_id, family_id, used_at, revoked_at, expires_at of a token, or None."""
-    return (
+@dataclass(frozen=True, slots=True)
+class RefreshTokenState:
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+    used_at: datetime | None
+    revoked_at: datetime | None
+    expires_at: datetime
+
+
+async def refresh_token_state(session: AsyncSession, token_hash: bytes) -> RefreshTokenState | None:
+    """Where a refresh token stands, used or not, or None for an unknown one."""
+    row = (
         await session.execute(
             select(
                 _refresh.c.user_id,
@@ -197,6 +241,7 @@ async def refresh_token_state(session: AsyncSession, token_hash: bytes) -> Any:
             ).where(_refresh.c.token_hash == token_hash)
         )
     ).first()
+    return RefreshTokenState(*row) if row is not None else None
 
 
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
@@ -252,9 +297,16 @@ async def role_in(
     return str(role) if role is not None else None
 
 
-async def organisation(session: AsyncSession, organisation_id: uuid.UUID) -> Any:
-    """participant_id, name, region, created_at of the organisation, or None."""
-    return (
+@dataclass(frozen=True, slots=True)
+class OrganisationRow:
+    participant_id: uuid.UUID
+    name: str
+    region: str | None
+    created_at: datetime
+
+
+async def organisation(session: AsyncSession, organisation_id: uuid.UUID) -> OrganisationRow | None:
+    row = (
         await session.execute(
             select(
                 _organisations.c.participant_id,
@@ -266,10 +318,19 @@ async def organisation(session: AsyncSession, organisation_id: uuid.UUID) -> Any
             .where(_organisations.c.participant_id == organisation_id)
         )
     ).first()
+    return OrganisationRow(*row) if row is not None else None
 
 
-async def members(session: AsyncSession, organisation_id: uuid.UUID) -> Sequence[Any]:
-    """user_id, display_name, role, added_at of each member, owners first."""
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: uuid.UUID
+    display_name: str
+    role: str
+    added_at: datetime
+
+
+async def members(session: AsyncSession, organisation_id: uuid.UUID) -> list[Member]:
+    """Each member of the organisation, owners first."""
     rows = await session.execute(
         select(
             _members.c.user_id,
@@ -282,4 +343,87 @@ async def members(session: AsyncSession, organisation_id: uuid.UUID) -> Sequence
         .where(_members.c.organisation_id == organisation_id)
         .order_by(_members.c.role.desc(), _members.c.added_at, _members.c.user_id)
     )
-    return rows.all()
+    return [Member(*row) for row in rows]
+
+
+# A user's own rows, for export and erasure (privacy)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: uuid.UUID
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRecord:
+    organisation_id: uuid.UUID
+    role: str
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A refresh-token family's member: when it was issued, used, revoked; never the token."""
+
+    family_id: uuid.UUID
+    issued_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def user_record(session: AsyncSession, user_id: uuid.UUID) -> UserRecord | None:
+    row = (
+        await session.execute(
+            select(_users.c.id, _users.c.created_at).where(_users.c.id == user_id)
+        )
+    ).first()
+    return UserRecord(*row) if row is not None else None
+
+
+async def membership_records(session: AsyncSession, user_id: uuid.UUID) -> list[MembershipRecord]:
+    rows = await session.execute(
+        select(_members.c.organisation_id, _members.c.role, _members.c.added_at)
+        .where(_members.c.user_id == user_id)
+        .order_by(_members.c.added_at, _members.c.organisation_id)
+    )
+    return [MembershipRecord(*row) for row in rows]
+
+
+async def session_records(session: AsyncSession, user_id: uuid.UUID) -> list[SessionRecord]:
+    rows = await session.execute(
+        select(
+            _refresh.c.family_id,
+            _refresh.c.issued_at,
+            _refresh.c.expires_at,
+            _refresh.c.used_at,
+            _refresh.c.revoked_at,
+        )
+        .where(_refresh.c.user_id == user_id)
+        .order_by(_refresh.c.id)
+    )
+    return [SessionRecord(*row) for row in rows]
+
+
+async def delete_refresh_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(delete(_refresh).where(_refresh.c.user_id == user_id))
+
+
+async def delete_memberships(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(delete(_members).where(_members.c.user_id == user_id))
+
+
+async def erase_user(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    """Clear the login and password hashes (the login name can be registered again) and end
+    every access token issued so far."""
+    await session.execute(
+        update(_users)
+        .where(_users.c.id == user_id)
+        .values(
+            login_hash=None,
+            password_hash=None,
+            erased_at=now,
+            token_generation=_users.c.token_generation + 1,
+        )
+    )

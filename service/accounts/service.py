@@ -7,10 +7,8 @@ owns the transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +26,7 @@ from service.accounts.errors import (
 )
 from service.accounts.logins import login_hash
 from service.accounts.passwords import PASSWORDS, PasswordHashing
+from service.accounts.repository import Member, Membership, OrganisationRow, Profile
 from service.accounts.throttle import LoginThrottle
 from service.accounts.tokens import (
     ACCESS_TOKEN_TTL,
@@ -227,8 +226,10 @@ async def logout_everywhere(session: AsyncSession, user_id: uuid.UUID) -> None:
     _log.info("logged_out_everywhere", user_id=str(user_id))
 
 
-async def me(session: AsyncSession, user_id: uuid.UUID) -> tuple[Any, Sequence[Any]]:
+async def me(session: AsyncSession, user_id: uuid.UUID) -> tuple[Profile, list[Membership]]:
     profile = await repository.profile(session, user_id)
+    if profile is None:  # the caller's token was checked against this row moments ago
+        raise UserNotFoundError("no such user")
     return profile, await repository.memberships(session, user_id)
 
 
@@ -246,12 +247,24 @@ async def create_organisation(
     return organisation_id
 
 
+# The token check's one read (every authenticated app request), the repository's own function:
+# no wrapper on the hot path.
+user_token_state = repository.user_by_id
+
+
+async def role_in(
+    session: AsyncSession, organisation_id: uuid.UUID, user_id: uuid.UUID
+) -> str | None:
+    """`owner`, `member`, or None (not a member, or no such organisation)."""
+    return await repository.role_in(session, organisation_id, user_id)
+
+
 async def require_role(
     session: AsyncSession, organisation_id: uuid.UUID, user_id: uuid.UUID, *roles: str
 ) -> str:
     """The user's role; NotAMemberError (also for an unknown organisation: no existence
     oracle) or OwnerRequiredError when the role is not one of `roles`."""
-    role = await repository.role_in(session, organisation_id, user_id)
+    role = await role_in(session, organisation_id, user_id)
     if role is None:
         raise NotAMemberError("you are not a member of this organisation")
     if roles and role not in roles:
@@ -285,7 +298,9 @@ async def add_member(
 
 async def organisation(
     session: AsyncSession, *, organisation_id: uuid.UUID, user_id: uuid.UUID
-) -> tuple[Any, str, Sequence[Any]]:
+) -> tuple[OrganisationRow, str, list[Member]]:
     role = await require_role(session, organisation_id, user_id)
     row = await repository.organisation(session, organisation_id)
+    if row is None:  # a member's organisation exists (the memberships' foreign key)
+        raise NotAMemberError("you are not a member of this organisation")
     return row, role, await repository.members(session, organisation_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -401,3 +402,106 @@ async def write_outcomes(
             "outcomes": json_text(sorted(outcomes, key=lambda o: int(o["id"]))),
         },
     )
+
+
+# --- a participant's own rows, for export (privacy) ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A partner event credited (or judged) for the participant; never the subject's hash."""
+
+    id: int
+    external_id: str
+    action_type: str
+    occurred_at: datetime
+    received_at: datetime
+    region: str | None
+    quantities: dict[str, Any]
+    place_ids: list[str] | None
+    status: str
+    grams: int
+    points: int
+    methodology_id: str | None
+    methodology_version: int | None
+    reasons: list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class CreditRecord:
+    event_id: int
+    action_type: str
+    occurred_at: datetime
+    methodology_id: str
+    methodology_version: int
+    inputs: dict[str, Any]
+    usage_before: dict[str, Any]
+    status: str
+    grams: int
+    points: int
+    transaction_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CapUsageRecord:
+    usage_key: str
+    grams: int
+    points: int
+
+
+async def participant_events(session: AsyncSession, participant_id: uuid.UUID) -> list[EventRecord]:
+    rows = await session.execute(
+        select(
+            _events.c.id,
+            _events.c.external_id,
+            _events.c.action_type,
+            _events.c.occurred_at,
+            _events.c.received_at,
+            _events.c.region,
+            _events.c.quantities,
+            _events.c.place_ids,
+            _events.c.status,
+            _events.c.grams,
+            _events.c.points,
+            _events.c.methodology_id,
+            _events.c.methodology_version,
+            _events.c.reasons,
+        )
+        .where(_events.c.participant_id == participant_id)
+        .order_by(_events.c.id)
+    )
+    return [EventRecord(**row._mapping) for row in rows]
+
+
+async def participant_credits(
+    session: AsyncSession, participant_id: uuid.UUID
+) -> list[CreditRecord]:
+    rows = await session.execute(
+        select(
+            _credits.c.event_id,
+            _credits.c.action_type,
+            _credits.c.occurred_at,
+            _credits.c.methodology_id,
+            _credits.c.methodology_version,
+            _credits.c.inputs,
+            _credits.c.usage_before,
+            _credits.c.status,
+            _credits.c.grams,
+            _credits.c.points,
+            _credits.c.transaction_id,
+        )
+        .where(_credits.c.participant_id == participant_id)
+        .order_by(_credits.c.event_id)
+    )
+    return [CreditRecord(*row) for row in rows]
+
+
+async def participant_cap_usage(
+    session: AsyncSession, participant_id: uuid.UUID
+) -> list[CapUsageRecord]:
+    rows = await session.execute(
+        select(_usage.c.usage_key, _usage.c.grams, _usage.c.points)
+        .where(_usage.c.participant_id == participant_id)
+        .order_by(_usage.c.usage_key)
+    )
+    return [CapUsageRecord(*row) for row in rows]

@@ -4,3 +4,12 @@ Invariants 1-3, 7 and 9 of PRODUCT.md live here. Operations are in `service`;
 all SQL is in `repository`; `verify` recomputes every materialised number from
 the append-only facts.
 """
+
+from service.ledger.privacy import (
+    PRIVACY_TABLES,
+    LedgerExport,
+    erase_participant,
+    export_participant,
+)
+
+__all__ = ["PRIVACY_TABLES", "LedgerExport", "erase_participant", "export_participant"]

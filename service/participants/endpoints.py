@@ -284,7 +284,8 @@ privacy_router = APIRouter(prefix="/v1/app/me", tags=["app-privacy"])
 
 @privacy_router.get("/export", summary="Everything stored about me, as JSON")
 async def export_my_data(user: CurrentUser, session: DbSession) -> dict[str, Any]:
-    return await privacy.export(session, user.user_id, user.participant_id)
+    # A download of whole lists (not a page), so its schema stays a free-form object.
+    return (await privacy.export(session, user.user_id, user.participant_id)).to_json()
 
 
 @privacy_router.delete(

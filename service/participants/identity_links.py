@@ -9,11 +9,8 @@ from then on (later events for it wait as pending again).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations import TokenError, read_token, verify_token
@@ -21,7 +18,8 @@ from points_rules import Registry
 from service.crediting.schemas import OutcomeOut
 from service.crediting.service import CreditingSettings, link_identity
 from service.errors import ConflictError, NotFoundError, ProblemError
-from service.models import IdentityLink, Partner, PartnerTokenUse
+from service.participants import repository as repo
+from service.participants.repository import LinkView
 from service.partners.auth import CredentialCache, PartnerContext
 
 
@@ -39,14 +37,6 @@ class PartnerTokenUsedError(ConflictError):
 class LinkNotFoundError(NotFoundError):
     slug = "identity-link-not-found"
     title = "Identity link not found"
-
-
-@dataclass(frozen=True, slots=True)
-class LinkView:
-    id: int
-    partner_code: str
-    partner_name: str
-    linked_at: datetime
 
 
 async def verified_claims(
@@ -84,17 +74,9 @@ async def link_with_token(
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise PartnerTokenInvalidError("the token names no identity")
-    used = await session.execute(
-        insert(PartnerTokenUse)
-        .values(
-            partner_id=partner.partner_id,
-            token_id=str(claims["jti"]),
-            participant_id=participant_id,
-        )
-        .on_conflict_do_nothing()
-        .returning(PartnerTokenUse.token_id)
-    )
-    if used.scalar() is None:
+    if not await repo.use_partner_token(
+        session, partner.partner_id, str(claims["jti"]), participant_id
+    ):
         raise PartnerTokenUsedError("ask the partner's app for a new link token")
     return await link_identity(
         session,
@@ -114,30 +96,13 @@ async def list_links(
     offset: int = 0,
     limit: int | None = None,
 ) -> list[LinkView]:
-    rows = await session.execute(
-        select(IdentityLink.id, Partner.code, Partner.name, IdentityLink.linked_at)
-        .join(Partner, Partner.id == IdentityLink.partner_id)
-        .where(IdentityLink.participant_id == participant_id, IdentityLink.unlinked_at.is_(None))
-        .order_by(IdentityLink.linked_at, IdentityLink.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return [LinkView(*row) for row in rows]
+    """The participant's active links, oldest first."""
+    return await repo.active_links(session, participant_id, offset=offset, limit=limit)
 
 
 async def unlink(
     session: AsyncSession, participant_id: uuid.UUID, link_id: int, now: datetime
 ) -> None:
     """Stop crediting this identity to the participant from now on."""
-    result = await session.execute(
-        update(IdentityLink)
-        .where(
-            IdentityLink.id == link_id,
-            IdentityLink.participant_id == participant_id,
-            IdentityLink.unlinked_at.is_(None),
-        )
-        .values(unlinked_at=now)
-        .returning(IdentityLink.id)
-    )
-    if result.scalar() is None:
+    if not await repo.end_link(session, participant_id, link_id, now):
         raise LinkNotFoundError(f"no active link {link_id} on this account")

@@ -1,14 +1,15 @@
-"""The app's reads. Each takes the session first and reads only the caller's own data."""
+"""The app's reads, and the participant's own part of export and erasure. Each takes the
+session first and touches only the caller's own data; the SQL is in `repository`."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import Action, Registry, Usage, explain
@@ -16,9 +17,14 @@ from service.crediting.schemas import engine_inputs
 from service.db import Reader
 from service.errors import NotFoundError
 from service.ledger import service as ledger
-from service.models import OrganisationMember, Participant, User
 from service.observability import get_logger
 from service.participants import repository as repo
+from service.participants.repository import (
+    IdentityLinkRecord,
+    ParticipantFilter,
+    ParticipantRecord,
+    TokenUseRecord,
+)
 from service.participants.schemas import (
     BalanceOut,
     ExpiringPoints,
@@ -29,8 +35,10 @@ from service.participants.schemas import (
     LeaderboardEntry,
     ReductionRow,
 )
+from service.privacy import PrivacyTables
 
 _log = get_logger("carbon_points.participants")
+ERASED_NAME = "erased participant"
 LEADERBOARD_SECONDS = 60
 LEADERBOARD_SIZE = 100  # ranks a leaderboard shows, pages included
 
@@ -64,10 +72,14 @@ async def reductions(
     """Grams of CO2e (and points) by month and action type, retractions excluded, newest
     month first; `limit` rows from `offset` (all when `limit` is None)."""
     return [
-        ReductionRow(month=m, action_type=a, grams=int(g), points=int(p), credits=int(n))
-        for m, a, g, p, n in await repo.reductions(
-            session, participant_id, tz, offset=offset, limit=limit
+        ReductionRow(
+            month=r.month,
+            action_type=r.action_type,
+            grams=r.grams,
+            points=r.points,
+            credits=r.credits,
         )
+        for r in await repo.reductions(session, participant_id, tz, offset=offset, limit=limit)
     ]
 
 
@@ -158,7 +170,7 @@ async def leaderboard(
     *,
     scope: str,
     key: str,
-    participant_filter: Any,
+    participant_filter: ParticipantFilter,
     period: str,
     now: datetime,
     tz: str,
@@ -193,7 +205,7 @@ async def _top(
     *,
     scope: str,
     key: str,
-    participant_filter: Any,
+    participant_filter: ParticipantFilter,
     period: str,
     now: datetime,
     tz: str,
@@ -223,9 +235,12 @@ async def _top(
         rows = await repo.top_by_grams(session, participant_filter, start, end, limit)
         entries = [
             LeaderboardEntry(
-                rank=i + 1, participant_id=str(pid), display_name=name, grams=int(grams)
+                rank=i + 1,
+                participant_id=str(row.participant_id),
+                display_name=row.display_name,
+                grams=row.grams,
             )
-            for i, (pid, name, grams) in enumerate(rows)
+            for i, row in enumerate(rows)
         ]
         if entries:
             try:
@@ -245,15 +260,55 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def organisation_filter(organisation_id: uuid.UUID) -> Any:
+def organisation_filter(organisation_id: uuid.UUID) -> ParticipantFilter:
     """Participants who are members (users) of the organisation, and the organisation itself."""
-    members = (
-        select(User.participant_id)
-        .join(OrganisationMember, OrganisationMember.user_id == User.id)
-        .where(OrganisationMember.organisation_id == organisation_id)
+    return repo.organisation_filter(organisation_id)
+
+
+def region_filter(region: str) -> ParticipantFilter:
+    return repo.region_filter(region)
+
+
+# --- the participant's own part of export and erasure (see `privacy`) ------------------------
+
+# The row of `participants` stays, renamed, as the ledger's pseudonym; the record of which
+# partner link tokens were used stays, so that none can be used twice.
+PRIVACY_TABLES: Final = PrivacyTables(
+    exported={
+        "participants": "participant",
+        "identity_links": "identity_links",
+        "partner_token_uses": "link_tokens_used",
+    },
+    erased=frozenset({"participants", "identity_links"}),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantExport:
+    participant: ParticipantRecord
+    identity_links: list[IdentityLinkRecord]
+    link_tokens_used: list[TokenUseRecord]
+
+
+async def export_participant(
+    session: AsyncSession, participant_id: uuid.UUID
+) -> ParticipantExport | None:
+    """The participant, every identity link (ended ones too) and the link tokens used; None
+    for an unknown participant."""
+    participant = await repo.participant_record(session, participant_id)
+    if participant is None:
+        return None
+    return ParticipantExport(
+        participant=participant,
+        identity_links=await repo.link_records(session, participant_id),
+        link_tokens_used=await repo.token_use_records(session, participant_id),
     )
-    return or_(Participant.id.in_(members), Participant.id == organisation_id)
 
 
-def region_filter(region: str) -> Any:
-    return Participant.region == region
+async def erase_participant(
+    session: AsyncSession, participant_id: uuid.UUID, now: datetime
+) -> None:
+    """Overwrite the name and region (the row's lock is the erasure's first), then remove every
+    link to a partner identity: nothing connects the participant id to a person any more."""
+    await repo.erase_participant(session, participant_id, ERASED_NAME, now)
+    await repo.delete_links(session, participant_id)

@@ -1,0 +1,130 @@
+"""What the ledger holds about a participant (export), and why erasure keeps all of it.
+
+Erasure (PIPL) leaves every ledger row in place: accounts, postings, lots and holds are
+append-only facts under a hash chain (invariant 7), and the participant id they are filed
+under is a pseudonym once the participants and accounts domains have erased the person. So
+`erase_participant` writes nothing: it is here so that privacy asks every domain alike, and so
+that this decision is written where the ledger's tables are.
+
+The SQL is here rather than in `repository.py` only because export is the ledger's one read
+of a participant's whole history; every statement reads the ledger's own tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import LedgerAccount, LedgerHold, LedgerLot, LedgerPosting, LedgerTransaction
+from service.privacy import PrivacyTables
+
+# The transactions' kind and request go out with their postings. Nothing is erased.
+PRIVACY_TABLES: Final = PrivacyTables(
+    exported={
+        "ledger_accounts": "accounts",
+        "ledger_postings": "postings",
+        "ledger_transactions": "postings",
+        "ledger_lots": "lots",
+        "ledger_holds": "holds",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    id: int
+    asset: str
+    posted: int
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostingRecord:
+    id: int
+    account_id: int
+    asset: str
+    amount: int
+    transaction_id: int
+    kind: str
+    request: dict[str, Any]  # the transaction's request document (JSON)
+
+
+@dataclass(frozen=True, slots=True)
+class LotRecord:
+    id: int
+    amount: int
+    remaining: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRecord:
+    id: int
+    amount: int
+    expires_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerExport:
+    accounts: list[AccountRecord]
+    postings: list[PostingRecord]
+    lots: list[LotRecord]
+    holds: list[HoldRecord]
+
+
+async def export_participant(session: AsyncSession, participant_id: uuid.UUID) -> LedgerExport:
+    """Every account of the participant, with its postings, lots and holds. Four statements."""
+    accounts = [
+        AccountRecord(*row)
+        for row in await session.execute(
+            select(LedgerAccount.id, LedgerAccount.asset, LedgerAccount.posted, LedgerAccount.held)
+            .where(LedgerAccount.owner_id == participant_id)
+            .order_by(LedgerAccount.id)
+        )
+    ]
+    account_ids = [account.id for account in accounts]
+    postings = [
+        PostingRecord(*row)
+        for row in await session.execute(
+            select(
+                LedgerPosting.id,
+                LedgerPosting.account_id,
+                LedgerPosting.asset,
+                LedgerPosting.amount,
+                LedgerPosting.transaction_id,
+                LedgerTransaction.kind,
+                LedgerTransaction.request,
+            )
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+            .where(LedgerPosting.account_id.in_(account_ids))
+            .order_by(LedgerPosting.id)
+        )
+    ]
+    lots = [
+        LotRecord(*row)
+        for row in await session.execute(
+            select(LedgerLot.id, LedgerLot.amount, LedgerLot.remaining, LedgerLot.expires_at)
+            .where(LedgerLot.account_id.in_(account_ids))
+            .order_by(LedgerLot.id)
+        )
+    ]
+    holds = [
+        HoldRecord(*row)
+        for row in await session.execute(
+            select(LedgerHold.id, LedgerHold.amount, LedgerHold.expires_at, LedgerHold.created_at)
+            .where(LedgerHold.account_id.in_(account_ids))
+            .order_by(LedgerHold.id)
+        )
+    ]
+    return LedgerExport(accounts=accounts, postings=postings, lots=lots, holds=holds)
+
+
+async def erase_participant(session: AsyncSession, participant_id: uuid.UUID) -> None:
+    """Nothing to erase: the ledger's rows stay, under the participant id as a pseudonym,
+    so every balance, chain and `ledger verify` holds before and after."""
