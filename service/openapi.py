@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from service.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
-from service.merchants.idempotency import KEY_PATTERN
+from service.idempotency import KEY_PATTERN
 from service.openapi_examples import EXAMPLES
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}

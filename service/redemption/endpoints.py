@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service.db import DbSession
@@ -19,8 +19,8 @@ from service.fields import (
     cursor_offset,
     next_offset_cursor,
 )
+from service.idempotency import Idempotent
 from service.merchants.auth import MerchantKey
-from service.merchants.idempotency import run_idempotent
 from service.redemption import service
 from service.redemption.schemas import (
     AuthoriseIn,
@@ -32,13 +32,6 @@ from service.redemption.schemas import (
 
 router = APIRouter(prefix="/v1/merchant", tags=["merchant-redemptions"])
 catalogue_router = APIRouter(prefix="/v1/app", tags=["app-offers"])
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Required. A retry with the same key and body replays the stored response.",
-    ),
-]
 _RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"description": "Missing, unknown or revoked merchant key"},
     403: {"description": "Key lacks the scope, or merchant suspended"},
@@ -58,8 +51,8 @@ async def authorise_redemption(
     body: AuthoriseIn,
     merchant: MerchantKey,
     session: DbSession,
+    idempotency: Idempotent,
     request: Request,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     merchant.require("redeem")
     settings = request.app.state.settings
@@ -76,11 +69,8 @@ async def authorise_redemption(
             hold_for=timedelta(seconds=settings.hold_timeout_seconds),
         )
 
-    return await run_idempotent(
-        request,
-        session,
+    return await idempotency.run(
         merchant.merchant_id,
-        idempotency_key,
         "authorise",
         body.model_dump(mode="json"),
         work,
@@ -99,8 +89,7 @@ async def capture_redemption(
     body: CaptureIn,
     merchant: MerchantKey,
     session: DbSession,
-    request: Request,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency: Idempotent,
 ) -> Response:
     merchant.require("redeem")
 
@@ -111,13 +100,11 @@ async def capture_redemption(
             redemption_id,
             body.points,
             now=datetime.now(UTC),
-            request_key=idempotency_key or "",
+            request_key=idempotency.key or "",
             terminal_id=merchant.terminal_id,
         )
 
-    return await run_idempotent(
-        request, session, merchant.merchant_id, idempotency_key, "capture", body.model_dump(), work
-    )
+    return await idempotency.run(merchant.merchant_id, "capture", body.model_dump(), work)
 
 
 @router.post(
@@ -130,8 +117,7 @@ async def void_redemption(
     redemption_id: uuid.UUID,
     merchant: MerchantKey,
     session: DbSession,
-    request: Request,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency: Idempotent,
 ) -> Response:
     merchant.require("redeem")
 
@@ -140,13 +126,11 @@ async def void_redemption(
             session,
             merchant.merchant_id,
             redemption_id,
-            request_key=idempotency_key or "",
+            request_key=idempotency.key or "",
             terminal_id=merchant.terminal_id,
         )
 
-    return await run_idempotent(
-        request, session, merchant.merchant_id, idempotency_key, "void", {}, work
-    )
+    return await idempotency.run(merchant.merchant_id, "void", {}, work)
 
 
 @router.post(
@@ -160,8 +144,7 @@ async def refund_redemption(
     body: RefundIn,
     merchant: MerchantKey,
     session: DbSession,
-    request: Request,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency: Idempotent,
 ) -> Response:
     merchant.require("refund")
 
@@ -171,13 +154,11 @@ async def refund_redemption(
             merchant.merchant_id,
             redemption_id,
             body.points,
-            refund_key=idempotency_key or "",
+            refund_key=idempotency.key or "",
             terminal_id=merchant.terminal_id,
         )
 
-    return await run_idempotent(
-        request, session, merchant.merchant_id, idempotency_key, "refund", body.model_dump(), work
-    )
+    return await idempotency.run(merchant.merchant_id, "refund", body.model_dump(), work)
 
 
 @router.get(

@@ -275,7 +275,7 @@ async def test_a_duplicate_waits_for_the_first_at_most_the_lock_wait_then_gets_4
 ) -> None:
     from sqlalchemy import text
 
-    from service.merchants import idempotency
+    from service.idempotency import repository as idempotency
 
     monkeypatch.setattr(idempotency, "LOCK_WAIT", "300ms")
     till, rider, _ = await _setup(live, http)
