@@ -898,6 +898,41 @@ async def hold_state(session: AsyncSession, hold_id: int) -> Any:
     return (await session.execute(_HOLD_STATE, {"hold_id": hold_id})).first()
 
 
+_SETTLEMENT_LINES = text(
+    """
+    SELECT t.created_at, t.kind, t.id, p.amount
+    FROM ledger_postings AS p
+    JOIN ledger_accounts AS a ON a.id = p.account_id
+    JOIN ledger_transactions AS t ON t.id = p.transaction_id
+    WHERE a.code = ANY(:codes) AND t.created_at >= :start AND t.created_at < :end
+    ORDER BY t.created_at, t.id
+    """
+)
+
+
+async def settlement_lines(
+    session: AsyncSession, merchant_id: uuid.UUID, start: datetime, end: datetime
+) -> list[tuple[datetime, str, int, int]]:
+    """(at, kind, transaction id, points) of every posting to the merchant's settlement
+    accounts in [start, end), in order."""
+    rows = await session.execute(
+        _SETTLEMENT_LINES,
+        {"codes": merchant_account_codes(merchant_id), "start": start, "end": end},
+    )
+    return [(at, kind, tx, amount) for at, kind, tx, amount in rows]
+
+
+def hold_is_live_sql(hold_id: str) -> str:
+    """SQL that is true while the hold whose id is the expression `hold_id` is pending or
+    captured (not voided or expired): the ledger's own condition, for another domain's query
+    that counts what holds still take (an offer's stock), so that it never names the
+    ledger's tables itself."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM ledger_hold_resolutions AS live_res"  # noqa: S608
+        f" WHERE live_res.hold_id = {hold_id} AND live_res.outcome <> 'posted')"
+    )
+
+
 # --- the set-based credit path --------------------------------------------------------------
 
 _ENSURE_AND_RESERVE = text(

@@ -102,3 +102,13 @@ class Balance:
     debt: int
     grams: int
     expiring: list[tuple[datetime, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementLine:
+    """A posting to a merchant's settlement accounts: a capture (+) or a refund (-)."""
+
+    at: datetime
+    kind: str  # the ledger transaction's kind: redemption or refund
+    transaction_id: int
+    points: int

@@ -58,6 +58,7 @@ from service.ledger.schemas import (
     HoldResult,
     HoldState,
     ResolutionResult,
+    SettlementLine,
     Status,
     TransferResult,
 )
@@ -1137,3 +1138,14 @@ async def history(
         since=since,
         until=until,
     )
+
+
+async def settlement_lines(
+    session: AsyncSession, merchant_id: uuid.UUID, *, start: datetime, end: datetime
+) -> list[SettlementLine]:
+    """Every capture (+) and refund (-) posted to a merchant's settlement accounts in
+    [start, end), oldest first. One statement."""
+    return [
+        SettlementLine(at, kind, tx, amount)
+        for at, kind, tx, amount in await repo.settlement_lines(session, merchant_id, start, end)
+    ]

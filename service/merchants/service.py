@@ -9,22 +9,17 @@ import re
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import ConflictError, ValidationProblem
 from service.fields import CODE_PATTERN
-from service.ledger import repository as ledger_repo
 from service.ledger import service as ledger
 from service.merchants.schemas import (
     StatementLine,
     StatementOut,
 )
 from service.models import (
-    LedgerAccount,
-    LedgerPosting,
-    LedgerTransaction,
     Merchant,
     MerchantTerminal,
     Offer,
@@ -100,30 +95,14 @@ async def statement(
     fen_per_point: int,
 ) -> StatementOut:
     """What the program owes the merchant for a period, straight from the ledger."""
-    codes = ledger_repo.merchant_account_codes(merchant.id)
-    rows = await session.execute(
-        select(
-            LedgerTransaction.created_at,
-            LedgerTransaction.kind,
-            LedgerTransaction.id,
-            LedgerPosting.amount,
-        )
-        .join(LedgerPosting, LedgerPosting.transaction_id == LedgerTransaction.id)
-        .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
-        .where(
-            LedgerAccount.code.in_(codes),
-            and_(LedgerTransaction.created_at >= start, LedgerTransaction.created_at < end),
-        )
-        .order_by(LedgerTransaction.created_at, LedgerTransaction.id)
-    )
     lines = [
         StatementLine(
-            at=at,
-            kind="redemption" if kind == "redemption" else "refund",
-            transaction_id=tx,
-            points=amount,
+            at=line.at,
+            kind="redemption" if line.kind == "redemption" else "refund",
+            transaction_id=line.transaction_id,
+            points=line.points,
         )
-        for at, kind, tx, amount in rows
+        for line in await ledger.settlement_lines(session, merchant.id, start=start, end=end)
     ]
     redeemed = [line.points for line in lines if line.kind == "redemption"]
     refunded = [-line.points for line in lines if line.kind == "refund"]

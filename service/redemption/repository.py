@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import Table, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import driver
+from service.ledger.repository import hold_is_live_sql
 from service.models import (
-    LedgerHoldResolution,
     Merchant,
     Offer,
     Redemption,
@@ -76,12 +76,11 @@ _CONSUME_CODE = """
 # Taken: redemptions whose hold is pending or captured (a voided or expired hold gives its
 # stock back without anyone having to remember to).
 _LOCK_OFFER = "SELECT 1 FROM offers WHERE id = $1 FOR UPDATE"
-_OFFER_TAKEN = """
+_OFFER_TAKEN = f"""
     SELECT count(*), count(*) FILTER (WHERE r.participant_id = $2)
     FROM redemptions AS r
-    LEFT JOIN ledger_hold_resolutions AS res ON res.hold_id = r.hold_id
-    WHERE r.offer_id = $1 AND (res.hold_id IS NULL OR res.outcome = 'posted')
-"""
+    WHERE r.offer_id = $1 AND {hold_is_live_sql("r.hold_id")}
+"""  # noqa: S608 (the ledger's constant condition; values are bound)
 _INSERT_REDEMPTION = """
     INSERT INTO redemptions
         (id, merchant_id, terminal_id, participant_id, offer_id, points, hold_id, created_at)
@@ -93,6 +92,7 @@ _GET_REDEMPTION = """
     WHERE id = $1 AND merchant_id = $2 AND ($3::uuid IS NULL OR terminal_id = $3)
 """
 _tokens = cast(Table, RedemptionToken.__table__)
+_LIVE_HOLD = text(hold_is_live_sql("redemptions.hold_id"))
 
 
 class RedemptionRepository:
@@ -183,14 +183,7 @@ class RedemptionRepository:
         taken = (
             select(func.count())
             .select_from(Redemption)
-            .outerjoin(LedgerHoldResolution, LedgerHoldResolution.hold_id == Redemption.hold_id)
-            .where(
-                Redemption.offer_id == Offer.id,
-                or_(
-                    LedgerHoldResolution.hold_id.is_(None),
-                    LedgerHoldResolution.outcome == "posted",
-                ),
-            )
+            .where(Redemption.offer_id == Offer.id, _LIVE_HOLD)
             .scalar_subquery()
         )
         query: Any = (
