@@ -1135,3 +1135,8 @@ async def write_credits(session: AsyncSession, writes: CreditWrites) -> None:
             "accounts": _account_rows(writes.accounts.values()),
         },
     )
+
+
+async def take_advisory_lock(session: AsyncSession, key: int) -> None:
+    """A transaction-scoped advisory lock (one expiry run at a time)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
