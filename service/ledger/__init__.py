@@ -5,6 +5,7 @@ all SQL is in `repository`; `verify` recomputes every materialised number from
 the append-only facts.
 """
 
+from service.ledger.repository import hold_is_live_sql
 from service.ledger.privacy import (
     PRIVACY_TABLES,
     LedgerExport,
@@ -12,4 +13,10 @@ from service.ledger.privacy import (
     export_participant,
 )
 
-__all__ = ["PRIVACY_TABLES", "LedgerExport", "erase_participant", "export_participant"]
+__all__ = [
+    "PRIVACY_TABLES",
+    "LedgerExport",
+    "erase_participant",
+    "export_participant",
+    "hold_is_live_sql",
+]

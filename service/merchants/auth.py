@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.cache import TtlCache
@@ -19,6 +18,7 @@ from service.merchants.errors import (
     MerchantSuspendedError,
     ScopeMissingError,
 )
+from service.merchants.repository import MerchantRepository
 from service.models import Merchant, MerchantApiKey
 
 SCOPES = ("redeem", "refund", "settlement")
@@ -60,7 +60,7 @@ async def issue_key(
         raise ScopeMissingError(f"scopes are {', '.join(SCOPES)}")
     key_id = "mk_" + secrets.token_hex(10)
     secret = secrets.token_urlsafe(32)
-    session.add(
+    await MerchantRepository.from_session(session).add(
         MerchantApiKey(
             key_id=key_id,
             merchant_id=merchant_id,
@@ -69,7 +69,6 @@ async def issue_key(
             secret_hash=_digest(secret),
         )
     )
-    await session.flush()
     return IssuedKey(key_id, f"{PREFIX}{key_id}_{secret}")
 
 
@@ -89,14 +88,7 @@ class MerchantKeyCache(TtlCache[str, tuple[MerchantApiKey, Merchant]]):
     ) -> tuple[MerchantApiKey, Merchant] | None:
         async def load(key_id: str) -> tuple[MerchantApiKey, Merchant] | None:
             async with sessionmaker() as session:
-                row = (
-                    await session.execute(
-                        select(MerchantApiKey, Merchant)
-                        .join(Merchant, Merchant.id == MerchantApiKey.merchant_id)
-                        .where(MerchantApiKey.key_id == key_id)
-                    )
-                ).first()
-            return None if row is None else (row[0], row[1])
+                return await MerchantRepository.from_session(session).key_with_merchant(key_id)
 
         return await self.get_or_load(key_id, load)
 

@@ -16,7 +16,6 @@ from service.errors import ValidationProblem
 from service.merchants import service
 from service.merchants.auth import MerchantKey
 from service.merchants.schemas import StatementOut
-from service.models import Merchant
 
 router = APIRouter(prefix="/v1/merchant", tags=["merchant-redemptions"])
 _RESPONSES: dict[int | str, dict[str, object]] = {
@@ -47,8 +46,7 @@ async def get_settlement(
     merchant.require("settlement")
     if start.tzinfo is None or end.tzinfo is None or end <= start:
         raise ValidationProblem("from and to need time zones, and to must be after from")
-    row = await session.get(Merchant, merchant.merchant_id)
-    assert row is not None
+    row = await service.get_merchant(session, merchant.merchant_id)
     result = await service.statement(
         session,
         row,

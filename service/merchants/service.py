@@ -9,12 +9,12 @@ import re
 import uuid
 from datetime import datetime
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.errors import ConflictError, ValidationProblem
+from service.errors import ConflictError, NotFoundError, ValidationProblem
 from service.fields import CODE_PATTERN
 from service.ledger import service as ledger
+from service.merchants.repository import MerchantRepository
 from service.merchants.schemas import (
     StatementLine,
     StatementOut,
@@ -33,16 +33,12 @@ async def create_merchant(
 ) -> Merchant:
     if not _CODE.match(code):
         raise ValidationProblem("code: 2-63 lower-case letters, digits and '-'")
-    merchant_id = await session.scalar(
-        insert(Merchant)
-        .values(id=uuid.uuid4(), code=code, name=name, region=region)
-        .on_conflict_do_nothing(index_elements=["code"])
-        .returning(Merchant.id)
-    )
+    merchants = MerchantRepository.from_session(session)
+    merchant_id = await merchants.insert_merchant(code=code, name=name, region=region)
     if merchant_id is None:
         raise ConflictError(f"a merchant with code {code!r} exists")
     await ledger.open_merchant_accounts(session, merchant_id)
-    merchant = await session.get(Merchant, merchant_id)
+    merchant = await merchants.get(merchant_id)
     assert merchant is not None
     return merchant
 
@@ -51,8 +47,7 @@ async def add_terminal(
     session: AsyncSession, merchant_id: uuid.UUID, code: str, name: str
 ) -> MerchantTerminal:
     terminal = MerchantTerminal(id=uuid.uuid4(), merchant_id=merchant_id, code=code, name=name)
-    session.add(terminal)
-    await session.flush()
+    await MerchantRepository.from_session(session).add(terminal)
     return terminal
 
 
@@ -81,8 +76,7 @@ async def create_offer(
         valid_from=valid_from,
         valid_to=valid_to,
     )
-    session.add(offer)
-    await session.flush()
+    await MerchantRepository.from_session(session).add(offer)
     return offer
 
 
@@ -120,3 +114,10 @@ async def statement(
         value_fen=net * fen_per_point,
         lines=lines,
     )
+
+
+async def get_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> Merchant:
+    merchant = await MerchantRepository.from_session(session).get(merchant_id)
+    if merchant is None:
+        raise NotFoundError(f"no merchant {merchant_id}")
+    return merchant

@@ -9,37 +9,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Final
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.models import Redemption, RedemptionToken
 from service.privacy import PrivacyTables
+from service.redemption.repository import (
+    RedemptionCodeRecord,
+    RedemptionRecord,
+    RedemptionRepository,
+)
 
 PRIVACY_TABLES: Final = PrivacyTables(
     exported={"redemptions": "redemptions", "redemption_tokens": "redemption_codes"},
     erased=frozenset({"redemption_tokens"}),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RedemptionRecord:
-    id: uuid.UUID
-    merchant_id: uuid.UUID
-    offer_id: uuid.UUID | None
-    points: int
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RedemptionCodeRecord:
-    """A code shown at a till; never the code itself (only its hash is kept)."""
-
-    created_at: datetime
-    expires_at: datetime
-    used_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,33 +34,12 @@ class RedemptionExport:
 
 async def export_participant(session: AsyncSession, participant_id: uuid.UUID) -> RedemptionExport:
     """The participant's redemptions and redemption codes. Two statements."""
-    redemptions = [
-        RedemptionRecord(*row)
-        for row in await session.execute(
-            select(
-                Redemption.id,
-                Redemption.merchant_id,
-                Redemption.offer_id,
-                Redemption.points,
-                Redemption.created_at,
-            )
-            .where(Redemption.participant_id == participant_id)
-            .order_by(Redemption.created_at, Redemption.id)
-        )
-    ]
-    codes = [
-        RedemptionCodeRecord(*row)
-        for row in await session.execute(
-            select(RedemptionToken.created_at, RedemptionToken.expires_at, RedemptionToken.used_at)
-            .where(RedemptionToken.participant_id == participant_id)
-            .order_by(RedemptionToken.created_at, RedemptionToken.token_hash)
-        )
-    ]
+    repository = RedemptionRepository.from_session(session)
+    redemptions = await repository.redemptions_of(participant_id)
+    codes = await repository.codes_of(participant_id)
     return RedemptionExport(redemptions=redemptions, redemption_codes=codes)
 
 
 async def erase_participant(session: AsyncSession, participant_id: uuid.UUID) -> None:
     """Delete the participant's redemption codes; the redemptions stay (see the module)."""
-    await session.execute(
-        delete(RedemptionToken).where(RedemptionToken.participant_id == participant_id)
-    )
+    await RedemptionRepository.from_session(session).delete_codes_of(participant_id)

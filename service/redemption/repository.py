@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, or_, select, text
+from sqlalchemy import Table, delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import driver
-from service.ledger.repository import hold_is_live_sql
+from service.ledger import hold_is_live_sql
 from service.models import (
     Merchant,
     Offer,
@@ -53,6 +53,24 @@ class RedemptionRow:
     points: int
     hold_id: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionRecord:
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    offer_id: uuid.UUID | None
+    points: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionCodeRecord:
+    """A code shown at a till; never the code itself (only its hash is kept)."""
+
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +220,30 @@ class RedemptionRepository:
             CatalogueRow(offer, code, name, int(n))
             for offer, code, name, n in await self.session.execute(query)
         ]
+
+    async def redemptions_of(self, participant_id: uuid.UUID) -> list[RedemptionRecord]:
+        rows = await self.session.execute(
+            select(
+                Redemption.id,
+                Redemption.merchant_id,
+                Redemption.offer_id,
+                Redemption.points,
+                Redemption.created_at,
+            )
+            .where(Redemption.participant_id == participant_id)
+            .order_by(Redemption.created_at, Redemption.id)
+        )
+        return [RedemptionRecord(*row) for row in rows]
+
+    async def codes_of(self, participant_id: uuid.UUID) -> list[RedemptionCodeRecord]:
+        rows = await self.session.execute(
+            select(RedemptionToken.created_at, RedemptionToken.expires_at, RedemptionToken.used_at)
+            .where(RedemptionToken.participant_id == participant_id)
+            .order_by(RedemptionToken.created_at, RedemptionToken.token_hash)
+        )
+        return [RedemptionCodeRecord(*row) for row in rows]
+
+    async def delete_codes_of(self, participant_id: uuid.UUID) -> None:
+        await self.session.execute(
+            delete(RedemptionToken).where(RedemptionToken.participant_id == participant_id)
+        )

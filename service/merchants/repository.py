@@ -1,0 +1,53 @@
+"""All of the merchants domain's SQL: merchants, terminals, offers and API keys. Functions
+return the mapped rows and never commit."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import Merchant, MerchantApiKey, MerchantTerminal, Offer
+
+
+class MerchantRepository:
+    """The merchants domain's tables, for one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> MerchantRepository:
+        return cls(session)
+
+    async def insert_merchant(
+        self, *, code: str, name: str, region: str | None
+    ) -> uuid.UUID | None:
+        """The new merchant's id; None when the code is taken."""
+        merchant_id: uuid.UUID | None = await self.session.scalar(
+            insert(Merchant)
+            .values(id=uuid.uuid4(), code=code, name=name, region=region)
+            .on_conflict_do_nothing(index_elements=["code"])
+            .returning(Merchant.id)
+        )
+        return merchant_id
+
+    async def get(self, merchant_id: uuid.UUID) -> Merchant | None:
+        return await self.session.get(Merchant, merchant_id)
+
+    async def add(self, row: MerchantTerminal | Offer | MerchantApiKey) -> None:
+        """Insert a terminal, an offer or a key (flushed: constraint errors surface here)."""
+        self.session.add(row)
+        await self.session.flush()
+
+    async def key_with_merchant(self, key_id: str) -> tuple[MerchantApiKey, Merchant] | None:
+        row = (
+            await self.session.execute(
+                select(MerchantApiKey, Merchant)
+                .join(Merchant, Merchant.id == MerchantApiKey.merchant_id)
+                .where(MerchantApiKey.key_id == key_id)
+            )
+        ).first()
+        return None if row is None else (row[0], row[1])
