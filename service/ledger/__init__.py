@@ -5,13 +5,13 @@ all SQL is in `repository`; `verify` recomputes every materialised number from
 the append-only facts.
 """
 
-from service.ledger.repository import hold_is_live_sql
 from service.ledger.privacy import (
     PRIVACY_TABLES,
     LedgerExport,
     erase_participant,
     export_participant,
 )
+from service.ledger.repository import hold_is_live_sql
 
 __all__ = [
     "PRIVACY_TABLES",

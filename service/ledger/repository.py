@@ -753,8 +753,19 @@ async def write_resolution(
     )
 
 
-_GET_HOLD = select(_holds).where(_holds.c.id == bindparam("hold_id"))
-_FIND_HOLD = select(_holds).where(
+_HOLD_COLUMNS = (
+    _holds.c.id,
+    _holds.c.origin,
+    _holds.c.idempotency_key,
+    _holds.c.request,
+    _holds.c.account_id,
+    _holds.c.counter_account_id,
+    _holds.c.amount,
+    _holds.c.expires_at,
+    _holds.c.created_at,
+)
+_GET_HOLD = select(*_HOLD_COLUMNS).where(_holds.c.id == bindparam("hold_id"))
+_FIND_HOLD = select(*_HOLD_COLUMNS).where(
     _holds.c.origin == bindparam("origin"), _holds.c.idempotency_key == bindparam("key")
 )
 _GET_RESOLUTION = select(_resolutions).where(_resolutions.c.hold_id == bindparam("hold_id"))
@@ -764,20 +775,53 @@ _FIND_RESOLUTION = select(_resolutions).where(
 )
 
 
-async def get_hold(session: AsyncSession, hold_id: int) -> Any:
-    return (await session.execute(_GET_HOLD, {"hold_id": hold_id})).first()
+@dataclass(frozen=True, slots=True)
+class StoredHold:
+    id: int
+    origin: str
+    idempotency_key: str
+    request: dict[str, Any]
+    account_id: int
+    counter_account_id: int
+    amount: int
+    expires_at: datetime
+    created_at: datetime
 
 
-async def find_hold(session: AsyncSession, origin: str, key: str) -> Any:
-    return (await session.execute(_FIND_HOLD, {"origin": origin, "key": key})).first()
+def _hold(row: Any) -> StoredHold | None:
+    return None if row is None else StoredHold(*row)
 
 
-async def get_resolution(session: AsyncSession, hold_id: int) -> Any:
-    return (await session.execute(_GET_RESOLUTION, {"hold_id": hold_id})).first()
+def _resolution(row: Any) -> HoldResolution | None:
+    if row is None:
+        return None
+    return HoldResolution(
+        row.hold_id,
+        row.outcome,
+        row.amount_posted,
+        row.transaction_id,
+        row.origin,
+        row.idempotency_key,
+        row.request,
+    )
 
 
-async def find_resolution(session: AsyncSession, origin: str, key: str) -> Any:
-    return (await session.execute(_FIND_RESOLUTION, {"origin": origin, "key": key})).first()
+async def get_hold(session: AsyncSession, hold_id: int) -> StoredHold | None:
+    return _hold((await session.execute(_GET_HOLD, {"hold_id": hold_id})).first())
+
+
+async def find_hold(session: AsyncSession, origin: str, key: str) -> StoredHold | None:
+    return _hold((await session.execute(_FIND_HOLD, {"origin": origin, "key": key})).first())
+
+
+async def get_resolution(session: AsyncSession, hold_id: int) -> HoldResolution | None:
+    return _resolution((await session.execute(_GET_RESOLUTION, {"hold_id": hold_id})).first())
+
+
+async def find_resolution(session: AsyncSession, origin: str, key: str) -> HoldResolution | None:
+    return _resolution(
+        (await session.execute(_FIND_RESOLUTION, {"origin": origin, "key": key})).first()
+    )
 
 
 async def insert_resolution(session: AsyncSession, row: dict[str, Any]) -> None:
@@ -890,12 +934,22 @@ _HOLD_STATE = text(
 )
 
 
-async def hold_state(session: AsyncSession, hold_id: int) -> Any:
+@dataclass(frozen=True, slots=True)
+class HoldStateRow:
+    expires_at: datetime
+    outcome: str | None
+    amount_posted: int | None
+    transaction_id: int | None
+    refunded: int
+
+
+async def hold_state(session: AsyncSession, hold_id: int) -> HoldStateRow | None:
     """(expires_at, outcome, amount_posted, transaction_id, refunded) of a hold, or None:
     one statement.
     outcome and amount_posted are None while it is unresolved; refunded sums the refunds
     of its capture."""
-    return (await session.execute(_HOLD_STATE, {"hold_id": hold_id})).first()
+    row = (await session.execute(_HOLD_STATE, {"hold_id": hold_id})).first()
+    return None if row is None else HoldStateRow(*row)
 
 
 _SETTLEMENT_LINES = text(

@@ -22,7 +22,7 @@ from service.ledger.errors import (
     NothingToRefundError,
 )
 from service.ledger.plan import AccountState
-from service.ledger.repository import OpenLot
+from service.ledger.repository import HoldResolution, OpenLot, StoredHold
 from service.ledger.schemas import (
     Asset,
     HoldResult,
@@ -129,7 +129,11 @@ async def place_hold(
     return HoldResult(Status.CREATED, hold_id, amount, expires_at)
 
 
-def _existing_hold(row: Any, origin: str, key: str, content: dict[str, Any]) -> HoldResult:
+def _existing_hold(
+    row: StoredHold | None, origin: str, key: str, content: dict[str, Any]
+) -> HoldResult:
+    if row is None:  # the key's insert met it: it exists
+        raise _conflict(origin, key, ["hold"])
     differing = _differences(row.request, content)
     if differing:
         raise _conflict(origin, key, differing)
@@ -198,7 +202,7 @@ class _HoldAccounts:
         return self.states[self.debt].posted if self.debt is not None else 0
 
 
-async def _lock_for_hold(session: AsyncSession, hold: Any) -> _HoldAccounts:
+async def _lock_for_hold(session: AsyncSession, hold: StoredHold) -> _HoldAccounts:
     """Lock what resolving the hold may touch, in one statement: the participant's account,
     the hold's merchant shard, and, for a participant with a DEBT account (whom released or
     captured points may pay off), that account and an issuance shard per asset."""
@@ -480,7 +484,7 @@ async def _unresolved_or_same(
 
 
 def _existing_resolution(
-    row: Any, origin: str, key: str, content: dict[str, Any]
+    row: HoldResolution, origin: str, key: str, content: dict[str, Any]
 ) -> ResolutionResult:
     differing = _differences(row.request, content)
     if differing:

@@ -39,6 +39,8 @@ async def refund(
     if redemption is None or redemption.kind != "redemption":
         raise TransactionNotFoundError(f"no redemption {redemption_id}")
     hold = await repo.get_hold(session, int(redemption.request["hold_id"]))
+    if hold is None:  # a redemption's hold is its foreign key: never missing
+        raise TransactionNotFoundError(f"redemption {redemption_id} has no hold")
     inserted = await repo.insert_transactions(
         session, [{"origin": origin, "idempotency_key": key, "kind": "refund", "request": content}]
     )
