@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations import (
@@ -30,7 +29,6 @@ from integrations import (
 )
 from service.cache import TtlCache
 from service.errors import PayloadTooLargeError, RateLimitedError
-from service.models import Partner, PartnerCredential
 from service.observability import get_logger
 from service.partners.credentials import derive_secret
 from service.partners.errors import (
@@ -42,6 +40,7 @@ from service.partners.errors import (
     StaleTimestampError,
     UnknownKeyError,
 )
+from service.partners.repository import PartnerRepository
 
 TOLERANCE_SECONDS = 300
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -80,13 +79,7 @@ class CredentialCache(TtlCache[str, _Credential]):
     ) -> _Credential | None:
         async def load(key_id: str) -> _Credential | None:
             async with sessionmaker() as session:
-                row = (
-                    await session.execute(
-                        select(PartnerCredential, Partner)
-                        .join(Partner, Partner.id == PartnerCredential.partner_id)
-                        .where(PartnerCredential.key_id == key_id)
-                    )
-                ).first()
+                row = await PartnerRepository.from_session(session).credential_with_partner(key_id)
             if row is None:
                 return None
             stored, partner = row
