@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations import (
@@ -28,6 +29,7 @@ from integrations import (
     signed_content,
 )
 from service.cache import TtlCache
+from service.dependencies import AppSecrets, RedisClient, SessionMaker
 from service.errors import PayloadTooLargeError, RateLimitedError
 from service.observability import get_logger
 from service.partners.credentials import derive_secret
@@ -102,6 +104,15 @@ class CredentialCache(TtlCache[str, _Credential]):
         return await self.get_or_load(key_id, load)
 
 
+async def _credential_cache(request: Request) -> CredentialCache:
+    cache: CredentialCache = request.app.state.partner_credentials
+    return cache
+
+
+PartnerCredentials = Annotated[CredentialCache, Depends(_credential_cache)]
+"""The process's credential cache (created once, in the lifespan)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SignedRequest:
     partner: PartnerContext
@@ -109,7 +120,13 @@ class SignedRequest:
     received_at: datetime
 
 
-async def authenticate_partner(request: Request) -> SignedRequest:
+async def authenticate_partner(
+    request: Request,
+    credentials: PartnerCredentials,
+    sessionmaker: SessionMaker,
+    secrets: AppSecrets,
+    redis: RedisClient,
+) -> SignedRequest:
     """Verify the request's signature, freshness and uniqueness; apply the rate limit."""
     headers = request.headers
     key_id = headers.get(KEY_ID_HEADER)
@@ -134,10 +151,7 @@ async def authenticate_partner(request: Request) -> SignedRequest:
             f"timestamp is more than {TOLERANCE_SECONDS} s from the server's clock"
         )
 
-    state = request.app.state
-    credential = await state.partner_credentials.get(
-        state.sessionmaker, state.secrets.partner_secret_key, key_id
-    )
+    credential = await credentials.get(sessionmaker, secrets.partner_secret_key, key_id)
     if credential is None:
         raise UnknownKeyError(f"no key {key_id}")
     if credential.revoked or (credential.expires_at is not None and credential.expires_at <= now):
@@ -166,18 +180,18 @@ async def authenticate_partner(request: Request) -> SignedRequest:
     if not credential.active:
         raise PartnerSuspendedError("this partner is suspended")
 
-    await _replay_and_rate(request, key_id, webhook_id, credential.partner)
+    await _replay_and_rate(redis, key_id, webhook_id, credential.partner)
     return SignedRequest(credential.partner, body, now)
 
 
 async def _replay_and_rate(
-    request: Request, key_id: str, webhook_id: str, partner: PartnerContext
+    redis: Redis, key_id: str, webhook_id: str, partner: PartnerContext
 ) -> None:
     """The replay cache and the rate limit in one Redis round trip (a pipeline)."""
     window = int(time.time())
     rate_key = f"cp:rate:{partner.partner_id}:{window}"
     try:
-        pipe = request.app.state.redis.pipeline(transaction=False)
+        pipe = redis.pipeline(transaction=False)
         pipe.set(f"cp:replay:{key_id}:{webhook_id}", b"1", nx=True, ex=2 * TOLERANCE_SECONDS)
         pipe.incr(rate_key)
         pipe.expire(rate_key, 2)
