@@ -19,6 +19,12 @@ from service.config import Settings, get_settings
 from service.observability import configure_logging
 from service.platform_commands import cmd_db, cmd_seed, cmd_serve
 
+_DESCRIPTION = """`carbon-points`: serve, migrate, seed, and the administrators' tools.
+
+Every command that needs the servers resolves them the same way: `DATABASE_URL`
+and `REDIS_URL` when set, otherwise the embedded servers under the data dir.
+"""
+
 __all__ = ["build_parser", "cmd_db", "cmd_seed", "cmd_serve", "main"]
 
 # The names command modules used before `service.command_runtime`; `service.admin.cli` still
@@ -42,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     from service.platform_commands import register as register_platform
     from service.webhooks.cli import register as register_webhooks
 
-    parser = argparse.ArgumentParser(prog="carbon-points", description=__doc__)
+    parser = argparse.ArgumentParser(prog="carbon-points", description=_DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     register_platform(commands)
     register_ledger(commands)
