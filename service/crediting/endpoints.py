@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from service.crediting import service
-from service.crediting.dependencies import BatchSlots, CreditingConfig, SingleEvents
+from service.crediting.dependencies import Crediting
 from service.crediting.schemas import (
     EXTERNAL_ID_PATTERN,
     BatchOut,
@@ -20,7 +20,6 @@ from service.crediting.schemas import (
     RetractionIn,
 )
 from service.db import DbSession
-from service.dependencies import MethodologyRegistry
 from service.errors import (
     BadRequestError,
     MalformedBodyError,
@@ -88,21 +87,19 @@ async def submit_event(
     signed: PartnerRequest,
     session: DbSession,
     request: Request,
-    registry_cache: MethodologyRegistry,
-    settings: CreditingConfig,
-    single_events: SingleEvents,
+    crediting: Crediting,
 ) -> Any:
     raw = _json(signed.body)
     if not isinstance(raw, dict):
         raise BadRequestError("the body must be one event object")
     parsed = _parse_event(raw, ("body",))
-    registry = await registry_cache.get(session)
+    registry = await crediting.registry_cache.get(session)
     # Give back the connection a cache refresh may have taken: the group commit needs one
     # from the same pool while this request waits for it.
     await session.commit()
-    item = service.prepare(registry, settings, signed.partner, parsed, signed.received_at)
+    item = service.prepare(registry, crediting.settings, signed.partner, parsed, signed.received_at)
     # Committed with the other single events in flight, before this returns.
-    outcome = item if isinstance(item, OutcomeOut) else await single_events.submit(item)
+    outcome = item if isinstance(item, OutcomeOut) else await crediting.single_events.submit(item)
     if outcome.problem is not None:
         request_id = request.scope.get("state", {}).get("request_id")
         return Response(
@@ -143,9 +140,7 @@ async def submit_event(
 async def submit_event_batch(
     signed: PartnerRequest,
     session: DbSession,
-    registry_cache: MethodologyRegistry,
-    settings: CreditingConfig,
-    batch_slots: BatchSlots,
+    crediting: Crediting,
 ) -> BatchOut:
     raw = _json(signed.body)
     events = raw.get("events") if isinstance(raw, dict) else None
@@ -154,13 +149,13 @@ async def submit_event_batch(
     if len(events) > MAX_BATCH:
         raise PayloadTooLargeError(f"at most {MAX_BATCH} events a batch, not {len(events)}")
     items = [_parse_event(item, ("events", str(i))) for i, item in enumerate(events)]
-    registry = await registry_cache.get(session)
+    registry = await crediting.registry_cache.get(session)
     await session.commit()  # no connection is held while waiting for a slot
     # A bounded number of batches at once per process: the others wait here, without a
     # database connection, so single events, app reads and tills are never starved of one.
-    async with batch_slots:
+    async with crediting.batch_slots:
         results = await service.ingest(
-            session, registry, settings, signed.partner, items, signed.received_at
+            session, registry, crediting.settings, signed.partner, items, signed.received_at
         )
         # Committed inside the slot: the next batch's locks wait for this one's commit anyway.
         await session.commit()
@@ -225,7 +220,7 @@ async def retract_event(
     external_id: Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN)],
     signed: PartnerRequest,
     session: DbSession,
-    registry_cache: MethodologyRegistry,
+    crediting: Crediting,
 ) -> OutcomeOut:
     try:
         body = RetractionIn.model_validate_json(signed.body or b"{}")
@@ -233,5 +228,5 @@ async def retract_event(
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise MalformedBodyError("the body could not be parsed as JSON") from None
         raise _validation_problem(exc, ("body",)) from None
-    registry = await registry_cache.get(session)
+    registry = await crediting.registry_cache.get(session)
     return await service.retract(session, registry, signed.partner, external_id, body.reason)
