@@ -1,7 +1,9 @@
 """The ASGI application: `create_app()` and its lifespan.
 
-Infrastructure (engine, Redis client, secrets) is created once in the lifespan
-and reached through `app.state`; nothing is created at import time.
+Infrastructure (engine, Redis client, secrets, caches) is created once in the lifespan and
+kept on `app.state`; endpoints reach it through the typed dependencies of
+`service.dependencies`, `service.db` and the domains' own (`service.partners.auth`,
+`service.crediting.dependencies`). Nothing is created at import time.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from fastapi import FastAPI
 from service.accounts.endpoints import router as accounts_router
 from service.admin.endpoints import router as admin_router
 from service.config import Settings, get_settings
-from service.crediting.endpoints import crediting_settings
+from service.crediting.dependencies import crediting_settings
 from service.crediting.endpoints import router as crediting_router
 from service.crediting.group_commit import GroupCommitter
 from service.db import (

@@ -1,4 +1,4 @@
-"""The Redis client: created once at start-up, reached through `request.app.state`.
+"""The Redis client: created once at start-up, reached through `service.dependencies.RedisClient`.
 
 Redis only ever speeds things up or coordinates (rate limits, replay caches,
 leaderboards); PostgreSQL stays the source of truth.

@@ -43,6 +43,7 @@ from service.accounts.errors import TokenInvalidError, TokenMissingError
 from service.accounts.service import AccountsSettings
 from service.accounts.tokens import Keyring, verify_access_token
 from service.db import AppReader, DbSession, Reader
+from service.dependencies import AppSecrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +93,8 @@ def keyring(request: Request) -> Keyring:
     return ring
 
 
-def accounts_settings(request: Request) -> AccountsSettings:
-    return AccountsSettings(
-        pepper=request.app.state.secrets.identifier_pepper, keyring=keyring(request)
-    )
+async def accounts_settings(request: Request, secrets: AppSecrets) -> AccountsSettings:
+    return AccountsSettings(pepper=secrets.identifier_pepper, keyring=keyring(request))
 
 
 _bearer = HTTPBearer(

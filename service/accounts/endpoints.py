@@ -23,6 +23,7 @@ from service.accounts.schemas import (
     TokensOut,
 )
 from service.db import DbSession
+from service.dependencies import RedisClient
 from service.errors import problem_response
 
 router = APIRouter(prefix="/v1/app", tags=["app-accounts"])
@@ -78,11 +79,15 @@ async def register(body: RegisterIn, session: DbSession, settings: AccountsConfi
     summary="Sign in: a new session (refresh-token family)",
 )
 async def login(
-    body: LoginIn, request: Request, session: DbSession, settings: AccountsConfig
+    body: LoginIn,
+    request: Request,
+    session: DbSession,
+    settings: AccountsConfig,
+    redis: RedisClient,
 ) -> TokensOut:
     tokens = await service.login(
         session,
-        request.app.state.redis,
+        redis,
         settings,
         login=body.login,
         password=body.password,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
 from service.crediting import service
+from service.crediting.dependencies import Crediting
 from service.crediting.schemas import (
     EXTERNAL_ID_PATTERN,
     BatchOut,
@@ -37,18 +38,6 @@ _SIGNED: dict[int | str, dict[str, Any]] = {
     403: {"description": "Partner suspended, or action type not allowed"},
     429: {"description": "Rate limit exceeded (see Retry-After)"},
 }
-
-
-def crediting_settings(app: FastAPI) -> service.CreditingSettings:
-    state = app.state
-    return service.CreditingSettings(
-        pepper=state.secrets.identifier_pepper,
-        validity=state.crediting_validity,
-    )
-
-
-def _settings(request: Request) -> service.CreditingSettings:
-    return crediting_settings(request.app)
 
 
 def _json(body: bytes) -> Any:
@@ -94,20 +83,23 @@ def _parse_event(raw: Any, prefix: tuple[str, ...]) -> EventIn | tuple[str | Non
         }
     },
 )
-async def submit_event(signed: PartnerRequest, session: DbSession, request: Request) -> Any:
+async def submit_event(
+    signed: PartnerRequest,
+    session: DbSession,
+    request: Request,
+    crediting: Crediting,
+) -> Any:
     raw = _json(signed.body)
     if not isinstance(raw, dict):
         raise BadRequestError("the body must be one event object")
     parsed = _parse_event(raw, ("body",))
-    registry = await request.app.state.registry_cache.get(session)
+    registry = await crediting.registry_cache.get(session)
     # Give back the connection a cache refresh may have taken: the group commit needs one
     # from the same pool while this request waits for it.
     await session.commit()
-    item = service.prepare(registry, _settings(request), signed.partner, parsed, signed.received_at)
+    item = service.prepare(registry, crediting.settings, signed.partner, parsed, signed.received_at)
     # Committed with the other single events in flight, before this returns.
-    outcome = (
-        item if isinstance(item, OutcomeOut) else await request.app.state.single_events.submit(item)
-    )
+    outcome = item if isinstance(item, OutcomeOut) else await crediting.single_events.submit(item)
     if outcome.problem is not None:
         request_id = request.scope.get("state", {}).get("request_id")
         return Response(
@@ -146,7 +138,9 @@ async def submit_event(signed: PartnerRequest, session: DbSession, request: Requ
     },
 )
 async def submit_event_batch(
-    signed: PartnerRequest, session: DbSession, request: Request
+    signed: PartnerRequest,
+    session: DbSession,
+    crediting: Crediting,
 ) -> BatchOut:
     raw = _json(signed.body)
     events = raw.get("events") if isinstance(raw, dict) else None
@@ -155,13 +149,13 @@ async def submit_event_batch(
     if len(events) > MAX_BATCH:
         raise PayloadTooLargeError(f"at most {MAX_BATCH} events a batch, not {len(events)}")
     items = [_parse_event(item, ("events", str(i))) for i, item in enumerate(events)]
-    registry = await request.app.state.registry_cache.get(session)
+    registry = await crediting.registry_cache.get(session)
     await session.commit()  # no connection is held while waiting for a slot
     # A bounded number of batches at once per process: the others wait here, without a
     # database connection, so single events, app reads and tills are never starved of one.
-    async with request.app.state.batch_slots:
+    async with crediting.batch_slots:
         results = await service.ingest(
-            session, registry, _settings(request), signed.partner, items, signed.received_at
+            session, registry, crediting.settings, signed.partner, items, signed.received_at
         )
         # Committed inside the slot: the next batch's locks wait for this one's commit anyway.
         await session.commit()
@@ -226,7 +220,7 @@ async def retract_event(
     external_id: Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN)],
     signed: PartnerRequest,
     session: DbSession,
-    request: Request,
+    crediting: Crediting,
 ) -> OutcomeOut:
     try:
         body = RetractionIn.model_validate_json(signed.body or b"{}")
@@ -234,5 +228,5 @@ async def retract_event(
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise MalformedBodyError("the body could not be parsed as JSON") from None
         raise _validation_problem(exc, ("body",)) from None
-    registry = await request.app.state.registry_cache.get(session)
+    registry = await crediting.registry_cache.get(session)
     return await service.retract(session, registry, signed.partner, external_id, body.reason)

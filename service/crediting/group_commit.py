@@ -27,10 +27,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.crediting import repository
 from service.crediting.schemas import OutcomeOut
 from service.crediting.service import CreditingSettings, Prepared, ingest_prepared
 from service.observability import get_logger
@@ -38,7 +38,6 @@ from service.observability import get_logger
 _log = get_logger("carbon_points.crediting.group_commit")
 # Deadlock detected, serialization failure: the transaction did nothing; try again.
 _RETRYABLE = frozenset({"40P01", "40001"})
-_GROUP_LOCK_WAIT = text("SET LOCAL lock_timeout = '50ms'")
 
 
 @dataclass(slots=True)
@@ -145,7 +144,7 @@ class GroupCommitter:
                         # A group must not queue behind a batch that holds one of its
                         # participants: it gives up quickly and its events go one by one,
                         # so only the event that collides waits (see the module docstring).
-                        await session.execute(_GROUP_LOCK_WAIT)
+                        await repository.give_up_lock_waits_quickly(session)
                     return await ingest_prepared(session, self._settings(), items)
             except DBAPIError as exc:
                 code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)

@@ -22,6 +22,15 @@ _usage = cast(Table, CapUsage.__table__)
 _links = cast(Table, IdentityLink.__table__)
 
 
+_GROUP_LOCK_WAIT = text("SET LOCAL lock_timeout = '50ms'")
+
+
+async def give_up_lock_waits_quickly(session: AsyncSession) -> None:
+    """For the rest of this transaction a lock wait fails after 50 ms (group commit's groups
+    give up rather than queue behind a batch; see `service.crediting.group_commit`)."""
+    await session.execute(_GROUP_LOCK_WAIT)
+
+
 # Reconciliation feed safety. `outcome_seq` values are taken inside transactions, so a value
 # can commit after a higher one has. Every transaction that takes values first holds a shared
 # advisory lock whose key carries the sequence's value at that moment (a lower bound of what it

@@ -6,11 +6,18 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import text
 
+from service.dependencies import (
+    Engine,
+    MethodologyRegistry,
+    MigrationHeads,
+    RedisClient,
+    SessionMaker,
+)
 from service.errors import ServiceUnavailableError
+from service.health import repository
 from service.methodologies.service import uncovered
 from service.migrations import current_revisions
 from service.observability import metrics_payload
@@ -30,24 +37,28 @@ async def check_liveness() -> dict[str, str]:
     " type a partner may send has a methodology in force",
     responses={503: {"description": "A dependency is down or migrations are behind"}},
 )
-async def check_readiness(request: Request) -> JSONResponse:
-    state = request.app.state
+async def check_readiness(
+    engine: Engine,
+    heads: MigrationHeads,
+    redis: RedisClient,
+    sessionmaker: SessionMaker,
+    registry_cache: MethodologyRegistry,
+) -> JSONResponse:
     checks: dict[str, Any] = {}
 
     async def check_postgres() -> None:
-        async with state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        current = await current_revisions(state.engine)
-        checks["migrations"] = "current" if current == state.migration_heads else "behind"
+        await repository.ping(engine)
+        current = await current_revisions(engine)
+        checks["migrations"] = "current" if current == heads else "behind"
 
     async def check_redis() -> None:
-        await state.redis.ping()
+        await redis.ping()
 
     async def check_methodologies() -> None:
         # A partner allowed an action type with no methodology in force would have every
         # such event refused with `no-methodology`: not ready to credit.
-        async with state.sessionmaker() as session:
-            registry = await state.registry_cache.get(session)
+        async with sessionmaker() as session:
+            registry = await registry_cache.get(session)
             scopes = await active_scopes(session)
         missing = uncovered(registry, scopes, datetime.now(UTC))
         if missing:

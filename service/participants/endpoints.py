@@ -7,14 +7,21 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from service.accounts.dependencies import CurrentReader, CurrentUser
+from service.crediting.dependencies import CreditingConfig
 from service.crediting.schemas import OutcomeOut
-from service.crediting.service import CreditingSettings
 from service.crediting.vouchers import claim_voucher
 from service.db import AppReader, DbSession, ReadSession
+from service.dependencies import (
+    AppSecrets,
+    AppSettings,
+    MethodologyRegistry,
+    RedisClient,
+    SessionMaker,
+)
 from service.errors import ForbiddenError
 from service.fields import (
     CURSOR_PATTERN,
@@ -36,6 +43,7 @@ from service.participants.schemas import (
     Leaderboard,
     ReductionPage,
 )
+from service.partners.auth import PartnerCredentials
 from service.redemption.service import create_token
 
 router = APIRouter(prefix="/v1/app", tags=["app-points"])
@@ -68,13 +76,6 @@ class RedemptionTokenOut(BaseModel):
     expires_at: datetime
 
 
-def _settings(request: Request) -> CreditingSettings:
-    state = request.app.state
-    return CreditingSettings(
-        pepper=state.secrets.identifier_pepper, validity=state.crediting_validity
-    )
-
-
 @router.get("/balance", summary="Available, on hold, owed, and what expires when")
 async def get_balance(user: CurrentReader, app_reader: AppReader) -> BalanceOut:
     return await reads.balance(app_reader, user.participant_id)
@@ -84,7 +85,7 @@ async def get_balance(user: CurrentReader, app_reader: AppReader) -> BalanceOut:
 async def list_reductions(
     user: CurrentReader,
     session: ReadSession,
-    request: Request,
+    settings: AppSettings,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ReductionPage:
@@ -92,7 +93,7 @@ async def list_reductions(
     rows = await reads.reductions(
         session,
         user.participant_id,
-        request.app.state.settings.program_timezone,
+        settings.program_timezone,
         offset=offset,
         limit=limit + 1,
     )
@@ -134,9 +135,9 @@ async def explain_credit(
     credit_id: Annotated[int, id_path("The credit's id")],
     user: CurrentUser,
     session: DbSession,
-    request: Request,
+    registry_cache: MethodologyRegistry,
 ) -> Explanation:
-    registry = await request.app.state.registry_cache.get(session)
+    registry = await registry_cache.get(session)
     return await reads.explain_credit(session, registry, user.participant_id, credit_id)
 
 
@@ -145,20 +146,21 @@ async def get_region_leaderboard(
     region: RegionPath,
     user: CurrentReader,
     session: ReadSession,
-    request: Request,
+    redis: RedisClient,
+    settings: AppSettings,
     period: Period = "week",
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=reads.LEADERBOARD_SIZE)] = 20,
 ) -> Leaderboard:
     board = await reads.leaderboard(
         session,
-        request.app.state.redis,
+        redis,
         scope="region",
         key=region,
         participant_filter=reads.region_filter(region),
         period=period,
         now=datetime.now(UTC),
-        tz=request.app.state.settings.program_timezone,
+        tz=settings.program_timezone,
         offset=cursor_offset(cursor),
         limit=limit,
     )
@@ -173,7 +175,8 @@ async def get_organisation_leaderboard(
     organisation_id: uuid.UUID,
     user: CurrentReader,
     session: ReadSession,
-    request: Request,
+    redis: RedisClient,
+    settings: AppSettings,
     period: Period = "month",
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=reads.LEADERBOARD_SIZE)] = 20,
@@ -182,13 +185,13 @@ async def get_organisation_leaderboard(
         raise ForbiddenError("only members see their organisation's leaderboard")
     board = await reads.leaderboard(
         session,
-        request.app.state.redis,
+        redis,
         scope="organisation",
         key=str(organisation_id),
         participant_filter=reads.organisation_filter(organisation_id),
         period=period,
         now=datetime.now(UTC),
-        tz=request.app.state.settings.program_timezone,
+        tz=settings.program_timezone,
         offset=cursor_offset(cursor),
         limit=limit,
     )
@@ -219,21 +222,22 @@ async def list_identity_links(
     status_code=201,
 )
 async def link_identity(
-    body: TokenIn, user: CurrentUser, session: DbSession, request: Request
+    body: TokenIn,
+    user: CurrentUser,
+    session: DbSession,
+    credentials: PartnerCredentials,
+    sessionmaker: SessionMaker,
+    secrets: AppSecrets,
+    registry_cache: MethodologyRegistry,
+    settings: CreditingConfig,
 ) -> LinkResult:
-    state = request.app.state
     now = datetime.now(UTC)
     partner, claims = await links.verified_claims(
-        state.partner_credentials,
-        state.sessionmaker,
-        state.secrets.partner_secret_key,
-        body.token,
-        "link",
-        now,
+        credentials, sessionmaker, secrets.partner_secret_key, body.token, "link", now
     )
-    registry = await state.registry_cache.get(session)
+    registry = await registry_cache.get(session)
     released = await links.link_with_token(
-        session, registry, _settings(request), partner, claims, user.participant_id, now
+        session, registry, settings, partner, claims, user.participant_id, now
     )
     newest = max(await links.list_links(session, user.participant_id), key=lambda v: v.id)
     return LinkResult(link=LinkOut(**asdict(newest)), released=released)
@@ -251,21 +255,22 @@ async def unlink_identity(
 
 @router.post("/vouchers", summary="Claim a partner's voucher (a scanned QR code)")
 async def claim_voucher_code(
-    body: TokenIn, user: CurrentUser, session: DbSession, request: Request
+    body: TokenIn,
+    user: CurrentUser,
+    session: DbSession,
+    credentials: PartnerCredentials,
+    sessionmaker: SessionMaker,
+    secrets: AppSecrets,
+    registry_cache: MethodologyRegistry,
+    settings: CreditingConfig,
 ) -> OutcomeOut:
-    state = request.app.state
     now = datetime.now(UTC)
     partner, claims = await links.verified_claims(
-        state.partner_credentials,
-        state.sessionmaker,
-        state.secrets.partner_secret_key,
-        body.token,
-        "voucher",
-        now,
+        credentials, sessionmaker, secrets.partner_secret_key, body.token, "voucher", now
     )
-    registry = await state.registry_cache.get(session)
+    registry = await registry_cache.get(session)
     return await claim_voucher(
-        session, registry, _settings(request), partner, claims, user.participant_id, now
+        session, registry, settings, partner, claims, user.participant_id, now
     )
 
 

@@ -16,11 +16,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.models import Partner, PartnerCredential
 from service.partners.errors import PartnerNotFoundError, UnknownKeyError
+from service.partners.repository import PartnerRepository
 
 
 def derive_secret(partner_key: str, key_id: str, salt: bytes) -> str:
@@ -50,12 +49,12 @@ async def issue_credential(
     session: AsyncSession, partner_key: str, partner_id: uuid.UUID
 ) -> IssuedCredential:
     """A new key id and secret for a partner; the secret is shown once, to the caller."""
-    if await session.get(Partner, partner_id) is None:
+    repository = PartnerRepository.from_session(session)
+    if await repository.partner(partner_id) is None:
         raise PartnerNotFoundError(f"no partner {partner_id}")
     key_id = "pk_" + secrets.token_hex(12)
     salt = secrets.token_bytes(16)
-    session.add(PartnerCredential(key_id=key_id, partner_id=partner_id, salt=salt))
-    await session.flush()
+    await repository.insert_credential(key_id=key_id, partner_id=partner_id, salt=salt)
     return IssuedCredential(key_id, derive_secret(partner_key, key_id, salt), partner_id)
 
 
@@ -63,7 +62,7 @@ async def rotate_credential(
     session: AsyncSession, partner_key: str, key_id: str, *, overlap: timedelta, now: datetime
 ) -> IssuedCredential:
     """Issue a successor; the old key keeps working for `overlap`, then stops."""
-    old = await session.get(PartnerCredential, key_id)
+    old = await PartnerRepository.from_session(session).credential(key_id)
     if old is None or old.revoked_at is not None:
         raise UnknownKeyError(f"no active key {key_id}")
     fresh = await issue_credential(session, partner_key, old.partner_id)
@@ -74,14 +73,7 @@ async def rotate_credential(
 
 
 async def revoke_credential(session: AsyncSession, key_id: str, *, now: datetime) -> None:
-    result = await session.execute(
-        update(PartnerCredential)
-        .where(PartnerCredential.key_id == key_id, PartnerCredential.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        found = await session.scalar(
-            select(PartnerCredential.key_id).where(PartnerCredential.key_id == key_id)
-        )
-        if found is None:
-            raise UnknownKeyError(f"no key {key_id}")
+    repository = PartnerRepository.from_session(session)
+    revoked = await repository.revoke_credential(key_id, now=now)
+    if not revoked and not await repository.credential_exists(key_id):
+        raise UnknownKeyError(f"no key {key_id}")

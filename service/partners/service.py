@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import ConflictError, ValidationProblem
 from service.fields import CODE_PATTERN
-from service.models import Partner, PartnerCredential
+from service.models import Partner
 from service.partners.credentials import IssuedCredential, derive_secret, issue_credential
 from service.partners.errors import PartnerNotFoundError
+from service.partners.repository import PartnerRepository
 
 KINDS = ("transit", "bikeshare", "maas", "utility", "retail", "waste")
 _CODE = re.compile(CODE_PATTERN)
@@ -40,30 +38,21 @@ async def create_partner(
         raise ValidationProblem("action types look like 'transit.metro'")
     if rate_limit_per_second <= 0:
         raise ValidationProblem("the rate limit must be positive")
-    result = await session.execute(
-        insert(Partner)
-        .values(
-            id=uuid.uuid4(),
-            code=code,
-            name=name,
-            kind=kind,
-            allowed_action_types=sorted(set(action_types)),
-            region=region,
-            rate_limit_per_second=rate_limit_per_second,
-        )
-        .on_conflict_do_nothing(index_elements=["code"])
-        .returning(Partner.id)
+    partner = await PartnerRepository.from_session(session).insert_partner(
+        code=code,
+        name=name,
+        kind=kind,
+        allowed_action_types=sorted(set(action_types)),
+        region=region,
+        rate_limit_per_second=rate_limit_per_second,
     )
-    partner_id = result.scalar()
-    if partner_id is None:
+    if partner is None:
         raise ConflictError(f"a partner with code {code!r} exists")
-    partner = await session.get(Partner, partner_id)
-    assert partner is not None
     return partner
 
 
 async def partner_by_code(session: AsyncSession, code: str) -> Partner:
-    partner = await session.scalar(select(Partner).where(Partner.code == code))
+    partner = await PartnerRepository.from_session(session).partner_by_code(code)
     if partner is None:
         raise PartnerNotFoundError(f"no partner {code!r}")
     return partner
@@ -80,17 +69,13 @@ async def ensure_demo_partner(
     region: str | None,
 ) -> IssuedCredential:
     """The partner and one credential, created once; the same credential on every call."""
-    partner = await session.scalar(select(Partner).where(Partner.code == code))
+    repository = PartnerRepository.from_session(session)
+    partner = await repository.partner_by_code(code)
     if partner is None:
         partner = await create_partner(
             session, code=code, name=name, kind=kind, action_types=action_types, region=region
         )
-    credential = await session.scalar(
-        select(PartnerCredential)
-        .where(PartnerCredential.partner_id == partner.id, PartnerCredential.revoked_at.is_(None))
-        .order_by(PartnerCredential.created_at)
-        .limit(1)
-    )
+    credential = await repository.oldest_active_credential(partner.id)
     if credential is None:
         return await issue_credential(session, partner_key, partner.id)
     return IssuedCredential(
@@ -102,7 +87,9 @@ async def ensure_demo_partner(
 
 async def active_scopes(session: AsyncSession) -> set[tuple[str, str | None]]:
     """(action type, region) pairs that some active partner may send."""
-    rows = await session.execute(
-        select(Partner.allowed_action_types, Partner.region).where(Partner.status == "active")
-    )
-    return {(action, region) for actions, region in rows for action in actions}
+    return await PartnerRepository.from_session(session).active_scopes()
+
+
+async def list_partners(session: AsyncSession) -> Sequence[Partner]:
+    """Every partner, by code."""
+    return await PartnerRepository.from_session(session).all_partners()

@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from service.cli import _servers
+    from service.command_runtime import resolve_command_servers as _servers
     from service.dev_secrets import load_secrets
     from service.errors import ProblemError
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, text, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
@@ -37,6 +37,51 @@ async def active_endpoints_for(
 async def insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(WebhookMessage), rows)
+
+
+async def insert_endpoint(
+    session: AsyncSession,
+    *,
+    owner_type: str,
+    owner_id: uuid.UUID,
+    url: str,
+    event_types: list[str],
+    salt: bytes,
+) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint(
+        id=uuid.uuid4(),
+        owner_type=owner_type,
+        owner_id=owner_id,
+        url=url,
+        event_types=event_types,
+        salt=salt,
+    )
+    session.add(endpoint)
+    await session.flush()
+    return endpoint
+
+
+async def disable_endpoint(
+    session: AsyncSession, endpoint: WebhookEndpoint, *, at: datetime
+) -> None:
+    """Disabled from `at`, unless it already was (the first instant stays)."""
+    if endpoint.disabled_at is None:
+        endpoint.disabled_at = at
+    await session.flush()
+
+
+async def replace_salt(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    *,
+    salt: bytes,
+    previous_salt: bytes | None,
+    previous_salt_expires_at: datetime | None,
+) -> None:
+    endpoint.previous_salt = previous_salt
+    endpoint.previous_salt_expires_at = previous_salt_expires_at
+    endpoint.salt = salt
+    await session.flush()
 
 
 async def endpoints_of(
@@ -74,6 +119,20 @@ async def message_for_update(session: AsyncSession, message_id: str) -> WebhookM
         select(WebhookMessage).where(WebhookMessage.id == message_id).with_for_update()
     )
     return result.one_or_none()
+
+
+async def reset_for_replay(session: AsyncSession, message: WebhookMessage) -> WebhookMessage:
+    """Pending again, due now (the database's clock), with a fresh set of tries."""
+    message.status = "pending"
+    message.attempts = 0
+    message.next_attempt_at = func.now()
+    message.delivered_at = None
+    message.lease_id = None
+    message.leased_until = None
+    message.last_error = None
+    await session.flush()
+    await session.refresh(message)
+    return message
 
 
 async def dead_messages(session: AsyncSession, *, limit: int) -> Sequence[WebhookMessage]:

@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import WebhookEndpoint, WebhookMessage
@@ -102,16 +101,14 @@ async def create_endpoint(
     _check_owner(owner_type)
     _check_url(url)
     chosen = _check_event_types(event_types)
-    endpoint = WebhookEndpoint(
-        id=uuid.uuid4(),
+    endpoint = await repository.insert_endpoint(
+        session,
         owner_type=owner_type,
         owner_id=owner_id,
         url=url,
         event_types=chosen,
         salt=secrets.token_bytes(16),
     )
-    session.add(endpoint)
-    await session.flush()
     return IssuedEndpointSecret(
         endpoint.id, derive_endpoint_secret(partner_key, endpoint.id, endpoint.salt)
     )
@@ -141,9 +138,7 @@ async def disable_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, *, now
     """Stop sending to it: nothing new is enqueued, and its pending messages go dead unsent
     (an administrator can replay them once the endpoint is replaced)."""
     endpoint = await _endpoint(session, endpoint_id)
-    if endpoint.disabled_at is None:
-        endpoint.disabled_at = now
-    await session.flush()
+    await repository.disable_endpoint(session, endpoint, at=now)
 
 
 async def rotate_secret(
@@ -159,14 +154,14 @@ async def rotate_secret(
     endpoint = await _endpoint(session, endpoint_id)
     if endpoint.disabled_at is not None:
         raise EndpointNotFoundError(f"webhook endpoint {endpoint_id} is disabled")
-    if overlap > timedelta(0):
-        endpoint.previous_salt = endpoint.salt
-        endpoint.previous_salt_expires_at = now + overlap
-    else:
-        endpoint.previous_salt = None
-        endpoint.previous_salt_expires_at = None
-    endpoint.salt = secrets.token_bytes(16)
-    await session.flush()
+    keep_previous = overlap > timedelta(0)
+    await repository.replace_salt(
+        session,
+        endpoint,
+        salt=secrets.token_bytes(16),
+        previous_salt=endpoint.salt if keep_previous else None,
+        previous_salt_expires_at=now + overlap if keep_previous else None,
+    )
     return IssuedEndpointSecret(
         endpoint.id, derive_endpoint_secret(partner_key, endpoint.id, endpoint.salt)
     )
@@ -221,16 +216,7 @@ async def replay(session: AsyncSession, message_id: str) -> WebhookMessage:
     endpoint = await _endpoint(session, message.endpoint_id)
     if endpoint.disabled_at is not None:
         raise MessageNotReplayableError(f"the endpoint of {message_id} is disabled")
-    message.status = "pending"
-    message.attempts = 0
-    message.next_attempt_at = func.now()
-    message.delivered_at = None
-    message.lease_id = None
-    message.leased_until = None
-    message.last_error = None
-    await session.flush()
-    await session.refresh(message)
-    return message
+    return await repository.reset_for_replay(session, message)
 
 
 async def list_dead(session: AsyncSession, *, limit: int = 100) -> Sequence[WebhookMessage]:
