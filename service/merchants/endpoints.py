@@ -8,10 +8,11 @@ import io
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from service.db import DbSession
+from service.dependencies import AppSettings
 from service.errors import ValidationProblem
 from service.merchants import service
 from service.merchants.auth import MerchantKey
@@ -38,7 +39,7 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 async def get_settlement(
     merchant: MerchantKey,
     session: DbSession,
-    request: Request,
+    settings: AppSettings,
     start: Annotated[datetime, Query(alias="from")],
     end: Annotated[datetime, Query(alias="to")],
     format: Literal["json", "csv"] = "json",
@@ -52,7 +53,7 @@ async def get_settlement(
         row,
         start=start,
         end=end,
-        fen_per_point=request.app.state.settings.fen_per_point,
+        fen_per_point=settings.fen_per_point,
     )
     if format == "json":
         return Response(result.model_dump_json(), media_type="application/json")

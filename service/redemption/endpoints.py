@@ -7,10 +7,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from service.db import DbSession
+from service.dependencies import AppSettings
 from service.fields import (
     CODE_PATTERN,
     Cursor,
@@ -52,10 +53,9 @@ async def authorise_redemption(
     merchant: MerchantKey,
     session: DbSession,
     idempotency: Idempotent,
-    request: Request,
+    settings: AppSettings,
 ) -> Response:
     merchant.require("redeem")
-    settings = request.app.state.settings
 
     async def work() -> RedemptionOut:
         return await service.authorise(
