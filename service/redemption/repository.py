@@ -26,6 +26,7 @@ from service.models import (
     Redemption,
     RedemptionToken,
 )
+from service.webhooks import subscribed_endpoints_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,15 @@ class OfferTerms:
     @property
     def limited(self) -> bool:
         return self.stock is not None or self.per_user_limit is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """A redemption code just used: whose it was, the offer's terms, who listens."""
+
+    participant_id: uuid.UUID
+    offer: OfferTerms | None
+    subscribers: list[uuid.UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +91,20 @@ class CatalogueRow:
     taken: int
 
 
-_CONSUME_CODE = """
+# With the merchant's webhook subscribers to the event the call will announce: the
+# webhooks domain's own subquery, so that announcing costs no statement when nobody listens.
+_AUTHORISED_SUBSCRIBERS = subscribed_endpoints_sql("'merchant'", "$4", "'redemption.authorised'")
+_CAPTURED_SUBSCRIBERS = subscribed_endpoints_sql("'merchant'", "$2", "'redemption.captured'")
+_CONSUME_CODE = f"""
     WITH token AS (
         UPDATE redemption_tokens SET used_at = $1
         WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
         RETURNING participant_id
     )
     SELECT token.participant_id, o.points_price, o.valid_from, o.valid_to, o.stock,
-           o.per_user_limit
+           o.per_user_limit, {_AUTHORISED_SUBSCRIBERS} AS subscribers
     FROM token LEFT JOIN offers AS o ON o.id = $3 AND o.merchant_id = $4
-"""
+"""  # noqa: S608 (constant SQL; values are bound)
 # Taken: redemptions whose hold is pending or captured (a voided or expired hold gives its
 # stock back without anyone having to remember to).
 _LOCK_OFFER = "SELECT 1 FROM offers WHERE id = $1 FOR UPDATE"
@@ -109,6 +123,12 @@ _GET_REDEMPTION = """
     FROM redemptions
     WHERE id = $1 AND merchant_id = $2 AND ($3::uuid IS NULL OR terminal_id = $3)
 """
+_GET_FOR_CAPTURE = f"""
+    SELECT id, merchant_id, terminal_id, participant_id, offer_id, points, hold_id, created_at,
+           {_CAPTURED_SUBSCRIBERS} AS subscribers
+    FROM redemptions
+    WHERE id = $1 AND merchant_id = $2 AND ($3::uuid IS NULL OR terminal_id = $3)
+"""  # noqa: S608 (constant SQL; values are bound)
 _tokens = cast(Table, RedemptionToken.__table__)
 _LIVE_HOLD = text(hold_is_live_sql("redemptions.hold_id"))
 
@@ -139,16 +159,17 @@ class RedemptionRepository:
         now: datetime,
         offer_id: uuid.UUID | None,
         merchant_id: uuid.UUID,
-    ) -> tuple[uuid.UUID, OfferTerms | None] | None:
+    ) -> Consumed | None:
         """Mark the token used and return its participant, with the terms of `offer_id` at
-        this merchant (None: no such offer here, or none asked for); None when the token
-        is unknown, used or expired. One statement."""
+        this merchant (None: no such offer here, or none asked for) and the merchant's
+        webhook endpoints subscribed to `redemption.authorised`; None when the token is
+        unknown, used or expired. One statement."""
         connection = await driver(self.session)
         row = await connection.fetchrow(_CONSUME_CODE, now, token_hash, offer_id, merchant_id)
         if row is None:
             return None
         terms = OfferTerms(row[1], row[2], row[3], row[4], row[5]) if row[1] is not None else None
-        return row[0], terms
+        return Consumed(row[0], terms, list(row[6]))
 
     async def lock_offer_and_count_taken(
         self, offer_id: uuid.UUID, participant_id: uuid.UUID
@@ -187,6 +208,14 @@ class RedemptionRepository:
         connection = await driver(self.session)
         row = await connection.fetchrow(_GET_REDEMPTION, redemption_id, merchant_id, terminal_id)
         return RedemptionRow(*row) if row is not None else None
+
+    async def get_for_capture(
+        self, merchant_id: uuid.UUID, redemption_id: uuid.UUID, terminal_id: uuid.UUID | None
+    ) -> tuple[RedemptionRow, list[uuid.UUID]] | None:
+        """`get`, with the merchant's webhook endpoints subscribed to `redemption.captured`."""
+        connection = await driver(self.session)
+        row = await connection.fetchrow(_GET_FOR_CAPTURE, redemption_id, merchant_id, terminal_id)
+        return (RedemptionRow(*row[:8]), list(row[8])) if row is not None else None
 
     async def catalogue(
         self,

@@ -85,7 +85,7 @@ async def consume_token(session: AsyncSession, token: str, *, now: datetime) -> 
     )
     if consumed is None:
         raise RedemptionTokenInvalidError("ask the customer to show a fresh code")
-    return consumed[0]
+    return consumed.participant_id
 
 
 async def catalogue(
@@ -142,7 +142,7 @@ async def authorise(
     )
     if consumed is None:
         raise RedemptionTokenInvalidError("ask the customer to show a fresh code")
-    participant_id, offer = consumed
+    participant_id, offer = consumed.participant_id, consumed.offer
     amount = points
     if offer_id is not None:
         if offer is None or not offer.valid_from <= now < offer.valid_to:
@@ -194,19 +194,29 @@ async def authorise(
         hold_expires_at=hold.expires_at,
         created_at=now,
     )
-    return await _announce(session, merchant_id, "redemption.authorised", state)
+    return await _announce(
+        session, merchant_id, "redemption.authorised", state, consumed.subscribers
+    )
 
 
 async def _announce(
-    session: AsyncSession, merchant_id: uuid.UUID, event_type: str, state: RedemptionOut
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    event_type: str,
+    state: RedemptionOut,
+    subscribers: list[uuid.UUID] | None = None,
 ) -> RedemptionOut:
-    """Queue the merchant's webhook in this transaction: sent only if the work commits."""
+    """Queue the merchant's webhook in this transaction: sent only if the work commits.
+    `subscribers`: the endpoints, when read already (nothing to write when there are none)."""
+    if subscribers == []:
+        return state
     await enqueue(
         session,
         owner_type="merchant",
         owner_id=merchant_id,
         event_type=event_type,
         payload=state.model_dump(mode="json"),
+        endpoint_ids=subscribers,
     )
     return state
 
@@ -241,7 +251,12 @@ async def capture(
     The ledger key carries the caller's idempotency key: a retry of this request replays,
     a second, different capture finds the hold resolved.
     """
-    redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
+    found = await RedemptionRepository.from_session(session).get_for_capture(
+        merchant_id, redemption_id, terminal_id
+    )
+    if found is None:
+        raise RedemptionNotFoundError(f"no redemption {redemption_id} at this merchant")
+    redemption, subscribers = found
     posted = await ledger.post_hold(
         session,
         origin=ledger_origin(merchant_id),
@@ -264,7 +279,7 @@ async def capture(
             hold_expires_at=posted.hold_expires_at,
             created_at=redemption.created_at,
         )
-    return await _announce(session, merchant_id, "redemption.captured", state)
+    return await _announce(session, merchant_id, "redemption.captured", state, subscribers)
 
 
 async def void(

@@ -5,6 +5,7 @@ Business code calls `enqueue(session, ...)` inside its own transaction; the deli
 spec, retrying with exponential backoff and full jitter and dead-lettering after the last try.
 """
 
+from service.webhooks.repository import subscribed_endpoints_sql
 from service.webhooks.service import EVENT_TYPES, enqueue
 
-__all__ = ["EVENT_TYPES", "enqueue"]
+__all__ = ["EVENT_TYPES", "enqueue", "subscribed_endpoints_sql"]

@@ -24,6 +24,20 @@ _ACTIVE_ENDPOINTS = text(
 )
 
 
+def subscribed_endpoints_sql(owner_type: str, owner_id: str, event_type: str) -> str:
+    """An array expression: the ids of an owner's active endpoints subscribed to an event
+    type, in the order `enqueue` writes them. The arguments are SQL expressions (bound
+    placeholders or constant literals, never values). For a caller's own first statement,
+    so that announcing an event costs no round trip of its own: `enqueue(...,
+    endpoint_ids=...)` then writes only when there is someone to tell."""
+    return (
+        "ARRAY(SELECT id FROM webhook_endpoints"  # noqa: S608 (SQL expressions, not values)
+        f" WHERE owner_type = {owner_type} AND owner_id = {owner_id}"
+        f" AND disabled_at IS NULL AND {event_type} = ANY(event_types)"
+        " ORDER BY created_at, id)"
+    )
+
+
 async def active_endpoints_for(
     session: AsyncSession, *, owner_type: str, owner_id: uuid.UUID, event_type: str
 ) -> Sequence[uuid.UUID]:

@@ -174,6 +174,7 @@ async def enqueue(
     owner_id: uuid.UUID,
     event_type: str,
     payload: Mapping[str, Any],
+    endpoint_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[str]:
     """Announce an event to every active endpoint of the owner subscribed to its type.
 
@@ -181,7 +182,9 @@ async def enqueue(
     (the `webhook-id` each receiver will see). Nothing is sent now: if the transaction rolls
     back, nothing ever is; once it commits, the delivery worker sends each message until it
     is delivered or dead. The payload must be JSON-serialisable (datetimes and UUIDs become
-    strings, as they will on the wire).
+    strings, as they will on the wire). `endpoint_ids`: the subscribers, when the caller has
+    read them already (`subscribed_endpoints_sql` in its own statement); else they are
+    looked up here.
     """
     if owner_type not in OWNER_TYPES:
         raise ValueError(f"unknown webhook owner type {owner_type!r}")
@@ -190,9 +193,10 @@ async def enqueue(
     # Round-trip now, in the caller's transaction: a payload that cannot be sent fails the
     # business call rather than a worker hours later.
     data = orjson.loads(orjson.dumps(dict(payload)))
-    endpoint_ids = await repository.active_endpoints_for(
-        session, owner_type=owner_type, owner_id=owner_id, event_type=event_type
-    )
+    if endpoint_ids is None:
+        endpoint_ids = await repository.active_endpoints_for(
+            session, owner_type=owner_type, owner_id=owner_id, event_type=event_type
+        )
     rows = [
         {
             "id": new_message_id(),

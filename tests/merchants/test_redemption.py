@@ -18,8 +18,8 @@ from service.redemption.service import create_token
 from tests.crediting.conftest import Live, metro
 from tests.round_trips import round_trips
 
-AUTHORISE_ROUND_TRIPS = 10  # was 31 (19 statements + 12 BEGIN/COMMIT/ROLLBACK), then 14
-CAPTURE_ROUND_TRIPS = 9  # was 32, then 12
+AUTHORISE_ROUND_TRIPS = 9  # was 31 (19 statements + 12 BEGIN/COMMIT/ROLLBACK), then 14
+CAPTURE_ROUND_TRIPS = 8  # was 32, then 12
 
 
 class Till:
