@@ -15,13 +15,13 @@ Checks that every pair was captured.
 
 from __future__ import annotations
 
-import cProfile
 import collections
+import cProfile
 import os
 import pstats
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
