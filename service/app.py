@@ -103,12 +103,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(health_router)
+    # Routes are matched in order, one pattern after another: the hot paths first (a
+    # partner's events, a till's calls, the app's reads), so their requests try the fewest.
     app.include_router(crediting_router)
-    app.include_router(accounts_router)
-    app.include_router(participant_router)
-    app.include_router(privacy_router)
     app.include_router(redemption_router)
+    app.include_router(participant_router)
+    app.include_router(health_router)
+    app.include_router(accounts_router)
+    app.include_router(privacy_router)
     app.include_router(merchant_router)
     app.include_router(catalogue_router)
     app.include_router(admin_router)
