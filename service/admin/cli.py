@@ -20,7 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 
-LIFECYCLE_COMMANDS = ("sync", "draft", "diff", "approve", "schedule", "retire", "versions")
+LIFECYCLE_COMMANDS = (
+    "sync",
+    "draft",
+    "diff",
+    "backtest",
+    "approve",
+    "schedule",
+    "retire",
+    "versions",
+)
 
 
 def register(commands: Any) -> None:
@@ -63,6 +72,17 @@ def lifecycle_parser() -> argparse.ArgumentParser:
     draft.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
     diff = sub.add_parser("diff", help="a draft against the version in force")
     diff.add_argument("draft_id", type=int)
+    backtest = sub.add_parser(
+        "backtest", help="evaluate a draft over the stored credits of a window (writes nothing)"
+    )
+    backtest.add_argument("draft_id", type=int)
+    backtest.add_argument("--start", required=True, help="ISO 8601 with offset (inclusive)")
+    backtest.add_argument("--end", required=True, help="ISO 8601 with offset (exclusive)")
+    backtest.add_argument("--top", type=int, default=10, help="participants most affected")
+    backtest.add_argument("--json", action="store_true", help="print the report as JSON")
+    backtest.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (e.g. in a log)"
+    )
     approve = sub.add_parser("approve", help="approve a draft (not its author)")
     approve.add_argument("draft_id", type=int)
     approve.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
@@ -211,6 +231,8 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
             return [f"draft {args.draft_id} against {against}:"] + [
                 f"  {c}" for c in result.changes
             ]
+        if command == "backtest":
+            return await _backtest_lines(session, args)
         if command == "approve":
             who = await acting(session, "methodology-approver")
             draft = await lifecycle.approve(session, who, args.draft_id)
@@ -246,3 +268,63 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
     for line in lines:
         print(line)
     return 0
+
+
+async def _backtest_lines(session: AsyncSession, args: argparse.Namespace) -> list[str]:
+    """The back-test as the API runs it (the same service function), with a progress bar
+    on standard error, then the report."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from service.methodologies import lifecycle
+    from service.methodologies.backtest import backtest, backtest_size
+
+    start, end = _instant(args.start), _instant(args.end)
+    if not start < end:
+        raise SystemExit("--end must be after --start")
+    draft = lifecycle.compile_version(await lifecycle.get_draft(session, args.draft_id))
+    total = await backtest_size(session, draft, start, end)
+    with Progress(
+        TextColumn("back-test"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=args.no_progress,
+    ) as bar:
+        task = bar.add_task("back-test", total=total)
+        report = await backtest(
+            session, draft, start, end, progress=lambda done: bar.advance(task, done)
+        )
+    body = report.as_json(args.top)
+    if args.json:
+        return [json.dumps({"draft_id": args.draft_id, **body}, ensure_ascii=False, indent=2)]
+    lines = [
+        f"draft {args.draft_id} ({draft.id} v{draft.version}) over {start.isoformat()} .. "
+        f"{end.isoformat()}: {body['events']} events, {body['mismatches']} mismatches",
+        "action_type\tregion\tstatus\tevents\tgrams now\tgrams draft\tpoints now\t"
+        "points draft\tcapped now\tcapped draft",
+    ]
+    lines += [
+        f"{g['action_type']}\t{g['region'] or '*'}\t{g['status']}\t{g['events']}\t"
+        f"{g['grams_in_force']}\t{g['grams_draft']}\t{g['points_in_force']}\t"
+        f"{g['points_draft']}\t{g['capped_in_force']}\t{g['capped_draft']}"
+        for g in body["groups"]
+    ]
+    lines += [f"cap {code} binds {count} event(s)" for code, count in body["binding_caps"].items()]
+    lines += [
+        f"participant {a['participant_id']}: {a['points_difference']:+d} points"
+        for a in body["most_affected"]
+    ]
+    return lines
