@@ -215,7 +215,7 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
                 f"{v.methodology_id}@v{v.version}\t{v.action_type}\t{v.region or '*'}\t"
                 f"{v.effective_from.isoformat()}.."
                 + (v.effective_to.isoformat() if v.effective_to else "open")
-                for v in await lifecycle.filed_versions(session)
+                for v in await lifecycle.all_filed_versions(session)
             ]
         if command == "draft":
             who = await acting(session, "methodology-author")

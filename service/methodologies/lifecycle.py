@@ -13,16 +13,21 @@ event already credited can fall on the wrong side of T.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import orjson
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import Change, Methodology, MethodologyError, Problem, diff, parse_methodology
 from service import audit
+from service.errors import BadRequestError
 from service.fields import (
     METHODOLOGY_ID_MAX_LENGTH,
     REGION_MAX_LENGTH,
@@ -40,6 +45,8 @@ from service.methodologies.errors import (
     VersionNotFoundError,
 )
 from service.models import MethodologyDraft, MethodologyVersion
+
+T = TypeVar("T")
 
 
 def draft_state(draft: MethodologyDraft) -> dict[str, Any]:
@@ -211,22 +218,31 @@ async def get_draft(
     return draft
 
 
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; `next_cursor` fetches the next, None on the last."""
+
+    items: Sequence[T]
+    next_cursor: str | None
+
+
 async def list_drafts(
-    session: AsyncSession, *, offset: int = 0, limit: int = 100
-) -> list[MethodologyDraft]:
-    """Drafts newest first, `limit` of them from `offset` (drafts are few: a page reads the
-    newest `offset + limit` and skips the first `offset`)."""
-    return list(await repository.drafts(session, limit=offset + limit))[offset:]
+    session: AsyncSession, *, cursor: str | None = None, limit: int = 100
+) -> Page[MethodologyDraft]:
+    """Drafts newest first, `limit` of them after `cursor` (the last id of the page before:
+    a keyset page, read by the index whatever the page's depth)."""
+    before = int(cursor) if cursor else None
+    rows = await repository.drafts_page(session, before=before, limit=limit + 1)
+    if len(rows) > limit:
+        return Page(rows[:limit], str(rows[limit - 1].id))
+    return Page(rows, None)
 
 
 async def version_in_force(
     session: AsyncSession, action_type: str, region: str | None, at: datetime
 ) -> MethodologyVersion | None:
     """The filed version of exactly this action type and region in force at `at`."""
-    for row in await repository.versions_in_scope(session, action_type, region):
-        if row.effective_from <= at and (row.effective_to is None or at < row.effective_to):
-            return row
-    return None
+    return await repository.version_in_force(session, action_type, region, at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,10 +430,43 @@ async def retire(
     return row
 
 
+def _version_cursor(key: repository.VersionKey) -> str:
+    text = orjson.dumps([*key[:2], key.effective_from.isoformat(), *key[3:]])
+    return base64.urlsafe_b64encode(text).rstrip(b"=").decode()
+
+
+def _version_key(cursor: str) -> repository.VersionKey:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        action_type, region, start, methodology_id, version = orjson.loads(
+            base64.urlsafe_b64decode(padded)
+        )
+        key = repository.VersionKey(
+            str(action_type),
+            str(region),
+            datetime.fromisoformat(start),
+            str(methodology_id),
+            int(version),
+        )
+    except (ValueError, TypeError, binascii.Error):
+        raise BadRequestError("the cursor is not one this API returned") from None
+    if key.effective_from.tzinfo is None or not -(2**31) <= key.version < 2**31:
+        raise BadRequestError("the cursor is not one this API returned")
+    return key
+
+
 async def filed_versions(
-    session: AsyncSession, *, offset: int = 0, limit: int | None = None
-) -> list[MethodologyVersion]:
-    """Filed versions by action type, region and start; a page of them if `limit` is given
-    (the library is tens of versions: read whole, sliced)."""
-    rows = list(await repository.all_versions(session))
-    return rows[offset:] if limit is None else rows[offset : offset + limit]
+    session: AsyncSession, *, cursor: str | None = None, limit: int = 100
+) -> Page[MethodologyVersion]:
+    """Filed versions by action type, region and start, `limit` of them after `cursor`
+    (an opaque keyset cursor: the sort key of the page before's last row)."""
+    after = _version_key(cursor) if cursor else None
+    rows = await repository.versions_page(session, after=after, limit=limit + 1)
+    if len(rows) > limit:
+        return Page(rows[:limit], _version_cursor(repository.VersionKey.of(rows[limit - 1])))
+    return Page(rows, None)
+
+
+async def all_filed_versions(session: AsyncSession) -> Sequence[MethodologyVersion]:
+    """Every filed version, in the listing's order (the CLI's `versions`)."""
+    return await repository.all_versions(session)

@@ -312,11 +312,34 @@ async def test_lists_page_with_cursor_and_a_draft_shows_its_yaml(
             break
     assert logins == ["a-boss", "b-one", "c-two", "d-three"]
 
-    versions = await client.get(
-        "/v1/admin/methodologies", params={"limit": "1"}, headers=boss.headers
+    # Filed versions page by keyset (an opaque cursor): every version once, in scope order.
+    listed: list[tuple[str, str, str, str, int]] = []
+    cursor = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = await client.get("/v1/admin/methodologies", params=params, headers=boss.headers)
+        assert page.status_code == 200, page.text
+        listed += [
+            (
+                v["action_type"],
+                v["region"] or "",
+                v["effective_from"],
+                v["methodology_id"],
+                v["version"],
+            )
+            for v in page.json()["items"]
+        ]
+        assert len(page.json()["items"]) <= 2
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert len(listed) == len(library_sources()) == len(set(listed))
+    assert listed == sorted(listed)
+    forged = await client.get(
+        "/v1/admin/methodologies", params={"cursor": "bm90LWpzb24"}, headers=boss.headers
     )
-    assert len(versions.json()["items"]) == 1
-    assert versions.json()["next_cursor"] == "1"
+    assert forged.status_code == 400
+    assert forged.headers["content-type"] == "application/problem+json"
     source = metro_v2()
     created = await client.post(
         "/v1/admin/methodology-drafts", json={"source_yaml": source}, headers=boss.headers
@@ -325,5 +348,43 @@ async def test_lists_page_with_cursor_and_a_draft_shows_its_yaml(
     drafts = await client.get("/v1/admin/methodology-drafts", headers=boss.headers)
     assert [d["id"] for d in drafts.json()["items"]] == [draft_id]
     assert drafts.json()["next_cursor"] is None
+    newer = await client.post(
+        "/v1/admin/methodology-drafts",
+        json={"source_yaml": source.replace("version: 2", "version: 3", 1)},
+        headers=boss.headers,
+    )
+    first = await client.get(
+        "/v1/admin/methodology-drafts", params={"limit": "1"}, headers=boss.headers
+    )
+    assert [d["id"] for d in first.json()["items"]] == [newer.json()["id"]]
+    rest = await client.get(
+        "/v1/admin/methodology-drafts",
+        params={"limit": "1", "cursor": first.json()["next_cursor"]},
+        headers=boss.headers,
+    )
+    assert [d["id"] for d in rest.json()["items"]] == [draft_id]
+    assert rest.json()["next_cursor"] is None
     one = await client.get(f"/v1/admin/methodology-drafts/{draft_id}", headers=boss.headers)
     assert one.json()["source_yaml"] == source
+
+
+async def test_the_audit_export_streams_page_by_page(
+    app: FastAPI, client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    from service import audit
+
+    actor = audit.Actor(None, "ops", "program-admin", "test")
+    for n in range(5):
+        await audit.record(db, actor, action="test.act", target_type="test", target_id=str(n))
+    streamed = [e.target_id async for e in audit.stream_entries(db, since=None, until=None, page=2)]
+    assert streamed == ["0", "1", "2", "3", "4"]
+    auditor = await make_admin(app, db, "auditor")
+    exported = await client.get("/v1/admin/audit/export", headers=auditor.headers)
+    assert exported.status_code == 200
+    assert [orjson.loads(line)["target_id"] for line in exported.content.splitlines()] == [
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
