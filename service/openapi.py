@@ -217,6 +217,8 @@ _MORE_STATUSES: dict[str, set[int]] = {
     "approve_methodology_draft": {404, 409},
     "schedule_methodology_draft": {404, 409},
     "backtest_methodology_draft": {404},
+    "unschedule_methodology_draft": {404, 409},
+    "list_methodology_versions": {400},  # a cursor this API did not return
 }
 
 

@@ -473,7 +473,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "response": (200, '{"id":1,"action":"admin.create","actor":"alice",...}\n'),
     },
     "list_methodology_versions": {
-        "parameters": {"cursor": "50", "limit": 50},
+        "parameters": {
+            "cursor": "WyJ0cmFuc2l0LmJ1cyIsIiIsIjIwMjUtMDEtMDFUMDA6MDA6MDArMDg6MDAiLCJ0cmFuc2l0LmJ1cyIsMV0",
+            "limit": 50,
+        },
         "response": (200, {"items": [_VERSION_OUT], "next_cursor": None}),
     },
     "retire_methodology_version": {
@@ -542,6 +545,21 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                     "activate_at": "2027-01-01T00:00:00+08:00",
                 },
                 "closes": "transit.metro@v1",
+            },
+        ),
+    },
+    "unschedule_methodology_draft": {
+        "parameters": {"draft_id": 1},
+        "response": (
+            200,
+            {
+                "draft": {
+                    **_DRAFT_OUT,
+                    "status": "approved",
+                    "approved_by": _ADMIN,
+                    "approved_at": _AT,
+                },
+                "reopens": "transit.metro@v1",
             },
         ),
     },

@@ -27,6 +27,7 @@ LIFECYCLE_COMMANDS = (
     "backtest",
     "approve",
     "schedule",
+    "unschedule",
     "retire",
     "versions",
 )
@@ -90,6 +91,11 @@ def lifecycle_parser() -> argparse.ArgumentParser:
     schedule.add_argument("draft_id", type=int)
     schedule.add_argument("--at", required=True, help="ISO 8601 with offset")
     schedule.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
+    unschedule = sub.add_parser(
+        "unschedule", help="undo a schedule before its instant (the previous period returns)"
+    )
+    unschedule.add_argument("draft_id", type=int)
+    unschedule.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
     retire = sub.add_parser("retire", help="end a filed version's period")
     retire.add_argument("methodology_id")
     retire.add_argument("version", type=int)
@@ -248,6 +254,15 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
                 else ""
             )
             return [f"draft {done.draft.id} in force from {args.at}{closes}"]
+        if command == "unschedule":
+            who = await acting(session, "methodology-approver")
+            undone = await lifecycle.unschedule(session, who, args.draft_id, min_lead=lead)
+            reopens = (
+                f"; {undone.reopened.methodology_id}@v{undone.reopened.version} open again"
+                if undone.reopened
+                else ""
+            )
+            return [f"draft {undone.draft.id} approved, no longer scheduled{reopens}"]
         who = await acting(session, "methodology-approver")
         row = await lifecycle.retire(
             session, who, args.methodology_id, args.version, _instant(args.at), min_lead=lead

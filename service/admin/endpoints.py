@@ -38,6 +38,7 @@ from service.admin.schemas import (
     RetireIn,
     ScheduledOut,
     ScheduleIn,
+    UnscheduledOut,
     VersionOut,
     VersionPageOut,
 )
@@ -446,6 +447,31 @@ async def schedule_methodology_draft(
         else None
     )
     return ScheduledOut(draft=_draft_out(done.draft), closes=closes)
+
+
+@router.post(
+    "/methodology-drafts/{draft_id}/unschedule",
+    response_model=UnscheduledOut,
+    tags=[METHODOLOGIES],
+    responses={
+        409: {
+            "description": "`unschedule-too-late`: the instant has passed or is too near; "
+            "`methodology-lifecycle-conflict`: not scheduled, or a later version follows it"
+        }
+    },
+    summary="Undo a schedule before its instant (the previous version's period is restored)",
+)
+async def unschedule_methodology_draft(
+    draft_id: DraftId, admin: Approver, request: Request, session: DbSession
+) -> UnscheduledOut:
+    done = await lifecycle.unschedule(session, admin.actor, draft_id, min_lead=_min_lead(request))
+    request.app.state.registry_cache.invalidate()
+    reopens = (
+        f"{done.reopened.methodology_id}@v{done.reopened.version}"
+        if done.reopened is not None
+        else None
+    )
+    return UnscheduledOut(draft=_draft_out(done.draft), reopens=reopens)
 
 
 @router.post(

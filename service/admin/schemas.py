@@ -153,6 +153,13 @@ class ScheduledOut(BaseModel):
     closes: str | None = Field(description="`id@vN` whose period now ends at `activate_at`")
 
 
+class UnscheduledOut(BaseModel):
+    draft: DraftOut = Field(description="approved again, no longer scheduled")
+    reopens: str | None = Field(
+        description="`id@vN` whose period the schedule had closed: open again, as before"
+    )
+
+
 class RetireIn(_In):
     at: Instant
 

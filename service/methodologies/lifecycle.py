@@ -41,6 +41,7 @@ from service.methodologies.errors import (
     FourEyesError,
     LifecycleConflictError,
     MethodologyInvalidError,
+    UnscheduleRefusedError,
     VersionExistsError,
     VersionNotFoundError,
 )
@@ -59,6 +60,11 @@ def draft_state(draft: MethodologyDraft) -> dict[str, Any]:
         "approved_by": draft.approved_by,
         "approved_at": draft.approved_at,
         "activate_at": draft.activate_at,
+        "closes": (
+            f"{draft.closes_methodology_id}@v{draft.closes_version}"
+            if draft.closes_methodology_id is not None
+            else None
+        ),
     }
 
 
@@ -367,6 +373,9 @@ async def schedule(
     )
     before = draft_state(draft)
     draft.activate_at = activate_at
+    if previous is not None:
+        draft.closes_methodology_id = previous.methodology_id
+        draft.closes_version = previous.version
     await repository.save_draft(session, draft)
     if previous is not None:
         await session.refresh(previous)
@@ -391,6 +400,111 @@ async def schedule(
         },
     )
     return Scheduled(draft, previous)
+
+
+def _find(
+    rows: Sequence[MethodologyVersion], methodology_id: str, number: int | None
+) -> MethodologyVersion | None:
+    return next(
+        (r for r in rows if r.methodology_id == methodology_id and r.version == number), None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Unscheduled:
+    draft: MethodologyDraft
+    reopened: MethodologyVersion | None
+
+
+async def unschedule(
+    session: AsyncSession,
+    actor: audit.Actor,
+    draft_id: int,
+    *,
+    min_lead: timedelta,
+    now: datetime | None = None,
+) -> Unscheduled:
+    """Undo a schedule whose instant is still ahead: the filed version is unfiled, the draft
+    is approved again, and the version the schedule closed has its open period back, exactly
+    as before.
+
+    Refused (409) once the instant has passed, and also when it is nearer than the lead a
+    schedule needs, or than the version's allowed clock skew: until then no process can hold
+    a registry that lacks the undo at the instant, and no event dated at or after the
+    instant can have been accepted (one dated up to the skew ahead of its receipt is), so
+    nothing was credited under the version that disappears."""
+    moment = now or datetime.now(UTC)
+    draft = await get_draft(session, draft_id, lock=True)
+    at = draft.activate_at
+    if at is None:
+        raise LifecycleConflictError(f"draft {draft_id} is not scheduled")
+    if at <= moment:
+        raise UnscheduleRefusedError(
+            f"{draft.methodology_id} v{draft.version} came into force at {at.isoformat()}; "
+            "retire it, or schedule a successor, instead"
+        )
+    lead = max(min_lead, compile_version(draft).max_clock_skew)
+    if at < moment + lead:
+        raise UnscheduleRefusedError(
+            f"{draft.methodology_id} v{draft.version} comes into force at {at.isoformat()}, "
+            f"within {int(lead.total_seconds())} s: too near to undo safely"
+        )
+    scope = await repository.versions_in_scope(
+        session, draft.action_type, draft.region, for_update=True
+    )
+    filed = _find(scope, draft.methodology_id, draft.version)
+    if filed is None:  # pragma: no cover - scheduling files it in the same transaction
+        raise LifecycleConflictError(f"draft {draft_id} has no filed version")
+    later = [r for r in scope if r.effective_from > at]
+    if later:
+        raise LifecycleConflictError(
+            f"{later[0].methodology_id} v{later[0].version} is scheduled after it "
+            f"(from {later[0].effective_from.isoformat()}); unschedule that one first"
+        )
+    previous = None
+    if draft.closes_methodology_id is not None:
+        previous = _find(scope, draft.closes_methodology_id, draft.closes_version)
+        if previous is None or previous.effective_to != at:
+            raise LifecycleConflictError(
+                f"{draft.closes_methodology_id} v{draft.closes_version} no longer ends at "
+                f"{at.isoformat()}; its period cannot be restored"
+            )
+    before = {
+        "draft": draft_state(draft),
+        "version": version_state(filed),
+        "previous": version_state(previous) if previous is not None else None,
+    }
+    await repository.remove_version(session, filed.methodology_id, filed.version)
+    session.expunge(filed)
+    if previous is not None:
+        await repository.reopen_period(session, previous.methodology_id, previous.version)
+        await session.refresh(previous)
+    draft.activate_at = None
+    draft.closes_methodology_id = None
+    draft.closes_version = None
+    await repository.save_draft(session, draft)
+    await audit.record(
+        session,
+        actor,
+        action="methodology.unschedule",
+        target_type="methodology-draft",
+        target_id=str(draft.id),
+        before=before,
+        after={
+            "draft": draft_state(draft),
+            "version": None,
+            "previous": version_state(previous) if previous is not None else None,
+        },
+        detail={
+            "methodology_id": draft.methodology_id,
+            "version": draft.version,
+            "activate_at": at.isoformat(),
+            "reopens": (
+                f"{previous.methodology_id} v{previous.version}" if previous is not None else None
+            ),
+        },
+    )
+    return Unscheduled(draft, previous)
 
 
 async def retire(

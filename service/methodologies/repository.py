@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import extract, func, literal, or_, select, tuple_, update
+from sqlalchemy import delete, extract, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -157,6 +157,28 @@ async def close_period(
             MethodologyVersion.version == number,
         )
         .values(effective_to=at)
+    )
+
+
+async def reopen_period(session: AsyncSession, methodology_id: str, number: int) -> None:
+    """Withdraw a closing still to come (the guard refuses it once the instant has passed)."""
+    await session.execute(
+        update(MethodologyVersion)
+        .where(
+            MethodologyVersion.methodology_id == methodology_id,
+            MethodologyVersion.version == number,
+        )
+        .values(effective_to=None)
+    )
+
+
+async def remove_version(session: AsyncSession, methodology_id: str, number: int) -> None:
+    """Unfile a version whose period has not begun (the guard refuses it otherwise)."""
+    await session.execute(
+        delete(MethodologyVersion).where(
+            MethodologyVersion.methodology_id == methodology_id,
+            MethodologyVersion.version == number,
+        )
     )
 
 

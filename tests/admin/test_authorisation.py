@@ -97,6 +97,15 @@ MATRIX: list[tuple[str, str, str, Any, set[str]]] = [
 MATRIX.append(
     (
         "POST",
+        "/v1/admin/methodology-drafts/{draft_id}/unschedule",
+        f"/v1/admin/methodology-drafts/{NO_SUCH}/unschedule",
+        None,
+        {"methodology-approver"},
+    )
+)
+MATRIX.append(
+    (
+        "POST",
         "/v1/admin/methodology-drafts/{draft_id}/backtest",
         f"/v1/admin/methodology-drafts/{NO_SUCH}/backtest",
         {"start": "2026-01-01T00:00:00+08:00", "end": "2026-01-02T00:00:00+08:00"},
