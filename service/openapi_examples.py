@@ -474,7 +474,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "list_methodology_versions": {
         "parameters": {
-            "cursor": "WyJ0cmFuc2l0LmJ1cyIsIiIsIjIwMjUtMDEtMDFUMDA6MDA6MDArMDg6MDAiLCJ0cmFuc2l0LmJ1cyIsMV0",
+            "cursor": "WyJ0cmFuc2l0LmJ1cyIsIiIsIjIwMjUtMDEtMDFUMDA6MDA6MDArMDg6MDAiLCJ0cmFuc2l0"
+            "LmJ1cyIsMV0",
             "limit": 50,
         },
         "response": (200, {"items": [_VERSION_OUT], "next_cursor": None}),

@@ -178,13 +178,39 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _instant(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        example = "2027-01-01T00:00:00+08:00"
+        raise SystemExit(f"{text!r} is not an ISO 8601 instant, e.g. {example}") from None
     if moment.tzinfo is None:
         raise SystemExit("give the instant with its UTC offset, e.g. 2027-01-01T00:00:00+08:00")
     return moment
 
 
+def _print_refusal(error: Any) -> None:
+    """A refusal as the operator reads it: the reason, then each problem as
+    `file:line:column: path: message` (as `methodology validate` prints them)."""
+    from points_rules import Problem
+
+    print(f"refused: {error.detail}", file=sys.stderr)
+    for p in error.extensions.get("problems", []):
+        print(Problem(p["file"], p["path"], p["message"], p["line"], p["column"]), file=sys.stderr)
+
+
+def _read_document(file: str) -> str:
+    """The draft's text; an unreadable or non-UTF-8 file is a problem naming where."""
+    from points_rules import MethodologyError, Problem, decode_document
+
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as error:
+        raise MethodologyError([Problem(file, "", f"cannot read: {error.strerror}")]) from None
+    return decode_document(raw, file)
+
+
 def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
+    from points_rules import MethodologyError
     from service import audit
     from service.admin import repository as admins
     from service.errors import ProblemError
@@ -192,7 +218,19 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
     from service.methodologies.service import sync_library
 
     args = lifecycle_parser().parse_args(argv)
-    document = Path(args.file).read_text(encoding="utf-8") if args.command == "draft" else ""
+    document = ""
+    if args.command == "draft":
+        try:
+            document = _read_document(args.file)
+            # Checked before any server is reached, as the upload will check it.
+            lifecycle.parse_draft(document, args.file)
+        except MethodologyError as error:
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        except ProblemError as error:
+            _print_refusal(error)
+            return 1
     lead = timedelta(seconds=settings.methodology_min_lead_seconds)
 
     async def actor(session: AsyncSession) -> Any:
@@ -225,7 +263,7 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
             ]
         if command == "draft":
             who = await acting(session, "methodology-author")
-            draft = await lifecycle.create_draft(session, who, document)
+            draft = await lifecycle.create_draft(session, who, document, file=args.file)
             return [f"draft {draft.id}: {draft.methodology_id} v{draft.version}"]
         if command == "diff":
             result = await lifecycle.diff_draft(session, args.draft_id)
@@ -272,13 +310,7 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
     try:
         lines = _run(settings, work)
     except ProblemError as error:
-        print(f"refused: {error.detail}", file=sys.stderr)
-        for problem in error.extensions.get("problems", []):
-            print(
-                f"{problem['file']}:{problem['line']}:{problem['column']}: "
-                f"{problem['path']}: {problem['message']}",
-                file=sys.stderr,
-            )
+        _print_refusal(error)
         return 1
     for line in lines:
         print(line)

@@ -183,10 +183,11 @@ def parse_draft(source_yaml: str, file: str = "draft.yaml") -> Methodology:
 
 
 async def create_draft(
-    session: AsyncSession, actor: audit.Actor, source_yaml: str
+    session: AsyncSession, actor: audit.Actor, source_yaml: str, *, file: str = "draft.yaml"
 ) -> MethodologyDraft:
-    """Upload a draft. Invalid YAML is a 422 naming each problem's line and column."""
-    m = parse_draft(source_yaml)
+    """Upload a draft. Invalid YAML is a 422 naming each problem's line and column (in
+    `file`: the CLI passes the path it read)."""
+    m = parse_draft(source_yaml, file)
     if await repository.version(session, m.id, m.version) is not None or (
         await repository.draft_exists(session, m.id, m.version)
     ):

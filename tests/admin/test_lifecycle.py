@@ -4,6 +4,7 @@ every act in the audit trail, which auditors page through and export."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -57,18 +58,18 @@ async def test_an_invalid_draft_names_line_and_column(
 UNFILEABLE = {
     "an impossible date": (
         lambda s: s.replace("effective_from: 2025-01-01", "effective_from: 2025-02-30", 1),
-        "",
+        "effective_from",
         "day is out of range",
     ),
     "a year zero": (
         lambda s: s.replace("effective_from: 2025-01-01", "effective_from: 0000-01-01", 1),
-        "",
+        "effective_from",
         "year 0",
     ),
     "a claim window beyond any date": (
         lambda s: s.replace("claim_window_days: 10", "claim_window_days: 99999999999999999999", 1),
-        "",
-        "unreadable value",
+        "claim_window_days",
+        "less than or equal to 36500",
     ),
     "a version beyond the integer column": (
         lambda s: s.replace("version: 2", "version: 2147483648", 1),
@@ -91,6 +92,11 @@ UNFILEABLE = {
         "region code",
     ),
     "nesting without end": (lambda s: "[" * 20_000, "", "nested too deeply"),
+    "a factor beyond any range": (
+        lambda s: s.replace("value: 50\n", "value: 1e999999999\n", 1),
+        "parameters.saving_per_km.value",
+        "a number between",
+    ),
     "an alias of itself": (lambda s: "a: &x [*x]\n" + s, "", "aliases"),
     "aliases that expand": (
         lambda s: 'a: &a ["x", "x", "x"]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n',
@@ -116,10 +122,11 @@ async def test_an_unfileable_draft_is_a_422_naming_where_and_writes_nothing(
     (problem,) = body["problems"]
     assert problem["path"] == path
     assert message in problem["message"]
-    if path:  # a header field: its line and column point at the value
+    if path:  # a field: its line and column point at the value
         line = source.splitlines()[problem["line"] - 1]
-        assert line.startswith(f"{path}: ")
-        assert problem["column"] == len(path) + 3
+        name = path.rsplit(".", 1)[-1]
+        assert line.lstrip().startswith(f"{name}: ")
+        assert problem["column"] == len(line) - len(line.lstrip()) + len(name) + 3
     assert (await db.scalar(select(MethodologyDraft.id))) is None
     assert (await db.scalar(select(AdminAuditEntry.id))) is None
 
@@ -388,3 +395,27 @@ async def test_the_audit_export_streams_page_by_page(
         "3",
         "4",
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (bytes(range(256)), "2:118: <document>: not UTF-8 text"),
+        (b"[" * 20_000, "1:65: <document>: the document is nested too deeply"),
+        (b"a: &x [*x]\n", "1:4: <document>: anchors and aliases"),
+    ],
+)
+def test_a_hostile_draft_file_at_the_cli_is_a_clean_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    from service.admin.cli import cmd_lifecycle
+    from service.config import Settings
+
+    path = tmp_path / "draft.yaml"
+    path.write_bytes(content)
+    # Read and refused before any server is reached: no database, no stack trace.
+    code = cmd_lifecycle(["draft", str(path), "--as", "bob"], Settings(environment="test"))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{path}:{message}" in err
+    assert "Traceback" not in err
