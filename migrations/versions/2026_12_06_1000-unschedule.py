@@ -31,7 +31,7 @@ BEGIN
     -- may be withdrawn: nothing has been credited on either side of that instant yet.
     IF TG_OP = 'DELETE' THEN
         IF OLD.effective_from <= now() THEN
-            RAISE EXCEPTION 'a methodology version that has come into force is never removed'
+            RAISE EXCEPTION 'methodology versions are immutable once filed: one in force is never removed'
                 USING ERRCODE = 'integrity_constraint_violation';
         END IF;
         RETURN OLD;
