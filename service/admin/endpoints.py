@@ -486,3 +486,9 @@ async def backtest_methodology_draft(
     draft = await lifecycle.get_draft(session, draft_id)
     report = await run_backtest(session, lifecycle.compile_version(draft), body.start, body.end)
     return BacktestOut(draft_id=draft_id, **report.as_json(body.top))
+
+
+# Partners and merchants (program-admin): their own module, the same router and prefix.
+from service.admin.organisation_endpoints import router as _organisations  # noqa: E402
+
+router.include_router(_organisations)

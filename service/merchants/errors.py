@@ -53,3 +53,13 @@ class IdempotencyKeyReusedError(ProblemError):
 class RequestInProgressError(ConflictError):
     slug: ClassVar[str] = "request-in-progress"
     title: ClassVar[str] = "A request with this idempotency key is still in progress"
+
+
+class MerchantNotFoundError(NotFoundError):
+    slug: ClassVar[str] = "merchant-not-found"
+    title: ClassVar[str] = "No such merchant"
+
+
+class MerchantKeyNotFoundError(NotFoundError):
+    slug: ClassVar[str] = "merchant-key-not-found"
+    title: ClassVar[str] = "The merchant has no such key"

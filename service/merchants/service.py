@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +26,12 @@ from service.fields import CODE_PATTERN
 from service.ledger import repository as ledger_repo
 from service.ledger import service as ledger
 from service.ledger.schemas import Status
-from service.merchants.errors import OfferUnavailableError, RedemptionNotFoundError
+from service.merchants.errors import (
+    MerchantKeyNotFoundError,
+    MerchantNotFoundError,
+    OfferUnavailableError,
+    RedemptionNotFoundError,
+)
 from service.merchants.schemas import (
     OfferOut,
     RedemptionOut,
@@ -39,6 +45,7 @@ from service.models import (
     LedgerPosting,
     LedgerTransaction,
     Merchant,
+    MerchantApiKey,
     MerchantTerminal,
     Offer,
     Redemption,
@@ -477,3 +484,60 @@ async def statement(
         value_fen=net * fen_per_point,
         lines=lines,
     )
+
+
+# --- administration (the admin API, issue 15): reads, keys and the merchant's status ----------
+
+
+async def merchant_by_code(session: AsyncSession, code: str) -> Merchant:
+    merchant = await session.scalar(select(Merchant).where(Merchant.code == code))
+    if merchant is None:
+        raise MerchantNotFoundError(f"no merchant {code!r}")
+    return merchant
+
+
+async def merchants_page(
+    session: AsyncSession, *, after_code: str | None, limit: int
+) -> Sequence[Merchant]:
+    """At most `limit` merchants by code, after `after_code` (keyset on the unique code)."""
+    query = select(Merchant).order_by(Merchant.code).limit(limit)
+    if after_code is not None:
+        query = query.where(Merchant.code > after_code)
+    return (await session.execute(query)).scalars().all()
+
+
+async def merchant_key(
+    session: AsyncSession, merchant_id: uuid.UUID, key_id: str
+) -> MerchantApiKey:
+    """One of the merchant's keys (another merchant's key id is not found)."""
+    key = await session.get(MerchantApiKey, key_id)
+    if key is None or key.merchant_id != merchant_id:
+        raise MerchantKeyNotFoundError(f"the merchant has no key {key_id}")
+    return key
+
+
+async def revoke_merchant_key(
+    session: AsyncSession, merchant_id: uuid.UUID, key_id: str, *, now: datetime
+) -> MerchantApiKey:
+    """Stop a key now (revoking a revoked key keeps its first revocation)."""
+    key = await merchant_key(session, merchant_id, key_id)
+    await session.execute(
+        update(MerchantApiKey)
+        .where(MerchantApiKey.key_id == key_id, MerchantApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    await session.refresh(key)
+    return key
+
+
+async def set_merchant_status(
+    session: AsyncSession, merchant_id: uuid.UUID, status: str
+) -> Merchant:
+    """Suspend ('suspended': its keys are refused, 403) or reinstate ('active')."""
+    if status not in ("active", "suspended"):
+        raise ValidationProblem("status is 'active' or 'suspended'")
+    await session.execute(update(Merchant).where(Merchant.id == merchant_id).values(status=status))
+    merchant = await session.get(Merchant, merchant_id, populate_existing=True)
+    if merchant is None:
+        raise MerchantNotFoundError(f"no merchant {merchant_id}")
+    return merchant

@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +14,7 @@ from service.errors import ConflictError, ValidationProblem
 from service.fields import CODE_PATTERN
 from service.models import Partner, PartnerCredential
 from service.partners.credentials import IssuedCredential, derive_secret, issue_credential
-from service.partners.errors import PartnerNotFoundError
+from service.partners.errors import PartnerKeyNotFoundError, PartnerNotFoundError
 
 KINDS = ("transit", "bikeshare", "maas", "utility", "retail", "waste")
 _CODE = re.compile(CODE_PATTERN)
@@ -106,3 +106,37 @@ async def active_scopes(session: AsyncSession) -> set[tuple[str, str | None]]:
         select(Partner.allowed_action_types, Partner.region).where(Partner.status == "active")
     )
     return {(action, region) for actions, region in rows for action in actions}
+
+
+# --- administration (the admin API, issue 15): reads and the partner's status -----------------
+
+
+async def partners_page(
+    session: AsyncSession, *, after_code: str | None, limit: int
+) -> Sequence[Partner]:
+    """At most `limit` partners by code, after `after_code` (keyset on the unique code)."""
+    query = select(Partner).order_by(Partner.code).limit(limit)
+    if after_code is not None:
+        query = query.where(Partner.code > after_code)
+    return (await session.execute(query)).scalars().all()
+
+
+async def partner_credential(
+    session: AsyncSession, partner_id: uuid.UUID, key_id: str
+) -> PartnerCredential:
+    """One of the partner's keys (another partner's key id is not found)."""
+    credential = await session.get(PartnerCredential, key_id)
+    if credential is None or credential.partner_id != partner_id:
+        raise PartnerKeyNotFoundError(f"the partner has no key {key_id}")
+    return credential
+
+
+async def set_partner_status(session: AsyncSession, partner_id: uuid.UUID, status: str) -> Partner:
+    """Suspend ('suspended': every request it signs is refused, 403) or reinstate ('active')."""
+    if status not in ("active", "suspended"):
+        raise ValidationProblem("status is 'active' or 'suspended'")
+    await session.execute(update(Partner).where(Partner.id == partner_id).values(status=status))
+    partner = await session.get(Partner, partner_id, populate_existing=True)
+    if partner is None:
+        raise PartnerNotFoundError(f"no partner {partner_id}")
+    return partner
