@@ -65,3 +65,9 @@ clean-data:
 loadtest: install
 	$(BIN)/python -m loadtests.run --workers $(or $(WORKERS),2) --users $(or $(USERS),30) \
 		--duration $(or $(DURATION),$(RUN_TIME),180) --shape $(or $(SHAPE),rush) $(LOADTEST_ARGS)
+
+## make bench-backtest: a back-test over 1,000,000 stored credits against a plain SELECT of
+## the same rows (a scratch database on DATABASE_URL's server; a few minutes). EVENTS to change.
+.PHONY: bench-backtest
+bench-backtest: install
+	$(BIN)/python benchmarks/bench_backtest.py --events $(or $(EVENTS),1000000)

@@ -28,6 +28,7 @@ from points_rules._explain import Trace, explain
 from points_rules._methodology import (
     Methodology,
     content_hash,
+    decode_document,
     load_library,
     load_methodology,
     parse_methodology,
@@ -56,6 +57,7 @@ __all__ = [
     "apply_caps",
     "cap_windows",
     "content_hash",
+    "decode_document",
     "default_registry",
     "diff",
     "evaluate",

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +41,17 @@ __all__ = [
 ]
 
 _NAME = r"^[a-z][a-z0-9_]*$"
+# Decimal exponents beyond this are no factor anyone means (and overflow arithmetic later).
+_MAX_EXPONENT = 100
+
+
+def _in_range(value: Decimal) -> Decimal:
+    if not value.is_finite() or (value and abs(value.adjusted()) > _MAX_EXPONENT):
+        raise ValueError(f"a number between 1e-{_MAX_EXPONENT} and 1e{_MAX_EXPONENT}, or 0")
+    return value
+
+
+Number = Annotated[Decimal, AfterValidator(_in_range)]
 Name = Annotated[str, Field(pattern=_NAME)]
 Text = Annotated[str, Field(min_length=1)]
 
@@ -51,9 +63,9 @@ class _Model(BaseModel):
 class ParameterDoc(_Model):
     """A named factor: a scalar ``value`` or a ``table`` keyed by category, with its provenance."""
 
-    value: Decimal | None = None
-    table: dict[str, Decimal] | None = None
-    default: Decimal | None = None
+    value: Number | None = None
+    table: dict[str, Number] | None = None
+    default: Number | None = None
     unit: Text
     source: Text
     region: str | None = None
@@ -86,8 +98,8 @@ class InputDoc(_Model):
 
     type: Literal["decimal", "integer", "category", "boolean"]
     unit: str = "1"
-    min: Decimal | None = None
-    max: Decimal | None = None
+    min: Number | None = None
+    max: Number | None = None
     values: list[Annotated[str, Field(min_length=1)]] | None = None
     required: bool = True
     description: str | None = None
@@ -128,7 +140,7 @@ class StepDoc(_Model):
 class PointsDoc(_Model):
     """Points rule: ``per_gram`` (reduction scenarios) rounded down, or ``fixed`` per action."""
 
-    per_gram: Decimal | None = Field(default=None, ge=0)
+    per_gram: Number | None = Field(default=None, ge=0)
     rounding: Literal["down"] = "down"
     fixed: int | None = Field(default=None, ge=0)
     source: str | None = None
@@ -171,8 +183,8 @@ class MethodologyDoc(_Model):
     effective_from: dt.date
     effective_to: dt.date | None = None
     timezone: str = "Asia/Shanghai"
-    claim_window_days: int = Field(ge=0)
-    max_clock_skew_s: int = Field(default=300, ge=0)
+    claim_window_days: int = Field(ge=0, le=36_500)
+    max_clock_skew_s: int = Field(default=300, ge=0, le=86_400)
     parameters: dict[Name, ParameterDoc] = Field(default_factory=dict)
     inputs: dict[Name, InputDoc] = Field(default_factory=dict)
     eligibility: list[CheckDoc] = Field(default_factory=list)
@@ -274,19 +286,112 @@ _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _FLOAT_TEXT = re.compile(r"^[-+]?(\d[\d_]*)?(\.\d[\d_]*)?([eE][-+]?\d+)?$")
 
 
+# Bounds that keep a hostile document (an upload, a file handed to the CLI) a clean
+# MethodologyError: PyYAML's composer recurses once per level of nesting, and aliases let a
+# few lines stand for billions of values (or for a value that contains itself). A real
+# methodology is a few levels deep and a few hundred values long.
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+_OPENING = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSING = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _too_deep(file: str, line: int, column: int) -> MethodologyError:
+    message = f"the document is nested too deeply (more than {MAX_DEPTH} levels)"
+    return MethodologyError([Problem(file, "", message, line, column)])
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse nesting beyond MAX_DEPTH before composing: the scanner walks the text without
+    recursing, so the depth is known, with its position, before anything could overflow."""
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, _OPENING):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = token.start_mark
+                    raise _too_deep(file, mark.line + 1, mark.column + 1)
+            elif isinstance(token, _CLOSING):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # composing reports the syntax error with its position
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What converting one document has spent: values made, and the nodes being expanded
+    (an alias met again inside itself is a cycle)."""
+
+    values: int = 0
+    expanding: set[int] = field(default_factory=set)
+
+
 def _to_python(
-    node: yaml.Node, path: tuple[Any, ...], smap: SourceMap, problems: list[Problem]
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    smap: SourceMap,
+    problems: list[Problem],
+    walk: _Walk,
 ) -> Any:
     kind = "map" if isinstance(node, yaml.MappingNode) else "seq"
     if isinstance(node, yaml.ScalarNode):
         kind = "scalar"
-    smap.marks[path] = _Mark(
-        node.start_mark.line, node.start_mark.column, getattr(node, "style", None), kind
-    )
+    line, column = node.start_mark.line + 1, node.start_mark.column + 1
+    walk.values += 1
+    if walk.values > MAX_VALUES:
+        raise MethodologyError(
+            [
+                Problem(
+                    smap.file,
+                    format_path(path),
+                    f"the document expands to more than {MAX_VALUES:,} values (aliases?)",
+                    line,
+                    column,
+                )
+            ]
+        )
+    if len(path) > MAX_DEPTH:  # reached through aliases: the text alone was shallow enough
+        raise _too_deep(smap.file, line, column)
+    smap.marks[path] = _Mark(line - 1, column - 1, getattr(node, "style", None), kind)
+    if kind != "scalar":
+        if id(node) in walk.expanding:
+            raise MethodologyError(
+                [
+                    Problem(
+                        smap.file,
+                        format_path(path),
+                        "an alias refers to a value that contains it",
+                        line,
+                        column,
+                    )
+                ]
+            )
+        walk.expanding.add(id(node))
+        try:
+            return _collection(node, path, smap, problems, walk)
+        finally:
+            walk.expanding.discard(id(node))
+    assert isinstance(node, yaml.ScalarNode)
+    return _scalar(node, path, smap, problems)
+
+
+def _collection(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    smap: SourceMap,
+    problems: list[Problem],
+    walk: _Walk,
+) -> Any:
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _to_python(key_node, (*path, "<key>"), smap, problems)
+            key = _to_python(key_node, (*path, "<key>"), smap, problems, walk)
             if not isinstance(key, str | int) or isinstance(key, bool):
                 problems.append(smap.problem(path, f"mapping key {key!r} is not text"))
                 continue
@@ -302,11 +407,14 @@ def _to_python(
                         key_node.start_mark.column + 1,
                     )
                 )
-            result[key] = _to_python(value_node, (*path, key), smap, problems)
+            result[key] = _to_python(value_node, (*path, key), smap, problems, walk)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(v, (*path, i), smap, problems) for i, v in enumerate(node.value)]
-    assert isinstance(node, yaml.ScalarNode)
+    return [_to_python(v, (*path, i), smap, problems, walk) for i, v in enumerate(node.value)]
+
+
+def _scalar(
+    node: yaml.ScalarNode, path: tuple[Any, ...], smap: SourceMap, problems: list[Problem]
+) -> Any:
     tag = node.tag
     if tag == "tag:yaml.org,2002:float":
         text = node.value.replace("_", "")
@@ -314,35 +422,60 @@ def _to_python(
             problems.append(smap.problem(path, f"{node.value!r} is not a finite number"))
             return None
         try:
-            return Decimal(text)
+            number = Decimal(text)
         except InvalidOperation:  # pragma: no cover - the regex already filters
             problems.append(smap.problem(path, f"{node.value!r} is not a number"))
             return None
-    if tag == "tag:yaml.org,2002:int":
-        return _CONSTRUCTOR.construct_yaml_int(node)
+        if number and abs(number.adjusted()) > _MAX_EXPONENT:
+            problems.append(smap.problem(path, f"{node.value!r} is out of range"))
+            return None
+        return number
+    try:
+        if tag == "tag:yaml.org,2002:int":
+            return _CONSTRUCTOR.construct_yaml_int(node)
+        if tag == "tag:yaml.org,2002:timestamp":
+            return _CONSTRUCTOR.construct_yaml_timestamp(node)
+    except (ValueError, OverflowError) as error:  # 2025-02-30, year 0, 5,000 digits
+        if tag.endswith(":int"):
+            why = f"{node.value[:20]}... is not a valid integer (too many digits)"
+        else:
+            why = f"{node.value!r} is not a valid date: {error}"
+        problems.append(smap.problem(path, why))
+        return None
     if tag == "tag:yaml.org,2002:bool":
         return _CONSTRUCTOR.construct_yaml_bool(node)
     if tag == "tag:yaml.org,2002:null":
         return None
-    if tag == "tag:yaml.org,2002:timestamp":
-        return _CONSTRUCTOR.construct_yaml_timestamp(node)
     return node.value
 
 
 def load_document_text(text: str, file: str) -> tuple[MethodologyDoc, SourceMap]:
-    """Parse YAML text into a validated MethodologyDoc; raise MethodologyError with positions."""
+    """Parse YAML text into a validated MethodologyDoc; raise MethodologyError with positions.
+
+    Any text at all gives a document or a MethodologyError: nesting, aliases that expand
+    without end or into themselves, dates and numbers no type can hold are problems with
+    their line and column, never another exception."""
     smap = SourceMap(file, text)
+    _check_depth(text, file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ...)
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        reason = f"character U+{code:04X} is not allowed in YAML"
+        raise MethodologyError([Problem(file, "", reason, line, col)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
         reason = getattr(exc, "problem", None) or str(exc)
         raise MethodologyError([Problem(file, "", f"YAML syntax: {reason}", line, col)]) from None
+    except RecursionError:  # pragma: no cover - _check_depth refuses such nesting first
+        raise _too_deep(file, 0, 0) from None
     if root is None:
         raise MethodologyError([Problem(file, "", "empty document")])
     problems: list[Problem] = []
-    data = _to_python(root, (), smap, problems)
+    data = _to_python(root, (), smap, problems, _Walk())
     if problems:
         raise MethodologyError(problems)
     if not isinstance(data, dict):

@@ -333,17 +333,34 @@ def parse_methodology(text: str, file: str = "<string>") -> Methodology:
     """Validate and compile methodology YAML text; raise MethodologyError with every problem
     found (file, field path, line:column)."""
     doc, smap = load_document_text(text, file)
-    return _Builder(doc, smap).build()
+    try:
+        return _Builder(doc, smap).build()
+    except MethodologyError:
+        raise
+    except (ArithmeticError, ValueError) as error:  # a claim window beyond any date, ...
+        raise MethodologyError([Problem(file, "", f"unreadable value: {error}")]) from None
 
 
 def load_methodology(path: str | Path) -> Methodology:
     """Read, validate and compile one methodology YAML file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise MethodologyError([Problem(str(p), "", f"cannot read: {exc.strerror}")]) from None
-    return parse_methodology(text, str(p))
+    return parse_methodology(decode_document(raw, str(p)), str(p))
+
+
+def decode_document(raw: bytes, file: str) -> str:
+    """UTF-8 text of a methodology file; anything else (a binary, another encoding) is a
+    MethodologyError naming the line and column of the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x}): {exc.reason}"
+        raise MethodologyError([Problem(file, "", message, line, column)]) from None
 
 
 def load_library() -> tuple[Methodology, ...]:

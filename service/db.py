@@ -16,7 +16,7 @@ from typing import Annotated, Any, Protocol, cast
 import asyncpg
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -119,6 +119,19 @@ ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 few that need not agree on one snapshot): no BEGIN/COMMIT round trips. Never write with it."""
 
 get_session = _session
+
+
+async def _streaming_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        yield session  # closed (rolled back) once the response's last byte is sent
+
+
+get_streaming_session = _streaming_session
+StreamingSession = Annotated[AsyncSession, Depends(_streaming_session, scope="request")]
+"""A read-only session, one snapshot, that stays open while a streamed response is written
+(`scope="request"`: closed after the response, not before it as `DbSession` is)."""
 
 
 def json_rows(**columns: Sequence[Any]) -> str:

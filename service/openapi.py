@@ -61,13 +61,32 @@ TAGS: list[dict[str, str]] = [
         "description": "Administrators: the methodology lifecycle: draft, diff, back-test,"
         " approve (four eyes), schedule, retire.",
     },
+    {
+        "name": "admin-partners",
+        "description": "Administrators (program-admin): partners, their signing keys (issue,"
+        " rotate with an overlap, revoke) and suspension.",
+    },
+    {
+        "name": "admin-merchants",
+        "description": "Administrators (program-admin): merchants, their API keys (issue,"
+        " rotate, revoke) and suspension.",
+    },
     {"name": "operations", "description": "Liveness and readiness, for load balancers."},
 ]
 TAG_GROUPS = [
     {"name": "Partners", "tags": ["partner-events"]},
     {"name": "Mobile app", "tags": ["app-accounts", "app-points", "app-privacy", "app-offers"]},
     {"name": "Merchants", "tags": ["merchant-redemptions"]},
-    {"name": "Administrators", "tags": ["admin-accounts", "admin-audit", "admin-methodologies"]},
+    {
+        "name": "Administrators",
+        "tags": [
+            "admin-accounts",
+            "admin-audit",
+            "admin-methodologies",
+            "admin-partners",
+            "admin-merchants",
+        ],
+    },
     {"name": "Operations", "tags": ["operations"]},
 ]
 
@@ -217,6 +236,20 @@ _MORE_STATUSES: dict[str, set[int]] = {
     "approve_methodology_draft": {404, 409},
     "schedule_methodology_draft": {404, 409},
     "backtest_methodology_draft": {404},
+    "unschedule_methodology_draft": {404, 409},
+    "list_methodology_versions": {400},  # a cursor this API did not return
+    "create_partner": {409},
+    "issue_partner_key": {404},
+    "rotate_partner_key": {404, 409},
+    "revoke_partner_key": {404, 409},
+    "suspend_partner": {404},
+    "reinstate_partner": {404},
+    "create_merchant": {409},
+    "issue_merchant_key": {404},
+    "rotate_merchant_key": {404, 409},
+    "revoke_merchant_key": {404, 409},
+    "suspend_merchant": {404},
+    "reinstate_merchant": {404},
 }
 
 

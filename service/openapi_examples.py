@@ -473,7 +473,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "response": (200, '{"id":1,"action":"admin.create","actor":"alice",...}\n'),
     },
     "list_methodology_versions": {
-        "parameters": {"cursor": "50", "limit": 50},
+        "parameters": {
+            "cursor": "WyJ0cmFuc2l0LmJ1cyIsIiIsIjIwMjUtMDEtMDFUMDA6MDA6MDArMDg6MDAiLCJ0cmFuc2l0"
+            "LmJ1cyIsMV0",
+            "limit": 50,
+        },
         "response": (200, {"items": [_VERSION_OUT], "next_cursor": None}),
     },
     "retire_methodology_version": {
@@ -545,6 +549,21 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             },
         ),
     },
+    "unschedule_methodology_draft": {
+        "parameters": {"draft_id": 1},
+        "response": (
+            200,
+            {
+                "draft": {
+                    **_DRAFT_OUT,
+                    "status": "approved",
+                    "approved_by": _ADMIN,
+                    "approved_at": _AT,
+                },
+                "reopens": "transit.metro@v1",
+            },
+        ),
+    },
     "backtest_methodology_draft": {
         "parameters": {"draft_id": 1},
         "request": {
@@ -580,3 +599,133 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         ),
     },
 }
+
+_PARTNER_OUT: dict[str, Any] = {
+    "id": "3b9d2c1e-7a4f-4e6b-8c5d-0f1e2d3c4b5a",
+    "code": "nanchang-metro",
+    "name": "Nanchang Metro",
+    "kind": "transit",
+    "action_types": ["transit.bus", "transit.metro"],
+    "region": "CN-JX",
+    "status": "active",
+    "rate_limit_per_second": 2000,
+    "created_at": _AT,
+}
+_PARTNER_KEY = {"key_id": "pk_3f9a1c2e4b5d6e7f8a9b0c1d", "secret": "cpsk_q8Zr...shown-once"}
+_PARTNER_KEY_OUT = {
+    "key_id": "pk_3f9a1c2e4b5d6e7f8a9b0c1d",
+    "created_at": _AT,
+    "expires_at": None,
+    "revoked_at": None,
+}
+_MERCHANT_OUT: dict[str, Any] = {
+    "id": "8e7d6c5b-4a3f-4e2d-9c1b-0a9f8e7d6c5b",
+    "code": "green-grocer",
+    "name": "Green Grocer",
+    "region": "CN-JX",
+    "status": "active",
+    "created_at": _AT,
+}
+_MERCHANT_KEY = {
+    "key_id": "mk_1a2b3c4d5e6f7a8b9c0d",
+    "token": "cpmk_mk_1a2b3c4d5e6f7a8b9c0d_shown-once",
+    "scopes": ["redeem", "refund", "settlement"],
+}
+_MERCHANT_KEY_OUT = {
+    "key_id": "mk_1a2b3c4d5e6f7a8b9c0d",
+    "scopes": ["redeem", "refund", "settlement"],
+    "terminal_id": None,
+    "created_at": _AT,
+    "revoked_at": None,
+}
+_ORGANISATION_EXAMPLES: dict[str, Any] = {
+    "list_partners": {
+        "parameters": {"cursor": "beijing-bikes", "limit": 50},
+        "response": (200, {"items": [_PARTNER_OUT], "next_cursor": None}),
+    },
+    "create_partner": {
+        "request": {
+            "code": "nanchang-metro",
+            "name": "Nanchang Metro",
+            "kind": "transit",
+            "action_types": ["transit.metro", "transit.bus"],
+            "region": "CN-JX",
+            "rate_limit_per_second": 2000,
+        },
+        "response": (201, {**_PARTNER_OUT, "key": _PARTNER_KEY}),
+    },
+    "issue_partner_key": {
+        "parameters": {"code": "nanchang-metro"},
+        "response": (201, _PARTNER_KEY),
+    },
+    "rotate_partner_key": {
+        "parameters": {"code": "nanchang-metro", "key_id": "pk_3f9a1c2e4b5d6e7f8a9b0c1d"},
+        "request": {"overlap_hours": 24},
+        "response": (
+            201,
+            {
+                "key": {"key_id": "pk_9e8d7c6b5a4f3e2d1c0b9a8f", "secret": "cpsk_...shown-once"},
+                "previous": {**_PARTNER_KEY_OUT, "expires_at": "2026-12-01T08:05:00+08:00"},
+            },
+        ),
+    },
+    "revoke_partner_key": {
+        "parameters": {"code": "nanchang-metro", "key_id": "pk_3f9a1c2e4b5d6e7f8a9b0c1d"},
+        "response": (200, {**_PARTNER_KEY_OUT, "revoked_at": _AT}),
+    },
+    "suspend_partner": {
+        "parameters": {"code": "nanchang-metro"},
+        "response": (200, {**_PARTNER_OUT, "status": "suspended"}),
+    },
+    "reinstate_partner": {
+        "parameters": {"code": "nanchang-metro"},
+        "response": (200, _PARTNER_OUT),
+    },
+    "list_merchants": {
+        "parameters": {"cursor": "eco-cafe", "limit": 50},
+        "response": (200, {"items": [_MERCHANT_OUT], "next_cursor": None}),
+    },
+    "create_merchant": {
+        "request": {"code": "green-grocer", "name": "Green Grocer", "region": "CN-JX"},
+        "response": (201, {**_MERCHANT_OUT, "key": _MERCHANT_KEY}),
+    },
+    "issue_merchant_key": {
+        "parameters": {"code": "green-grocer"},
+        "request": {"scopes": ["settlement"]},
+        "response": (
+            201,
+            {
+                "key_id": "mk_0f1e2d3c4b5a69788796",
+                "token": "cpmk_mk_0f1e2d3c4b5a69788796_shown-once",
+                "scopes": ["settlement"],
+            },
+        ),
+    },
+    "rotate_merchant_key": {
+        "parameters": {"code": "green-grocer", "key_id": "mk_1a2b3c4d5e6f7a8b9c0d"},
+        "response": (
+            201,
+            {
+                "key": {
+                    **_MERCHANT_KEY,
+                    "key_id": "mk_a9b8c7d6e5f4a3b2c1d0",
+                    "token": "cpmk_mk_a9b8c7d6e5f4a3b2c1d0_shown-once",
+                },
+                "previous": {**_MERCHANT_KEY_OUT, "revoked_at": _AT},
+            },
+        ),
+    },
+    "revoke_merchant_key": {
+        "parameters": {"code": "green-grocer", "key_id": "mk_1a2b3c4d5e6f7a8b9c0d"},
+        "response": (200, {**_MERCHANT_KEY_OUT, "revoked_at": _AT}),
+    },
+    "suspend_merchant": {
+        "parameters": {"code": "green-grocer"},
+        "response": (200, {**_MERCHANT_OUT, "status": "suspended"}),
+    },
+    "reinstate_merchant": {
+        "parameters": {"code": "green-grocer"},
+        "response": (200, _MERCHANT_OUT),
+    },
+}
+EXAMPLES.update(_ORGANISATION_EXAMPLES)

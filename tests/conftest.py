@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from service import migrations
 from service.app import create_app
 from service.config import Settings
-from service.db import create_engine, get_session
+from service.db import create_engine, get_session, get_streaming_session
 from service.embedded import resolve_servers, to_asyncpg_dsn
 from service.models import Base
 
@@ -188,6 +188,7 @@ async def client(app: FastAPI, db: AsyncSession, redis: Redis) -> AsyncIterator[
         await db.flush()
 
     app.dependency_overrides[get_session] = test_session
+    app.dependency_overrides[get_streaming_session] = test_session
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http

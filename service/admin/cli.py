@@ -20,7 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 
-LIFECYCLE_COMMANDS = ("sync", "draft", "diff", "approve", "schedule", "retire", "versions")
+LIFECYCLE_COMMANDS = (
+    "sync",
+    "draft",
+    "diff",
+    "backtest",
+    "approve",
+    "schedule",
+    "unschedule",
+    "retire",
+    "versions",
+)
 
 
 def register(commands: Any) -> None:
@@ -63,6 +73,17 @@ def lifecycle_parser() -> argparse.ArgumentParser:
     draft.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
     diff = sub.add_parser("diff", help="a draft against the version in force")
     diff.add_argument("draft_id", type=int)
+    backtest = sub.add_parser(
+        "backtest", help="evaluate a draft over the stored credits of a window (writes nothing)"
+    )
+    backtest.add_argument("draft_id", type=int)
+    backtest.add_argument("--start", required=True, help="ISO 8601 with offset (inclusive)")
+    backtest.add_argument("--end", required=True, help="ISO 8601 with offset (exclusive)")
+    backtest.add_argument("--top", type=int, default=10, help="participants most affected")
+    backtest.add_argument("--json", action="store_true", help="print the report as JSON")
+    backtest.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (e.g. in a log)"
+    )
     approve = sub.add_parser("approve", help="approve a draft (not its author)")
     approve.add_argument("draft_id", type=int)
     approve.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
@@ -70,6 +91,11 @@ def lifecycle_parser() -> argparse.ArgumentParser:
     schedule.add_argument("draft_id", type=int)
     schedule.add_argument("--at", required=True, help="ISO 8601 with offset")
     schedule.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
+    unschedule = sub.add_parser(
+        "unschedule", help="undo a schedule before its instant (the previous period returns)"
+    )
+    unschedule.add_argument("draft_id", type=int)
+    unschedule.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
     retire = sub.add_parser("retire", help="end a filed version's period")
     retire.add_argument("methodology_id")
     retire.add_argument("version", type=int)
@@ -152,13 +178,39 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _instant(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        example = "2027-01-01T00:00:00+08:00"
+        raise SystemExit(f"{text!r} is not an ISO 8601 instant, e.g. {example}") from None
     if moment.tzinfo is None:
         raise SystemExit("give the instant with its UTC offset, e.g. 2027-01-01T00:00:00+08:00")
     return moment
 
 
+def _print_refusal(error: Any) -> None:
+    """A refusal as the operator reads it: the reason, then each problem as
+    `file:line:column: path: message` (as `methodology validate` prints them)."""
+    from points_rules import Problem
+
+    print(f"refused: {error.detail}", file=sys.stderr)
+    for p in error.extensions.get("problems", []):
+        print(Problem(p["file"], p["path"], p["message"], p["line"], p["column"]), file=sys.stderr)
+
+
+def _read_document(file: str) -> str:
+    """The draft's text; an unreadable or non-UTF-8 file is a problem naming where."""
+    from points_rules import MethodologyError, Problem, decode_document
+
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as error:
+        raise MethodologyError([Problem(file, "", f"cannot read: {error.strerror}")]) from None
+    return decode_document(raw, file)
+
+
 def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
+    from points_rules import MethodologyError
     from service import audit
     from service.admin import repository as admins
     from service.errors import ProblemError
@@ -166,7 +218,19 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
     from service.methodologies.service import sync_library
 
     args = lifecycle_parser().parse_args(argv)
-    document = Path(args.file).read_text(encoding="utf-8") if args.command == "draft" else ""
+    document = ""
+    if args.command == "draft":
+        try:
+            document = _read_document(args.file)
+            # Checked before any server is reached, as the upload will check it.
+            lifecycle.parse_draft(document, args.file)
+        except MethodologyError as error:
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        except ProblemError as error:
+            _print_refusal(error)
+            return 1
     lead = timedelta(seconds=settings.methodology_min_lead_seconds)
 
     async def actor(session: AsyncSession) -> Any:
@@ -195,11 +259,11 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
                 f"{v.methodology_id}@v{v.version}\t{v.action_type}\t{v.region or '*'}\t"
                 f"{v.effective_from.isoformat()}.."
                 + (v.effective_to.isoformat() if v.effective_to else "open")
-                for v in await lifecycle.filed_versions(session)
+                for v in await lifecycle.all_filed_versions(session)
             ]
         if command == "draft":
             who = await acting(session, "methodology-author")
-            draft = await lifecycle.create_draft(session, who, document)
+            draft = await lifecycle.create_draft(session, who, document, file=args.file)
             return [f"draft {draft.id}: {draft.methodology_id} v{draft.version}"]
         if command == "diff":
             result = await lifecycle.diff_draft(session, args.draft_id)
@@ -211,6 +275,8 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
             return [f"draft {args.draft_id} against {against}:"] + [
                 f"  {c}" for c in result.changes
             ]
+        if command == "backtest":
+            return await _backtest_lines(session, args)
         if command == "approve":
             who = await acting(session, "methodology-approver")
             draft = await lifecycle.approve(session, who, args.draft_id)
@@ -226,6 +292,15 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
                 else ""
             )
             return [f"draft {done.draft.id} in force from {args.at}{closes}"]
+        if command == "unschedule":
+            who = await acting(session, "methodology-approver")
+            undone = await lifecycle.unschedule(session, who, args.draft_id, min_lead=lead)
+            reopens = (
+                f"; {undone.reopened.methodology_id}@v{undone.reopened.version} open again"
+                if undone.reopened
+                else ""
+            )
+            return [f"draft {undone.draft.id} approved, no longer scheduled{reopens}"]
         who = await acting(session, "methodology-approver")
         row = await lifecycle.retire(
             session, who, args.methodology_id, args.version, _instant(args.at), min_lead=lead
@@ -235,14 +310,68 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
     try:
         lines = _run(settings, work)
     except ProblemError as error:
-        print(f"refused: {error.detail}", file=sys.stderr)
-        for problem in error.extensions.get("problems", []):
-            print(
-                f"{problem['file']}:{problem['line']}:{problem['column']}: "
-                f"{problem['path']}: {problem['message']}",
-                file=sys.stderr,
-            )
+        _print_refusal(error)
         return 1
     for line in lines:
         print(line)
     return 0
+
+
+async def _backtest_lines(session: AsyncSession, args: argparse.Namespace) -> list[str]:
+    """The back-test as the API runs it (the same service function), with a progress bar
+    on standard error, then the report."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from service.methodologies import lifecycle
+    from service.methodologies.backtest import backtest, backtest_size
+
+    start, end = _instant(args.start), _instant(args.end)
+    if not start < end:
+        raise SystemExit("--end must be after --start")
+    draft = lifecycle.compile_version(await lifecycle.get_draft(session, args.draft_id))
+    total = await backtest_size(session, draft, start, end)
+    with Progress(
+        TextColumn("back-test"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=args.no_progress,
+    ) as bar:
+        task = bar.add_task("back-test", total=total)
+        report = await backtest(
+            session, draft, start, end, progress=lambda done: bar.advance(task, done)
+        )
+    body = report.as_json(args.top)
+    if args.json:
+        return [json.dumps({"draft_id": args.draft_id, **body}, ensure_ascii=False, indent=2)]
+    lines = [
+        f"draft {args.draft_id} ({draft.id} v{draft.version}) over {start.isoformat()} .. "
+        f"{end.isoformat()}: {body['events']} events, {body['mismatches']} mismatches",
+        "action_type\tregion\tstatus\tevents\tgrams now\tgrams draft\tpoints now\t"
+        "points draft\tcapped now\tcapped draft",
+    ]
+    lines += [
+        f"{g['action_type']}\t{g['region'] or '*'}\t{g['status']}\t{g['events']}\t"
+        f"{g['grams_in_force']}\t{g['grams_draft']}\t{g['points_in_force']}\t"
+        f"{g['points_draft']}\t{g['capped_in_force']}\t{g['capped_draft']}"
+        for g in body["groups"]
+    ]
+    lines += [f"cap {code} binds {count} event(s)" for code, count in body["binding_caps"].items()]
+    lines += [
+        f"participant {a['participant_id']}: {a['points_difference']:+d} points"
+        for a in body["most_affected"]
+    ]
+    return lines

@@ -5,12 +5,13 @@ checks every endpoint against every role."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, status
-from fastapi.responses import Response
+from fastapi.responses import StreamingResponse
 
 from service import audit
 from service.accounts.dependencies import keyring
@@ -37,10 +38,11 @@ from service.admin.schemas import (
     RetireIn,
     ScheduledOut,
     ScheduleIn,
+    UnscheduledOut,
     VersionOut,
     VersionPageOut,
 )
-from service.db import DbSession
+from service.db import DbSession, StreamingSession
 from service.fields import (
     AUDIT_ACTION_MAX_LENGTH,
     INT64_MAX,
@@ -76,6 +78,13 @@ MethodologyId = Annotated[
     str, Path(max_length=METHODOLOGY_ID_MAX_LENGTH, pattern=r"^[a-z][a-z0-9_.\-]*$")
 ]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+VersionCursor = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9_-]{1,400}$",
+        description="The `next_cursor` of the previous page; absent for the first page.",
+    ),
+]
 
 
 def _admin_out(admin: Admin) -> AdminOut:
@@ -263,7 +272,7 @@ async def list_audit_entries(
     return AuditPageOut(items=[_entry_out(e) for e in page.entries], next_cursor=page.next_cursor)
 
 
-class NdjsonResponse(Response):
+class NdjsonResponse(StreamingResponse):
     media_type = "application/x-ndjson"
 
 
@@ -274,21 +283,24 @@ class NdjsonResponse(Response):
     response_class=NdjsonResponse,
     responses={
         200: {
-            "description": "One audit entry (as in `GET /v1/admin/audit`) a line, oldest first.",
+            "description": "One audit entry (as in `GET /v1/admin/audit`) a line, oldest "
+            "first, streamed as it is read.",
             "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
         }
     },
 )
 async def export_audit_entries(
     admin: Auditor,
-    session: DbSession,
+    session: StreamingSession,
     since: Annotated[Instant | None, Query(description="from this instant (inclusive)")] = None,
     until: Annotated[Instant | None, Query(description="to this instant (exclusive)")] = None,
-) -> Response:
-    entries = await audit.export_entries(session, since=since, until=until)
-    lines = b"".join(orjson.dumps(_entry_out(e).model_dump(mode="json")) + b"\n" for e in entries)
+) -> NdjsonResponse:
+    async def lines() -> AsyncIterator[bytes]:
+        async for entry in audit.stream_entries(session, since=since, until=until):
+            yield orjson.dumps(_entry_out(entry).model_dump(mode="json")) + b"\n"
+
     return NdjsonResponse(
-        lines, headers={"content-disposition": 'attachment; filename="audit.ndjson"'}
+        lines(), headers={"content-disposition": 'attachment; filename="audit.ndjson"'}
     )
 
 
@@ -302,14 +314,10 @@ async def export_audit_entries(
     summary="Every filed methodology version",
 )
 async def list_methodology_versions(
-    admin: MethodologyReader, session: DbSession, cursor: Cursor = None, limit: Limit = 50
+    admin: MethodologyReader, session: DbSession, cursor: VersionCursor = None, limit: Limit = 50
 ) -> VersionPageOut:
-    offset = cursor_offset(cursor)
-    rows = await lifecycle.filed_versions(session, offset=offset, limit=limit + 1)
-    return VersionPageOut(
-        items=[_version_out(v) for v in rows[:limit]],
-        next_cursor=next_offset_cursor(offset, limit, len(rows)),
-    )
+    page = await lifecycle.filed_versions(session, cursor=cursor, limit=limit)
+    return VersionPageOut(items=[_version_out(v) for v in page.items], next_cursor=page.next_cursor)
 
 
 @router.post(
@@ -342,12 +350,8 @@ async def retire_methodology_version(
 async def list_methodology_drafts(
     admin: MethodologyReader, session: DbSession, cursor: Cursor = None, limit: Limit = 50
 ) -> DraftPageOut:
-    offset = cursor_offset(cursor)
-    rows = await lifecycle.list_drafts(session, offset=offset, limit=limit + 1)
-    return DraftPageOut(
-        items=[_draft_out(d) for d in rows[:limit]],
-        next_cursor=next_offset_cursor(offset, limit, len(rows)),
-    )
+    page = await lifecycle.list_drafts(session, cursor=cursor, limit=limit)
+    return DraftPageOut(items=[_draft_out(d) for d in page.items], next_cursor=page.next_cursor)
 
 
 @router.post(
@@ -446,6 +450,31 @@ async def schedule_methodology_draft(
 
 
 @router.post(
+    "/methodology-drafts/{draft_id}/unschedule",
+    response_model=UnscheduledOut,
+    tags=[METHODOLOGIES],
+    responses={
+        409: {
+            "description": "`unschedule-too-late`: the instant has passed or is too near; "
+            "`methodology-lifecycle-conflict`: not scheduled, or a later version follows it"
+        }
+    },
+    summary="Undo a schedule before its instant (the previous version's period is restored)",
+)
+async def unschedule_methodology_draft(
+    draft_id: DraftId, admin: Approver, request: Request, session: DbSession
+) -> UnscheduledOut:
+    done = await lifecycle.unschedule(session, admin.actor, draft_id, min_lead=_min_lead(request))
+    request.app.state.registry_cache.invalidate()
+    reopens = (
+        f"{done.reopened.methodology_id}@v{done.reopened.version}"
+        if done.reopened is not None
+        else None
+    )
+    return UnscheduledOut(draft=_draft_out(done.draft), reopens=reopens)
+
+
+@router.post(
     "/methodology-drafts/{draft_id}/backtest",
     response_model=BacktestOut,
     tags=[METHODOLOGIES],
@@ -457,3 +486,9 @@ async def backtest_methodology_draft(
     draft = await lifecycle.get_draft(session, draft_id)
     report = await run_backtest(session, lifecycle.compile_version(draft), body.start, body.end)
     return BacktestOut(draft_id=draft_id, **report.as_json(body.top))
+
+
+# Partners and merchants (program-admin): their own module, the same router and prefix.
+from service.admin.organisation_endpoints import router as _organisations  # noqa: E402
+
+router.include_router(_organisations)

@@ -12,10 +12,14 @@ from service.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from service.fields import (
     ADMIN_DISPLAY_NAME_MAX_LENGTH,
     ADMIN_LOGIN_MAX_LENGTH,
+    CODE_PATTERN,
     TEXT_DOCUMENT_PATTERN,
     Instant,
+    Region,
+    column_length,
     plain_text,
 )
+from service.models import Merchant, Partner
 
 RoleName = Literal[
     "program-admin", "methodology-author", "methodology-approver", "reviewer", "auditor"
@@ -25,6 +29,8 @@ AdminLoginName = Annotated[
     Field(min_length=3, max_length=ADMIN_LOGIN_MAX_LENGTH, pattern=r"^[a-z0-9][a-z0-9._@-]*$"),
 ]
 MAX_YAML_CHARS = 65_536
+PARTNER_NAME_MAX_LENGTH = column_length(Partner.name)
+MERCHANT_NAME_MAX_LENGTH = column_length(Merchant.name)
 MAX_BACKTEST_WINDOW = timedelta(days=366)
 
 
@@ -153,6 +159,13 @@ class ScheduledOut(BaseModel):
     closes: str | None = Field(description="`id@vN` whose period now ends at `activate_at`")
 
 
+class UnscheduledOut(BaseModel):
+    draft: DraftOut = Field(description="approved again, no longer scheduled")
+    reopens: str | None = Field(
+        description="`id@vN` whose period the schedule had closed: open again, as before"
+    )
+
+
 class RetireIn(_In):
     at: Instant
 
@@ -216,3 +229,113 @@ class BacktestOut(BaseModel):
     groups: list[BacktestGroupOut] = Field(description="per action type, region and status")
     binding_caps: dict[str, int] = Field(description="cap reason code -> events it capped")
     most_affected: list[AffectedOut]
+
+
+# --- partners and merchants (program-admin) ----------------------------------------------------
+
+PARTNER_KINDS = Literal["transit", "bikeshare", "maas", "utility", "retail", "waste"]
+OrganisationCode = Annotated[
+    str, Field(pattern=CODE_PATTERN, examples=["nanchang-metro"], description="2-63 of a-z0-9-")
+]
+ActionTypeName = Annotated[str, Field(pattern=r"^[a-z_]{1,30}\.[a-z_]{1,30}$")]
+MerchantScope = Literal["redeem", "refund", "settlement"]
+
+
+class PartnerIn(_In):
+    code: OrganisationCode
+    name: Annotated[str, plain_text(PARTNER_NAME_MAX_LENGTH, min_length=1)]
+    kind: PARTNER_KINDS
+    action_types: list[ActionTypeName] = Field(min_length=1, max_length=32)
+    region: Region | None = None
+    rate_limit_per_second: int = Field(default=2000, ge=1, le=1_000_000)
+
+
+class PartnerOut(BaseModel):
+    id: uuid.UUID
+    code: str
+    name: str
+    kind: str
+    action_types: list[str]
+    region: str | None
+    status: Literal["active", "suspended"]
+    rate_limit_per_second: int
+    created_at: datetime
+
+
+class PartnerKeyOut(BaseModel):
+    key_id: str
+    created_at: datetime
+    expires_at: datetime | None = Field(description="set by a rotation: the overlap's end")
+    revoked_at: datetime | None
+
+
+class IssuedPartnerKeyOut(BaseModel):
+    key_id: str
+    secret: str = Field(description="shown once: store it in the partner's secret store")
+
+
+class PartnerCreatedOut(PartnerOut):
+    key: IssuedPartnerKeyOut
+
+
+class PartnerRotateIn(_In):
+    overlap_hours: int = Field(
+        default=24, ge=0, le=720, description="how long the old key keeps working"
+    )
+
+
+class PartnerRotatedOut(BaseModel):
+    key: IssuedPartnerKeyOut
+    previous: PartnerKeyOut
+
+
+class PartnerPageOut(BaseModel):
+    items: list[PartnerOut]
+    next_cursor: str | None = Field(description="the next page's `cursor`; null on the last")
+
+
+class MerchantIn(_In):
+    code: OrganisationCode
+    name: Annotated[str, plain_text(MERCHANT_NAME_MAX_LENGTH, min_length=1)]
+    region: Region | None = None
+
+
+class MerchantOut(BaseModel):
+    id: uuid.UUID
+    code: str
+    name: str
+    region: str | None
+    status: Literal["active", "suspended"]
+    created_at: datetime
+
+
+class MerchantKeyIn(_In):
+    scopes: list[MerchantScope] = Field(min_length=1, max_length=3)
+
+
+class IssuedMerchantKeyOut(BaseModel):
+    key_id: str
+    token: str = Field(description="`cpmk_<key id>_<secret>`, shown once")
+    scopes: list[str]
+
+
+class MerchantKeyOut(BaseModel):
+    key_id: str
+    scopes: list[str]
+    terminal_id: uuid.UUID | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class MerchantCreatedOut(MerchantOut):
+    key: IssuedMerchantKeyOut
+
+
+class MerchantRotatedOut(BaseModel):
+    key: IssuedMerchantKeyOut
+    previous: MerchantKeyOut = Field(description="revoked now")
+
+
+class MerchantPageOut(BaseModel):
+    items: list[MerchantOut]
+    next_cursor: str | None = Field(description="the next page's `cursor`; null on the last")

@@ -5,15 +5,15 @@ after=...)` in the same transaction as the act itself, so a rolled-back act leav
 and a committed one always has its entry.
 """
 
-from service.audit.service import Actor, AuditPage, export_entries, list_entries, record
+from service.audit.service import Actor, AuditPage, list_entries, record, stream_entries
 from service.audit.verify import AuditReport, verify_audit
 
 __all__ = [
     "Actor",
     "AuditPage",
     "AuditReport",
-    "export_entries",
     "list_entries",
     "record",
+    "stream_entries",
     "verify_audit",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -100,15 +100,22 @@ async def list_entries(
     return AuditPage(rows, None)
 
 
-async def export_entries(
-    session: AsyncSession, *, since: datetime | None, until: datetime | None
-) -> list[AdminAuditEntry]:
-    """Every entry of a period, for an auditor's export (pages of 1,000 internally)."""
-    out: list[AdminAuditEntry] = []
+async def stream_entries(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    page: int = 1000,
+) -> AsyncIterator[AdminAuditEntry]:
+    """Every entry of a period in chain order, for an auditor's export: read `page` at a
+    time (keyset on the id) and handed on one by one, so an export of any length holds one
+    page in memory."""
     after = 0
     while True:
-        rows = await repository.page(session, after=after, limit=1000, since=since, until=until)
-        out.extend(rows)
-        if len(rows) < 1000:
-            return out
+        rows = await repository.page(session, after=after, limit=page, since=since, until=until)
+        for row in rows:
+            yield row
+        if len(rows) < page:
+            return
         after = rows[-1].id
+        session.expunge_all()  # the page before is written out: let it go

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from service.errors import (
-    ForbiddenError,
-    UnauthenticatedError,
-)
+from service.errors import ForbiddenError, NotFoundError, UnauthenticatedError
 
 
 class MerchantKeyInvalidError(UnauthenticatedError):
@@ -23,3 +20,13 @@ class ScopeMissingError(ForbiddenError):
 class MerchantSuspendedError(ForbiddenError):
     slug: ClassVar[str] = "merchant-suspended"
     title: ClassVar[str] = "Merchant suspended"
+
+
+class MerchantNotFoundError(NotFoundError):
+    slug: ClassVar[str] = "merchant-not-found"
+    title: ClassVar[str] = "No such merchant"
+
+
+class MerchantKeyNotFoundError(NotFoundError):
+    slug: ClassVar[str] = "merchant-key-not-found"
+    title: ClassVar[str] = "The merchant has no such key"

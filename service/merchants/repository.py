@@ -4,8 +4,10 @@ return the mapped rows and never commit."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,3 +53,33 @@ class MerchantRepository:
             )
         ).first()
         return None if row is None else (row[0], row[1])
+
+    async def by_code(self, code: str) -> Merchant | None:
+        merchant: Merchant | None = await self.session.scalar(
+            select(Merchant).where(Merchant.code == code)
+        )
+        return merchant
+
+    async def page(self, *, after_code: str | None, limit: int) -> Sequence[Merchant]:
+        query = select(Merchant).order_by(Merchant.code).limit(limit)
+        if after_code is not None:
+            query = query.where(Merchant.code > after_code)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def key(self, key_id: str) -> MerchantApiKey | None:
+        return await self.session.get(MerchantApiKey, key_id)
+
+    async def revoke_key(self, key: MerchantApiKey, *, now: datetime) -> MerchantApiKey:
+        await self.session.execute(
+            update(MerchantApiKey)
+            .where(MerchantApiKey.key_id == key.key_id, MerchantApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        await self.session.refresh(key)
+        return key
+
+    async def set_status(self, merchant_id: uuid.UUID, status: str) -> Merchant | None:
+        await self.session.execute(
+            update(Merchant).where(Merchant.id == merchant_id).values(status=status)
+        )
+        return await self.session.get(Merchant, merchant_id, populate_existing=True)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.errors import ConflictError, NotFoundError, ValidationProblem
+from service.errors import ConflictError, ValidationProblem
 from service.fields import CODE_PATTERN
 from service.ledger import service as ledger
+from service.merchants.errors import MerchantKeyNotFoundError, MerchantNotFoundError
 from service.merchants.repository import MerchantRepository
 from service.merchants.schemas import (
     StatementLine,
@@ -21,6 +23,7 @@ from service.merchants.schemas import (
 )
 from service.models import (
     Merchant,
+    MerchantApiKey,
     MerchantTerminal,
     Offer,
 )
@@ -119,5 +122,52 @@ async def statement(
 async def get_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> Merchant:
     merchant = await MerchantRepository.from_session(session).get(merchant_id)
     if merchant is None:
-        raise NotFoundError(f"no merchant {merchant_id}")
+        raise MerchantNotFoundError(f"no merchant {merchant_id}")
+    return merchant
+
+
+# --- administration (the admin API, issue 15): reads, keys and the merchant's status ----------
+
+
+async def merchant_by_code(session: AsyncSession, code: str) -> Merchant:
+    merchant = await MerchantRepository.from_session(session).by_code(code)
+    if merchant is None:
+        raise MerchantNotFoundError(f"no merchant {code!r}")
+    return merchant
+
+
+async def merchants_page(
+    session: AsyncSession, *, after_code: str | None, limit: int
+) -> Sequence[Merchant]:
+    """At most `limit` merchants by code, after `after_code` (keyset on the unique code)."""
+    return await MerchantRepository.from_session(session).page(after_code=after_code, limit=limit)
+
+
+async def merchant_key(
+    session: AsyncSession, merchant_id: uuid.UUID, key_id: str
+) -> MerchantApiKey:
+    """One of the merchant's keys (another merchant's key id is not found)."""
+    key = await MerchantRepository.from_session(session).key(key_id)
+    if key is None or key.merchant_id != merchant_id:
+        raise MerchantKeyNotFoundError(f"the merchant has no key {key_id}")
+    return key
+
+
+async def revoke_merchant_key(
+    session: AsyncSession, merchant_id: uuid.UUID, key_id: str, *, now: datetime
+) -> MerchantApiKey:
+    """Stop a key now (revoking a revoked key keeps its first revocation)."""
+    key = await merchant_key(session, merchant_id, key_id)
+    return await MerchantRepository.from_session(session).revoke_key(key, now=now)
+
+
+async def set_merchant_status(
+    session: AsyncSession, merchant_id: uuid.UUID, status: str
+) -> Merchant:
+    """Suspend ('suspended': its keys are refused, 403) or reinstate ('active')."""
+    if status not in ("active", "suspended"):
+        raise ValidationProblem("status is 'active' or 'suspended'")
+    merchant = await MerchantRepository.from_session(session).set_status(merchant_id, status)
+    if merchant is None:
+        raise MerchantNotFoundError(f"no merchant {merchant_id}")
     return merchant

@@ -43,3 +43,8 @@ class LifecycleConflictError(ConflictError):
 class ActivationRefusedError(ValidationProblem):
     slug: ClassVar[str] = "activation-refused"
     title: ClassVar[str] = "The activation or retirement instant is not allowed"
+
+
+class UnscheduleRefusedError(ConflictError):
+    slug: ClassVar[str] = "unschedule-too-late"
+    title: ClassVar[str] = "The activation instant has passed, or is too near to be undone"

@@ -13,16 +13,21 @@ event already credited can fall on the wrong side of T.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import orjson
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import Change, Methodology, MethodologyError, Problem, diff, parse_methodology
 from service import audit
+from service.errors import BadRequestError
 from service.fields import (
     METHODOLOGY_ID_MAX_LENGTH,
     REGION_MAX_LENGTH,
@@ -36,10 +41,13 @@ from service.methodologies.errors import (
     FourEyesError,
     LifecycleConflictError,
     MethodologyInvalidError,
+    UnscheduleRefusedError,
     VersionExistsError,
     VersionNotFoundError,
 )
 from service.models import MethodologyDraft, MethodologyVersion
+
+T = TypeVar("T")
 
 
 def draft_state(draft: MethodologyDraft) -> dict[str, Any]:
@@ -52,6 +60,11 @@ def draft_state(draft: MethodologyDraft) -> dict[str, Any]:
         "approved_by": draft.approved_by,
         "approved_at": draft.approved_at,
         "activate_at": draft.activate_at,
+        "closes": (
+            f"{draft.closes_methodology_id}@v{draft.closes_version}"
+            if draft.closes_methodology_id is not None
+            else None
+        ),
     }
 
 
@@ -170,10 +183,11 @@ def parse_draft(source_yaml: str, file: str = "draft.yaml") -> Methodology:
 
 
 async def create_draft(
-    session: AsyncSession, actor: audit.Actor, source_yaml: str
+    session: AsyncSession, actor: audit.Actor, source_yaml: str, *, file: str = "draft.yaml"
 ) -> MethodologyDraft:
-    """Upload a draft. Invalid YAML is a 422 naming each problem's line and column."""
-    m = parse_draft(source_yaml)
+    """Upload a draft. Invalid YAML is a 422 naming each problem's line and column (in
+    `file`: the CLI passes the path it read)."""
+    m = parse_draft(source_yaml, file)
     if await repository.version(session, m.id, m.version) is not None or (
         await repository.draft_exists(session, m.id, m.version)
     ):
@@ -211,22 +225,31 @@ async def get_draft(
     return draft
 
 
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; `next_cursor` fetches the next, None on the last."""
+
+    items: Sequence[T]
+    next_cursor: str | None
+
+
 async def list_drafts(
-    session: AsyncSession, *, offset: int = 0, limit: int = 100
-) -> list[MethodologyDraft]:
-    """Drafts newest first, `limit` of them from `offset` (drafts are few: a page reads the
-    newest `offset + limit` and skips the first `offset`)."""
-    return list(await repository.drafts(session, limit=offset + limit))[offset:]
+    session: AsyncSession, *, cursor: str | None = None, limit: int = 100
+) -> Page[MethodologyDraft]:
+    """Drafts newest first, `limit` of them after `cursor` (the last id of the page before:
+    a keyset page, read by the index whatever the page's depth)."""
+    before = int(cursor) if cursor else None
+    rows = await repository.drafts_page(session, before=before, limit=limit + 1)
+    if len(rows) > limit:
+        return Page(rows[:limit], str(rows[limit - 1].id))
+    return Page(rows, None)
 
 
 async def version_in_force(
     session: AsyncSession, action_type: str, region: str | None, at: datetime
 ) -> MethodologyVersion | None:
     """The filed version of exactly this action type and region in force at `at`."""
-    for row in await repository.versions_in_scope(session, action_type, region):
-        if row.effective_from <= at and (row.effective_to is None or at < row.effective_to):
-            return row
-    return None
+    return await repository.version_in_force(session, action_type, region, at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +374,9 @@ async def schedule(
     )
     before = draft_state(draft)
     draft.activate_at = activate_at
+    if previous is not None:
+        draft.closes_methodology_id = previous.methodology_id
+        draft.closes_version = previous.version
     await repository.save_draft(session, draft)
     if previous is not None:
         await session.refresh(previous)
@@ -375,6 +401,111 @@ async def schedule(
         },
     )
     return Scheduled(draft, previous)
+
+
+def _find(
+    rows: Sequence[MethodologyVersion], methodology_id: str, number: int | None
+) -> MethodologyVersion | None:
+    return next(
+        (r for r in rows if r.methodology_id == methodology_id and r.version == number), None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Unscheduled:
+    draft: MethodologyDraft
+    reopened: MethodologyVersion | None
+
+
+async def unschedule(
+    session: AsyncSession,
+    actor: audit.Actor,
+    draft_id: int,
+    *,
+    min_lead: timedelta,
+    now: datetime | None = None,
+) -> Unscheduled:
+    """Undo a schedule whose instant is still ahead: the filed version is unfiled, the draft
+    is approved again, and the version the schedule closed has its open period back, exactly
+    as before.
+
+    Refused (409) once the instant has passed, and also when it is nearer than the lead a
+    schedule needs, or than the version's allowed clock skew: until then no process can hold
+    a registry that lacks the undo at the instant, and no event dated at or after the
+    instant can have been accepted (one dated up to the skew ahead of its receipt is), so
+    nothing was credited under the version that disappears."""
+    moment = now or datetime.now(UTC)
+    draft = await get_draft(session, draft_id, lock=True)
+    at = draft.activate_at
+    if at is None:
+        raise LifecycleConflictError(f"draft {draft_id} is not scheduled")
+    if at <= moment:
+        raise UnscheduleRefusedError(
+            f"{draft.methodology_id} v{draft.version} came into force at {at.isoformat()}; "
+            "retire it, or schedule a successor, instead"
+        )
+    lead = max(min_lead, compile_version(draft).max_clock_skew)
+    if at < moment + lead:
+        raise UnscheduleRefusedError(
+            f"{draft.methodology_id} v{draft.version} comes into force at {at.isoformat()}, "
+            f"within {int(lead.total_seconds())} s: too near to undo safely"
+        )
+    scope = await repository.versions_in_scope(
+        session, draft.action_type, draft.region, for_update=True
+    )
+    filed = _find(scope, draft.methodology_id, draft.version)
+    if filed is None:  # pragma: no cover - scheduling files it in the same transaction
+        raise LifecycleConflictError(f"draft {draft_id} has no filed version")
+    later = [r for r in scope if r.effective_from > at]
+    if later:
+        raise LifecycleConflictError(
+            f"{later[0].methodology_id} v{later[0].version} is scheduled after it "
+            f"(from {later[0].effective_from.isoformat()}); unschedule that one first"
+        )
+    previous = None
+    if draft.closes_methodology_id is not None:
+        previous = _find(scope, draft.closes_methodology_id, draft.closes_version)
+        if previous is None or previous.effective_to != at:
+            raise LifecycleConflictError(
+                f"{draft.closes_methodology_id} v{draft.closes_version} no longer ends at "
+                f"{at.isoformat()}; its period cannot be restored"
+            )
+    before = {
+        "draft": draft_state(draft),
+        "version": version_state(filed),
+        "previous": version_state(previous) if previous is not None else None,
+    }
+    await repository.remove_version(session, filed.methodology_id, filed.version)
+    session.expunge(filed)
+    if previous is not None:
+        await repository.reopen_period(session, previous.methodology_id, previous.version)
+        await session.refresh(previous)
+    draft.activate_at = None
+    draft.closes_methodology_id = None
+    draft.closes_version = None
+    await repository.save_draft(session, draft)
+    await audit.record(
+        session,
+        actor,
+        action="methodology.unschedule",
+        target_type="methodology-draft",
+        target_id=str(draft.id),
+        before=before,
+        after={
+            "draft": draft_state(draft),
+            "version": None,
+            "previous": version_state(previous) if previous is not None else None,
+        },
+        detail={
+            "methodology_id": draft.methodology_id,
+            "version": draft.version,
+            "activate_at": at.isoformat(),
+            "reopens": (
+                f"{previous.methodology_id} v{previous.version}" if previous is not None else None
+            ),
+        },
+    )
+    return Unscheduled(draft, previous)
 
 
 async def retire(
@@ -414,10 +545,43 @@ async def retire(
     return row
 
 
+def _version_cursor(key: repository.VersionKey) -> str:
+    text = orjson.dumps([*key[:2], key.effective_from.isoformat(), *key[3:]])
+    return base64.urlsafe_b64encode(text).rstrip(b"=").decode()
+
+
+def _version_key(cursor: str) -> repository.VersionKey:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        action_type, region, start, methodology_id, version = orjson.loads(
+            base64.urlsafe_b64decode(padded)
+        )
+        key = repository.VersionKey(
+            str(action_type),
+            str(region),
+            datetime.fromisoformat(start),
+            str(methodology_id),
+            int(version),
+        )
+    except (ValueError, TypeError, binascii.Error):
+        raise BadRequestError("the cursor is not one this API returned") from None
+    if key.effective_from.tzinfo is None or not -(2**31) <= key.version < 2**31:
+        raise BadRequestError("the cursor is not one this API returned")
+    return key
+
+
 async def filed_versions(
-    session: AsyncSession, *, offset: int = 0, limit: int | None = None
-) -> list[MethodologyVersion]:
-    """Filed versions by action type, region and start; a page of them if `limit` is given
-    (the library is tens of versions: read whole, sliced)."""
-    rows = list(await repository.all_versions(session))
-    return rows[offset:] if limit is None else rows[offset : offset + limit]
+    session: AsyncSession, *, cursor: str | None = None, limit: int = 100
+) -> Page[MethodologyVersion]:
+    """Filed versions by action type, region and start, `limit` of them after `cursor`
+    (an opaque keyset cursor: the sort key of the page before's last row)."""
+    after = _version_key(cursor) if cursor else None
+    rows = await repository.versions_page(session, after=after, limit=limit + 1)
+    if len(rows) > limit:
+        return Page(rows[:limit], _version_cursor(repository.VersionKey.of(rows[limit - 1])))
+    return Page(rows, None)
+
+
+async def all_filed_versions(session: AsyncSession) -> Sequence[MethodologyVersion]:
+    """Every filed version, in the listing's order (the CLI's `versions`)."""
+    return await repository.all_versions(session)

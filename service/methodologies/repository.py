@@ -1,11 +1,16 @@
-"""All SQL on `methodology_versions` and `methodology_drafts` for the lifecycle."""
+"""All SQL on `methodology_versions` and `methodology_drafts`, and the back-test's one read
+of `credits`. Typed returns: the mapped rows, or the small records below."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, extract, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,11 +46,105 @@ async def versions_in_scope(
     return (await session.execute(query)).scalars().all()
 
 
+async def all_version_rows(session: AsyncSession) -> Sequence[MethodologyVersion]:
+    """Every filed version, in no particular order (the registry's build)."""
+    return (await session.execute(select(MethodologyVersion))).scalars().all()
+
+
 async def all_versions(session: AsyncSession) -> Sequence[MethodologyVersion]:
-    query = select(MethodologyVersion).order_by(
-        MethodologyVersion.action_type, MethodologyVersion.region, MethodologyVersion.effective_from
-    )
+    """Every filed version, by scope (action type, region) and start."""
+    query = select(MethodologyVersion).order_by(*_VERSION_SORT)
     return (await session.execute(query)).scalars().all()
+
+
+class VersionKey(NamedTuple):
+    """Where a page of filed versions ends: the listing's sort key of its last row."""
+
+    action_type: str
+    region: str  # '' for the default region (NULL sorts as '')
+    effective_from: datetime
+    methodology_id: str
+    version: int
+
+    @classmethod
+    def of(cls, row: MethodologyVersion) -> VersionKey:
+        return cls(
+            row.action_type, row.region or "", row.effective_from, row.methodology_id, row.version
+        )
+
+
+_VERSION_SORT = (
+    MethodologyVersion.action_type,
+    func.coalesce(MethodologyVersion.region, ""),
+    MethodologyVersion.effective_from,
+    MethodologyVersion.methodology_id,
+    MethodologyVersion.version,
+)
+
+
+async def versions_page(
+    session: AsyncSession, *, after: VersionKey | None, limit: int
+) -> Sequence[MethodologyVersion]:
+    """At most `limit` filed versions in listing order, after `after` (keyset: the page is
+    found by the sort key, never by skipping rows)."""
+    query = select(MethodologyVersion).order_by(*_VERSION_SORT).limit(limit)
+    if after is not None:
+        query = query.where(tuple_(*_VERSION_SORT) > tuple_(*(literal(v) for v in after)))
+    return (await session.execute(query)).scalars().all()
+
+
+async def version_in_force(
+    session: AsyncSession, action_type: str, region: str | None, at: datetime
+) -> MethodologyVersion | None:
+    """The filed version of exactly this action type and region whose period holds `at`."""
+    return await session.scalar(
+        select(MethodologyVersion).where(
+            MethodologyVersion.action_type == action_type,
+            MethodologyVersion.region.is_not_distinct_from(region),
+            MethodologyVersion.effective_from <= at,
+            or_(MethodologyVersion.effective_to.is_(None), MethodologyVersion.effective_to > at),
+        )
+    )
+
+
+async def file_version(session: AsyncSession, row: dict[str, object]) -> str | None:
+    """File a version unless its (id, version) is filed already; the content hash filed
+    under that id and version afterwards (this one's, or the earlier one's)."""
+    await session.execute(
+        insert(MethodologyVersion)
+        .values(row)
+        .on_conflict_do_nothing(index_elements=["methodology_id", "version"])
+    )
+    return await session.scalar(
+        select(MethodologyVersion.content_hash).where(
+            MethodologyVersion.methodology_id == row["methodology_id"],
+            MethodologyVersion.version == row["version"],
+        )
+    )
+
+
+class FiledFingerprint(NamedTuple):
+    """Changes whenever a version is filed or unfiled, or a period is closed or reopened."""
+
+    filed: int
+    last_filed: datetime | None
+    closed: int
+    closings: Decimal | None  # the sum of the closing instants (epoch seconds)
+
+
+async def filed_fingerprint(session: AsyncSession) -> FiledFingerprint:
+    row = (
+        await session.execute(
+            select(
+                func.count(),
+                func.max(MethodologyVersion.filed_at),
+                func.count(MethodologyVersion.effective_to),
+                func.sum(extract("epoch", MethodologyVersion.effective_to)),
+            )
+        )
+    ).one()
+    closings = Decimal(row[3]) if row[3] is not None else None
+    return FiledFingerprint(int(row[0]), row[1], int(row[2]), closings)
 
 
 async def close_period(
@@ -58,6 +157,28 @@ async def close_period(
             MethodologyVersion.version == number,
         )
         .values(effective_to=at)
+    )
+
+
+async def reopen_period(session: AsyncSession, methodology_id: str, number: int) -> None:
+    """Withdraw a closing still to come (the guard refuses it once the instant has passed)."""
+    await session.execute(
+        update(MethodologyVersion)
+        .where(
+            MethodologyVersion.methodology_id == methodology_id,
+            MethodologyVersion.version == number,
+        )
+        .values(effective_to=None)
+    )
+
+
+async def remove_version(session: AsyncSession, methodology_id: str, number: int) -> None:
+    """Unfile a version whose period has not begun (the guard refuses it otherwise)."""
+    await session.execute(
+        delete(MethodologyVersion).where(
+            MethodologyVersion.methodology_id == methodology_id,
+            MethodologyVersion.version == number,
+        )
     )
 
 
@@ -90,8 +211,13 @@ async def add_draft(session: AsyncSession, draft: MethodologyDraft) -> Methodolo
     return draft
 
 
-async def drafts(session: AsyncSession, *, limit: int) -> Sequence[MethodologyDraft]:
+async def drafts_page(
+    session: AsyncSession, *, before: int | None, limit: int
+) -> Sequence[MethodologyDraft]:
+    """At most `limit` drafts, newest first, older than draft `before` (keyset on the id)."""
     query = select(MethodologyDraft).order_by(MethodologyDraft.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(MethodologyDraft.id < before)
     return (await session.execute(query)).scalars().all()
 
 
@@ -100,32 +226,77 @@ async def save_draft(session: AsyncSession, draft: MethodologyDraft) -> None:
     await session.refresh(draft)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCredit:
+    """What the back-test reads of one stored credit: the action, the cap usage it saw, and
+    the numbers it was given."""
+
+    event_id: int
+    participant_id: uuid.UUID
+    action_type: str
+    occurred_at: datetime
+    received_at: datetime
+    region: str | None
+    methodology_id: str
+    methodology_version: int
+    inputs: dict[str, Any]
+    usage_before: dict[str, Any]
+    status: str
+    grams: int
+    points: int
+
+
+_STORED_CREDIT_COLUMNS = (
+    Credit.event_id,
+    Credit.participant_id,
+    Credit.action_type,
+    Credit.occurred_at,
+    Credit.received_at,
+    Credit.region,
+    Credit.methodology_id,
+    Credit.methodology_version,
+    Credit.inputs,
+    Credit.usage_before,
+    Credit.status,
+    Credit.grams,
+    Credit.points,
+)
+
+
+def _in_window(methodology_id: str, start: datetime, end: datetime) -> list[Any]:
+    return [
+        Credit.methodology_id == methodology_id,
+        Credit.occurred_at >= start,
+        Credit.occurred_at < end,
+    ]
+
+
+async def count_credits_in_window(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime
+) -> int:
+    """How many stored credits a back-test of [start, end) will read (for a progress bar)."""
+    query = select(func.count()).select_from(Credit).where(*_in_window(methodology_id, start, end))
+    return int(await session.scalar(query) or 0)
+
+
 async def credits_in_window(
     session: AsyncSession, methodology_id: str, start: datetime, end: datetime, *, batch: int
-) -> AsyncIterator[Credit]:
-    """The stored credits of one methodology in [start, end), in crediting order, read in
-    keyset batches (read-only; the back-test's one look at the crediting tables)."""
+) -> AsyncIterator[list[StoredCredit]]:
+    """The stored credits of one methodology in [start, end), in crediting order, one page of
+    at most `batch` at a time (keyset on the event id: each page is one indexed range read,
+    so memory stays one page whatever the window holds). Read-only."""
     after = -1
     while True:
         rows = (
-            (
-                await session.execute(
-                    select(Credit)
-                    .where(
-                        Credit.methodology_id == methodology_id,
-                        Credit.occurred_at >= start,
-                        Credit.occurred_at < end,
-                        Credit.event_id > after,
-                    )
-                    .order_by(Credit.event_id)
-                    .limit(batch)
-                )
+            await session.execute(
+                select(*_STORED_CREDIT_COLUMNS)
+                .where(*_in_window(methodology_id, start, end), Credit.event_id > after)
+                .order_by(Credit.event_id)
+                .limit(batch)
             )
-            .scalars()
-            .all()
-        )
-        for row in rows:
-            yield row
+        ).all()
+        if rows:
+            yield [StoredCredit(*row) for row in rows]
         if len(rows) < batch:
             return
         after = rows[-1].event_id

@@ -11,13 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import Methodology, NoMethodologyError, Registry, parse_methodology
 from service.errors import ConflictError
-from service.models import MethodologyVersion
+from service.methodologies import repository
 
 
 class MethodologyChangedError(ConflictError):
@@ -44,17 +42,7 @@ async def file_methodology(
 ) -> Methodology:
     """File one version; refiling identical content is a no-op, different content a conflict."""
     methodology = parse_methodology(source_yaml, file)
-    await session.execute(
-        insert(MethodologyVersion)
-        .values(_row(methodology, source_yaml))
-        .on_conflict_do_nothing(index_elements=["methodology_id", "version"])
-    )
-    stored = await session.scalar(
-        select(MethodologyVersion.content_hash).where(
-            MethodologyVersion.methodology_id == methodology.doc.id,
-            MethodologyVersion.version == methodology.doc.version,
-        )
-    )
+    stored = await repository.file_version(session, _row(methodology, source_yaml))
     if stored != methodology.content_hash:
         raise MethodologyChangedError(
             f"{methodology.doc.id} v{methodology.doc.version} is filed with other content; "
@@ -84,7 +72,7 @@ async def sync_library(session: AsyncSession) -> int:
 @dataclass(slots=True)
 class _Cached:
     registry: Registry
-    fingerprint: tuple[int, str]
+    fingerprint: repository.FiledFingerprint
     checked_at: float
 
 
@@ -106,23 +94,12 @@ class RegistryCache:
         cached = self._cached
         if cached is not None and now - cached.checked_at < self.ttl:
             return cached.registry
-        # Filing adds a row; closing a period sets effective_to once (the guard forbids more).
-        filed = (
-            await session.execute(
-                select(
-                    func.count(),
-                    func.max(MethodologyVersion.filed_at),
-                    func.count(MethodologyVersion.effective_to),
-                )
-            )
-        ).one()
-        fingerprint = (int(filed[0]), f"{filed[1]}/{filed[2]}")
+        fingerprint = await repository.filed_fingerprint(session)
         if cached is not None and cached.fingerprint == fingerprint:
             cached.checked_at = now
             return cached.registry
-        rows = (await session.execute(select(MethodologyVersion))).scalars().all()
         methodologies = []
-        for row in rows:
+        for row in await repository.all_version_rows(session):
             m = parse_methodology(row.source_yaml, f"{row.methodology_id}@v{row.version}")
             # The period lives in the row (the document stays as filed): an activation
             # scheduled at an exact instant, a closing.

@@ -23,7 +23,8 @@ class MethodologyDraft(Base):
     """A methodology version on its way to being filed: uploaded, approved by someone other
     than its author (four eyes), then scheduled, which files it in `methodology_versions`.
 
-    Its YAML never changes (a trigger refuses it); approval and scheduling are set once.
+    Its YAML never changes (a trigger refuses it); approval is set once; a schedule is set
+    once and may be withdrawn only before its instant (`lifecycle.unschedule`).
     """
 
     __tablename__ = "methodology_drafts"
@@ -32,6 +33,11 @@ class MethodologyDraft(Base):
         CheckConstraint("approved_by IS NULL OR approved_by <> author_id", name="four_eyes"),
         CheckConstraint(
             "activate_at IS NULL OR approved_at IS NOT NULL", name="approved_before_scheduled"
+        ),
+        CheckConstraint(
+            "(closes_methodology_id IS NULL) = (closes_version IS NULL) "
+            "AND (activate_at IS NOT NULL OR closes_methodology_id IS NULL)",
+            name="closes_only_when_scheduled",
         ),
     )
 
@@ -47,3 +53,7 @@ class MethodologyDraft(Base):
     approved_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("admins.id"))
     approved_at: Mapped[datetime | None] = mapped_column()
     activate_at: Mapped[datetime | None] = mapped_column()
+    # The version whose open period the schedule closed at `activate_at` (none: NULL), so an
+    # undone schedule reopens exactly that one.
+    closes_methodology_id: Mapped[str | None] = mapped_column(String(80))
+    closes_version: Mapped[int | None] = mapped_column(Integer)

@@ -50,3 +50,8 @@ class ActionTypeNotAllowedError(ForbiddenError):
 class PartnerNotFoundError(NotFoundError):
     slug: ClassVar[str] = "partner-not-found"
     title: ClassVar[str] = "Partner not found"
+
+
+class PartnerKeyNotFoundError(NotFoundError):
+    slug: ClassVar[str] = "partner-key-not-found"
+    title: ClassVar[str] = "The partner has no such key"

@@ -125,3 +125,15 @@ class PartnerRepository:
         """A key and its partner: what a signed request is checked against."""
         row = (await self.session.execute(_CREDENTIAL_WITH_PARTNER, {"key_id": key_id})).first()
         return None if row is None else CredentialWithPartner(row[0], row[1])
+
+    async def page(self, *, after_code: str | None, limit: int) -> Sequence[Partner]:
+        query = select(Partner).order_by(Partner.code).limit(limit)
+        if after_code is not None:
+            query = query.where(Partner.code > after_code)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def set_status(self, partner_id: uuid.UUID, status: str) -> Partner | None:
+        await self.session.execute(
+            update(Partner).where(Partner.id == partner_id).values(status=status)
+        )
+        return await self.session.get(Partner, partner_id, populate_existing=True)

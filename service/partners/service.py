@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import ConflictError, ValidationProblem
 from service.fields import CODE_PATTERN
-from service.models import Partner
+from service.models import Partner, PartnerCredential
 from service.partners.credentials import IssuedCredential, derive_secret, issue_credential
-from service.partners.errors import PartnerNotFoundError
+from service.partners.errors import PartnerKeyNotFoundError, PartnerNotFoundError
 from service.partners.repository import PartnerRepository
 
 KINDS = ("transit", "bikeshare", "maas", "utility", "retail", "waste")
@@ -93,3 +94,33 @@ async def active_scopes(session: AsyncSession) -> set[tuple[str, str | None]]:
 async def list_partners(session: AsyncSession) -> Sequence[Partner]:
     """Every partner, by code."""
     return await PartnerRepository.from_session(session).all_partners()
+
+
+# --- administration (the admin API, issue 15): reads and the partner's status -----------------
+
+
+async def partners_page(
+    session: AsyncSession, *, after_code: str | None, limit: int
+) -> Sequence[Partner]:
+    """At most `limit` partners by code, after `after_code` (keyset on the unique code)."""
+    return await PartnerRepository.from_session(session).page(after_code=after_code, limit=limit)
+
+
+async def partner_credential(
+    session: AsyncSession, partner_id: uuid.UUID, key_id: str
+) -> PartnerCredential:
+    """One of the partner's keys (another partner's key id is not found)."""
+    credential = await PartnerRepository.from_session(session).credential(key_id)
+    if credential is None or credential.partner_id != partner_id:
+        raise PartnerKeyNotFoundError(f"the partner has no key {key_id}")
+    return credential
+
+
+async def set_partner_status(session: AsyncSession, partner_id: uuid.UUID, status: str) -> Partner:
+    """Suspend ('suspended': every request it signs is refused, 403) or reinstate ('active')."""
+    if status not in ("active", "suspended"):
+        raise ValidationProblem("status is 'active' or 'suspended'")
+    partner = await PartnerRepository.from_session(session).set_status(partner_id, status)
+    if partner is None:
+        raise PartnerNotFoundError(f"no partner {partner_id}")
+    return partner

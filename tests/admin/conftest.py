@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import audit
 from service.accounts.tokens import Keyring
 from service.admin import service as admins
 from service.admin.tokens import mint_admin_token
@@ -23,6 +24,11 @@ PASSWORD = "correct horse battery staple"
 class SignedIn:
     admin: Admin
     headers: dict[str, str]
+
+    @property
+    def admin_actor(self) -> audit.Actor:
+        """The administrator as a service function's actor (acting under their first role)."""
+        return audit.Actor(self.admin.id, self.admin.login, sorted(self.admin.roles)[0], "test")
 
 
 def app_keyring(app: FastAPI) -> Keyring:

@@ -97,12 +97,90 @@ MATRIX: list[tuple[str, str, str, Any, set[str]]] = [
 MATRIX.append(
     (
         "POST",
+        "/v1/admin/methodology-drafts/{draft_id}/unschedule",
+        f"/v1/admin/methodology-drafts/{NO_SUCH}/unschedule",
+        None,
+        {"methodology-approver"},
+    )
+)
+MATRIX.append(
+    (
+        "POST",
         "/v1/admin/methodology-drafts/{draft_id}/backtest",
         f"/v1/admin/methodology-drafts/{NO_SUCH}/backtest",
         {"start": "2026-01-01T00:00:00+08:00", "end": "2026-01-02T00:00:00+08:00"},
         METHODOLOGY_READERS,
     )
 )
+PA = {"program-admin"}
+ORGANISATION_READERS = {"program-admin", "auditor"}
+_PARTNER = {"code": "matrix-metro", "name": "M", "kind": "transit", "action_types": ["transit.bus"]}
+_PK = "pk_000000000000000000000000"
+_MK = "mk_00000000000000000000"
+MATRIX += [
+    ("GET", "/v1/admin/partners", "/v1/admin/partners", None, ORGANISATION_READERS),
+    ("POST", "/v1/admin/partners", "/v1/admin/partners", _PARTNER, PA),
+    ("POST", "/v1/admin/partners/{code}/keys", "/v1/admin/partners/no-such/keys", None, PA),
+    (
+        "POST",
+        "/v1/admin/partners/{code}/keys/{key_id}/rotate",
+        f"/v1/admin/partners/no-such/keys/{_PK}/rotate",
+        {"overlap_hours": 1},
+        PA,
+    ),
+    (
+        "POST",
+        "/v1/admin/partners/{code}/keys/{key_id}/revoke",
+        f"/v1/admin/partners/no-such/keys/{_PK}/revoke",
+        None,
+        PA,
+    ),
+    ("POST", "/v1/admin/partners/{code}/suspend", "/v1/admin/partners/no-such/suspend", None, PA),
+    (
+        "POST",
+        "/v1/admin/partners/{code}/reinstate",
+        "/v1/admin/partners/no-such/reinstate",
+        None,
+        PA,
+    ),
+    ("GET", "/v1/admin/merchants", "/v1/admin/merchants", None, ORGANISATION_READERS),
+    ("POST", "/v1/admin/merchants", "/v1/admin/merchants", {"code": "mx-shop", "name": "S"}, PA),
+    (
+        "POST",
+        "/v1/admin/merchants/{code}/keys",
+        "/v1/admin/merchants/no-such/keys",
+        {"scopes": ["redeem"]},
+        PA,
+    ),
+    (
+        "POST",
+        "/v1/admin/merchants/{code}/keys/{key_id}/rotate",
+        f"/v1/admin/merchants/no-such/keys/{_MK}/rotate",
+        None,
+        PA,
+    ),
+    (
+        "POST",
+        "/v1/admin/merchants/{code}/keys/{key_id}/revoke",
+        f"/v1/admin/merchants/no-such/keys/{_MK}/revoke",
+        None,
+        PA,
+    ),
+    (
+        "POST",
+        "/v1/admin/merchants/{code}/suspend",
+        "/v1/admin/merchants/no-such/suspend",
+        None,
+        PA,
+    ),
+    (
+        "POST",
+        "/v1/admin/merchants/{code}/reinstate",
+        "/v1/admin/merchants/no-such/reinstate",
+        None,
+        PA,
+    ),
+]
 PUBLIC = {("POST", "/v1/admin/login")}
 
 

@@ -3,12 +3,17 @@ difference is what its factor implies; nothing is written."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.cli import main as cli_main
+from service.config import Settings
 from service.methodologies.backtest import backtest
 from service.methodologies.lifecycle import parse_draft
 from service.methodologies.service import RegistryCache, library_sources
@@ -19,7 +24,11 @@ from tests.crediting.conftest import TRIP_AT, Live, metro
 
 
 async def test_backtest_reproduces_stored_credits_and_measures_a_draft(
-    live: Live, committed: AsyncEngine
+    live: Live,
+    committed: AsyncEngine,
+    test_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     metro_co = await live.partner("metro-co")
     riders = [await live.participant() for _ in range(3)]
@@ -54,6 +63,11 @@ async def test_backtest_reproduces_stored_credits_and_measures_a_draft(
             == parse_draft(dict(library_sources())["transit.metro.yaml"]).content_hash
         )
         changed = await backtest(session, parse_draft(metro_v2()), start, end)
+        # Streamed a page at a time: small pages give the same report, page by page.
+        pages: list[int] = []
+        paged = await backtest(
+            session, parse_draft(metro_v2()), start, end, batch=5, progress=pages.append
+        )
     assert stored[0] == 12
     assert same.events == 12 and same.mismatches == 0
     totals = [
@@ -71,6 +85,8 @@ async def test_backtest_reproduces_stored_credits_and_measures_a_draft(
     more = sum(b.grams_draft - b.grams_in_force for b in changed.buckets.values())
     assert more > 0
     assert len(changed.most_affected(10)) == 3
+    assert pages == [5, 5, 2]
+    assert paged.as_json(10) == changed.as_json(10)
 
     async with live.sessionmaker() as session, session.begin():
         author = await make_admin(live.app, session, "methodology-author")
@@ -90,3 +106,17 @@ async def test_backtest_reproduces_stored_credits_and_measures_a_draft(
     assert len(body["most_affected"]) == 2
     async with live.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Credit)) == 12
+
+    # The CLI calls the same function, with a progress bar on standard error.
+    monkeypatch.setenv("DATABASE_URL", test_settings.database_url or "")
+    monkeypatch.setenv("REDIS_URL", test_settings.redis_url or "")
+    argv = ["methodology", "backtest", str(draft.json()["id"])]
+    argv += ["--start", start.isoformat(), "--end", end.isoformat(), "--top", "2"]
+    assert await asyncio.to_thread(cli_main, argv) == 0
+    printed = capsys.readouterr()
+    assert "12 events, 0 mismatches" in printed.out
+    assert "12/12" in printed.err  # the bar, finished
+    assert await asyncio.to_thread(cli_main, [*argv, "--json", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    as_json = json.loads(out[out.index("{\n") :])  # after the log line naming the servers
+    assert as_json == {**body, "draft_id": draft.json()["id"]}

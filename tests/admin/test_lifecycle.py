@@ -4,6 +4,7 @@ every act in the audit trail, which auditors page through and export."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -57,18 +58,18 @@ async def test_an_invalid_draft_names_line_and_column(
 UNFILEABLE = {
     "an impossible date": (
         lambda s: s.replace("effective_from: 2025-01-01", "effective_from: 2025-02-30", 1),
-        "",
+        "effective_from",
         "day is out of range",
     ),
     "a year zero": (
         lambda s: s.replace("effective_from: 2025-01-01", "effective_from: 0000-01-01", 1),
-        "",
+        "effective_from",
         "year 0",
     ),
     "a claim window beyond any date": (
         lambda s: s.replace("claim_window_days: 10", "claim_window_days: 99999999999999999999", 1),
-        "",
-        "unreadable value",
+        "claim_window_days",
+        "less than or equal to 36500",
     ),
     "a version beyond the integer column": (
         lambda s: s.replace("version: 2", "version: 2147483648", 1),
@@ -91,6 +92,11 @@ UNFILEABLE = {
         "region code",
     ),
     "nesting without end": (lambda s: "[" * 20_000, "", "nested too deeply"),
+    "a factor beyond any range": (
+        lambda s: s.replace("value: 50\n", "value: 1e999999999\n", 1),
+        "parameters.saving_per_km.value",
+        "a number between",
+    ),
     "an alias of itself": (lambda s: "a: &x [*x]\n" + s, "", "aliases"),
     "aliases that expand": (
         lambda s: 'a: &a ["x", "x", "x"]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n',
@@ -116,10 +122,11 @@ async def test_an_unfileable_draft_is_a_422_naming_where_and_writes_nothing(
     (problem,) = body["problems"]
     assert problem["path"] == path
     assert message in problem["message"]
-    if path:  # a header field: its line and column point at the value
+    if path:  # a field: its line and column point at the value
         line = source.splitlines()[problem["line"] - 1]
-        assert line.startswith(f"{path}: ")
-        assert problem["column"] == len(path) + 3
+        name = path.rsplit(".", 1)[-1]
+        assert line.lstrip().startswith(f"{name}: ")
+        assert problem["column"] == len(line) - len(line.lstrip()) + len(name) + 3
     assert (await db.scalar(select(MethodologyDraft.id))) is None
     assert (await db.scalar(select(AdminAuditEntry.id))) is None
 
@@ -312,11 +319,34 @@ async def test_lists_page_with_cursor_and_a_draft_shows_its_yaml(
             break
     assert logins == ["a-boss", "b-one", "c-two", "d-three"]
 
-    versions = await client.get(
-        "/v1/admin/methodologies", params={"limit": "1"}, headers=boss.headers
+    # Filed versions page by keyset (an opaque cursor): every version once, in scope order.
+    listed: list[tuple[str, str, str, str, int]] = []
+    cursor = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = await client.get("/v1/admin/methodologies", params=params, headers=boss.headers)
+        assert page.status_code == 200, page.text
+        listed += [
+            (
+                v["action_type"],
+                v["region"] or "",
+                v["effective_from"],
+                v["methodology_id"],
+                v["version"],
+            )
+            for v in page.json()["items"]
+        ]
+        assert len(page.json()["items"]) <= 2
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert len(listed) == len(library_sources()) == len(set(listed))
+    assert listed == sorted(listed)
+    forged = await client.get(
+        "/v1/admin/methodologies", params={"cursor": "bm90LWpzb24"}, headers=boss.headers
     )
-    assert len(versions.json()["items"]) == 1
-    assert versions.json()["next_cursor"] == "1"
+    assert forged.status_code == 400
+    assert forged.headers["content-type"] == "application/problem+json"
     source = metro_v2()
     created = await client.post(
         "/v1/admin/methodology-drafts", json={"source_yaml": source}, headers=boss.headers
@@ -325,5 +355,67 @@ async def test_lists_page_with_cursor_and_a_draft_shows_its_yaml(
     drafts = await client.get("/v1/admin/methodology-drafts", headers=boss.headers)
     assert [d["id"] for d in drafts.json()["items"]] == [draft_id]
     assert drafts.json()["next_cursor"] is None
+    newer = await client.post(
+        "/v1/admin/methodology-drafts",
+        json={"source_yaml": source.replace("version: 2", "version: 3", 1)},
+        headers=boss.headers,
+    )
+    first = await client.get(
+        "/v1/admin/methodology-drafts", params={"limit": "1"}, headers=boss.headers
+    )
+    assert [d["id"] for d in first.json()["items"]] == [newer.json()["id"]]
+    rest = await client.get(
+        "/v1/admin/methodology-drafts",
+        params={"limit": "1", "cursor": first.json()["next_cursor"]},
+        headers=boss.headers,
+    )
+    assert [d["id"] for d in rest.json()["items"]] == [draft_id]
+    assert rest.json()["next_cursor"] is None
     one = await client.get(f"/v1/admin/methodology-drafts/{draft_id}", headers=boss.headers)
     assert one.json()["source_yaml"] == source
+
+
+async def test_the_audit_export_streams_page_by_page(
+    app: FastAPI, client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    from service import audit
+
+    actor = audit.Actor(None, "ops", "program-admin", "test")
+    for n in range(5):
+        await audit.record(db, actor, action="test.act", target_type="test", target_id=str(n))
+    streamed = [e.target_id async for e in audit.stream_entries(db, since=None, until=None, page=2)]
+    assert streamed == ["0", "1", "2", "3", "4"]
+    auditor = await make_admin(app, db, "auditor")
+    exported = await client.get("/v1/admin/audit/export", headers=auditor.headers)
+    assert exported.status_code == 200
+    assert [orjson.loads(line)["target_id"] for line in exported.content.splitlines()] == [
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (bytes(range(256)), "2:118: <document>: not UTF-8 text"),
+        (b"[" * 20_000, "1:65: <document>: the document is nested too deeply"),
+        (b"a: &x [*x]\n", "1:4: <document>: anchors and aliases"),
+    ],
+)
+def test_a_hostile_draft_file_at_the_cli_is_a_clean_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    from service.admin.cli import cmd_lifecycle
+    from service.config import Settings
+
+    path = tmp_path / "draft.yaml"
+    path.write_bytes(content)
+    # Read and refused before any server is reached: no database, no stack trace.
+    code = cmd_lifecycle(["draft", str(path), "--as", "bob"], Settings(environment="test"))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{path}:{message}" in err
+    assert "Traceback" not in err

@@ -228,8 +228,8 @@ def test_every_list_takes_cursor_and_answers_next_cursor(document: dict[str, Any
             }, (path, array_members)
         assert "after" not in parameters or operation["operationId"] == "list_outcomes"
     # Outcomes, history, reductions, identity links, two leaderboards, offers; administrators,
-    # the audit trail, methodology versions and drafts.
-    assert lists == 11
+    # the audit trail, methodology versions and drafts, partners and merchants.
+    assert lists == 13
 
 
 def test_every_request_integer_is_bounded_to_int64(document: dict[str, Any]) -> None:
