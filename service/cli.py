@@ -14,7 +14,6 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from service.command_runtime import resolve_command_servers, run_in_session
 from service.config import Settings, get_settings
 from service.observability import configure_logging
 from service.platform_commands import cmd_db, cmd_seed, cmd_serve
@@ -26,11 +25,6 @@ and `REDIS_URL` when set, otherwise the embedded servers under the data dir.
 """
 
 __all__ = ["build_parser", "cmd_db", "cmd_seed", "cmd_serve", "main"]
-
-# The names command modules used before `service.command_runtime`; `service.admin.cli` still
-# imports them from here.
-_servers = resolve_command_servers
-_with_session = run_in_session
 
 
 def cmd_methodology(args: argparse.Namespace, settings: Settings) -> int:

@@ -105,9 +105,9 @@ def lifecycle_parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, work: Any) -> Any:
-    from service.cli import _servers, _with_session
+    from service.command_runtime import resolve_command_servers, run_in_session
 
-    return _with_session(_servers(settings), work)
+    return run_in_session(resolve_command_servers(settings), work)
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -154,10 +154,10 @@ def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit import verify_audit
-    from service.cli import _servers
+    from service.command_runtime import resolve_command_servers
     from service.db import create_engine
 
-    servers = _servers(settings)
+    servers = resolve_command_servers(settings)
 
     async def run() -> Any:
         engine = create_engine(servers.database_url, pool_size=1)

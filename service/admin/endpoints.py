@@ -42,7 +42,9 @@ from service.admin.schemas import (
     VersionOut,
     VersionPageOut,
 )
+from service.config import Settings
 from service.db import DbSession, StreamingSession
+from service.dependencies import AppSecrets, AppSettings, MethodologyRegistry, RedisClient
 from service.fields import (
     AUDIT_ACTION_MAX_LENGTH,
     INT64_MAX,
@@ -153,8 +155,8 @@ def _entry_out(entry: AdminAuditEntry) -> AuditEntryOut:
     )
 
 
-def _min_lead(request: Request) -> timedelta:
-    return timedelta(seconds=request.app.state.settings.methodology_min_lead_seconds)
+def _min_lead(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.methodology_min_lead_seconds)
 
 
 # --- administrators ---------------------------------------------------------------------------
@@ -167,12 +169,18 @@ def _min_lead(request: Request) -> timedelta:
     responses={401: {"description": "`admin-login-failed`"}, 429: {"description": "throttled"}},
     summary="Sign in with password and TOTP code",
 )
-async def admin_login(body: AdminLoginIn, request: Request, session: DbSession) -> AdminTokenOut:
+async def admin_login(
+    body: AdminLoginIn,
+    request: Request,
+    session: DbSession,
+    redis: RedisClient,
+    secrets: AppSecrets,
+) -> AdminTokenOut:
     done = await service.login(
         session,
-        request.app.state.redis,
+        redis,
         keyring(request),
-        request.app.state.secrets.partner_secret_key,
+        secrets.partner_secret_key,
         login=body.login,
         password=body.password,
         code=body.totp,
@@ -217,11 +225,11 @@ async def list_administrators(
     summary="Create an administrator (the TOTP provisioning URI is shown once)",
 )
 async def create_administrator(
-    body: AdminIn, admin: ProgramAdmin, request: Request, session: DbSession
+    body: AdminIn, admin: ProgramAdmin, secrets: AppSecrets, session: DbSession
 ) -> AdminCreatedOut:
     enrolled = await service.create_admin(
         session,
-        request.app.state.secrets.partner_secret_key,
+        secrets.partner_secret_key,
         admin.actor,
         login=body.login,
         display_name=body.display_name,
@@ -331,13 +339,14 @@ async def retire_methodology_version(
     version: VersionNumber,
     body: RetireIn,
     admin: Approver,
-    request: Request,
+    settings: AppSettings,
+    registry: MethodologyRegistry,
     session: DbSession,
 ) -> VersionOut:
     row = await lifecycle.retire(
-        session, admin.actor, methodology_id, version, body.at, min_lead=_min_lead(request)
+        session, admin.actor, methodology_id, version, body.at, min_lead=_min_lead(settings)
     )
-    request.app.state.registry_cache.invalidate()
+    registry.invalidate()
     return _version_out(row)
 
 
@@ -435,12 +444,17 @@ async def approve_methodology_draft(
     summary="File an approved draft, in force from an exact instant",
 )
 async def schedule_methodology_draft(
-    draft_id: DraftId, body: ScheduleIn, admin: Approver, request: Request, session: DbSession
+    draft_id: DraftId,
+    body: ScheduleIn,
+    admin: Approver,
+    settings: AppSettings,
+    registry: MethodologyRegistry,
+    session: DbSession,
 ) -> ScheduledOut:
     done = await lifecycle.schedule(
-        session, admin.actor, draft_id, body.activate_at, min_lead=_min_lead(request)
+        session, admin.actor, draft_id, body.activate_at, min_lead=_min_lead(settings)
     )
-    request.app.state.registry_cache.invalidate()
+    registry.invalidate()
     closes = (
         f"{done.previous.methodology_id}@v{done.previous.version}"
         if done.previous is not None
@@ -462,10 +476,14 @@ async def schedule_methodology_draft(
     summary="Undo a schedule before its instant (the previous version's period is restored)",
 )
 async def unschedule_methodology_draft(
-    draft_id: DraftId, admin: Approver, request: Request, session: DbSession
+    draft_id: DraftId,
+    admin: Approver,
+    settings: AppSettings,
+    registry: MethodologyRegistry,
+    session: DbSession,
 ) -> UnscheduledOut:
-    done = await lifecycle.unschedule(session, admin.actor, draft_id, min_lead=_min_lead(request))
-    request.app.state.registry_cache.invalidate()
+    done = await lifecycle.unschedule(session, admin.actor, draft_id, min_lead=_min_lead(settings))
+    registry.invalidate()
     reopens = (
         f"{done.reopened.methodology_id}@v{done.reopened.version}"
         if done.reopened is not None

@@ -8,10 +8,11 @@ A revoked key, a rotated merchant key and a suspension take effect in this proce
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from service.admin import merchants as merchant_admin
 from service.admin import partners as partner_admin
@@ -35,8 +36,11 @@ from service.admin.schemas import (
     PartnerRotateIn,
 )
 from service.db import DbSession
+from service.dependencies import AppSecrets
 from service.fields import CODE_PATTERN, Limit
+from service.merchants.auth import MerchantKeyCache, MerchantKeys
 from service.models import Merchant, MerchantApiKey, Partner, PartnerCredential
+from service.partners.auth import CredentialCache, PartnerCredentials
 
 router = APIRouter()  # included by service.admin.endpoints, under /v1/admin
 PARTNERS = "admin-partners"
@@ -99,17 +103,24 @@ def _merchant_key_out(key: MerchantApiKey) -> MerchantKeyOut:
     )
 
 
-def _server_key(request: Request) -> str:
-    key: str = request.app.state.secrets.partner_secret_key
-    return key
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """What a key or status act needs: the server key (secrets are derived from it) and the
+    processes' key caches, cleared so this process sees the act at once (others within the
+    caches' 5 s)."""
+
+    server_key: str
+    partner_keys: CredentialCache
+    merchant_keys: MerchantKeyCache
 
 
-def _forget_partner_keys(request: Request) -> None:
-    request.app.state.partner_credentials.clear()
+async def _keys(
+    secrets: AppSecrets, partner_keys: PartnerCredentials, merchant_keys: MerchantKeys
+) -> _Keys:
+    return _Keys(secrets.partner_secret_key, partner_keys, merchant_keys)
 
 
-def _forget_merchant_keys(request: Request) -> None:
-    request.app.state.merchant_keys.clear()
+Keys = Annotated[_Keys, Depends(_keys)]
 
 
 # --- partners ---------------------------------------------------------------------------------
@@ -133,11 +144,11 @@ async def list_partners(
     summary="Create a partner and its first signing key (the secret is shown once)",
 )
 async def create_partner(
-    body: PartnerIn, admin: ProgramAdmin, request: Request, session: DbSession
+    body: PartnerIn, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> PartnerCreatedOut:
     done = await partner_admin.create_partner(
         session,
-        _server_key(request),
+        keys.server_key,
         admin.actor,
         code=body.code,
         name=body.name,
@@ -160,9 +171,9 @@ async def create_partner(
     summary="Issue another signing key (the secret is shown once)",
 )
 async def issue_partner_key(
-    code: Code, admin: ProgramAdmin, request: Request, session: DbSession
+    code: Code, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> IssuedPartnerKeyOut:
-    issued = await partner_admin.issue_key(session, _server_key(request), admin.actor, code)
+    issued = await partner_admin.issue_key(session, keys.server_key, admin.actor, code)
     return IssuedPartnerKeyOut(key_id=issued.key_id, secret=issued.secret)
 
 
@@ -178,19 +189,19 @@ async def rotate_partner_key(
     key_id: KeyId,
     body: PartnerRotateIn,
     admin: ProgramAdmin,
-    request: Request,
+    keys: Keys,
     session: DbSession,
 ) -> PartnerRotatedOut:
     done = await partner_admin.rotate_key(
         session,
-        _server_key(request),
+        keys.server_key,
         admin.actor,
         code,
         key_id,
         overlap=timedelta(hours=body.overlap_hours),
         now=datetime.now(UTC),
     )
-    _forget_partner_keys(request)
+    keys.partner_keys.clear()
     return PartnerRotatedOut(
         key=IssuedPartnerKeyOut(key_id=done.key.key_id, secret=done.key.secret),
         previous=_partner_key_out(done.previous),
@@ -204,10 +215,10 @@ async def rotate_partner_key(
     summary="Stop a signing key now",
 )
 async def revoke_partner_key(
-    code: Code, key_id: KeyId, admin: ProgramAdmin, request: Request, session: DbSession
+    code: Code, key_id: KeyId, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> PartnerKeyOut:
     key = await partner_admin.revoke_key(session, admin.actor, code, key_id, now=datetime.now(UTC))
-    _forget_partner_keys(request)
+    keys.partner_keys.clear()
     return _partner_key_out(key)
 
 
@@ -218,10 +229,10 @@ async def revoke_partner_key(
     summary="Suspend a partner: every request it signs is refused (403 partner-suspended)",
 )
 async def suspend_partner(
-    code: Code, admin: ProgramAdmin, request: Request, session: DbSession
+    code: Code, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> PartnerOut:
     partner = await partner_admin.set_status(session, admin.actor, code, "suspended")
-    _forget_partner_keys(request)
+    keys.partner_keys.clear()
     return _partner_out(partner)
 
 
@@ -232,10 +243,10 @@ async def suspend_partner(
     summary="Reinstate a suspended partner",
 )
 async def reinstate_partner(
-    code: Code, admin: ProgramAdmin, request: Request, session: DbSession
+    code: Code, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> PartnerOut:
     partner = await partner_admin.set_status(session, admin.actor, code, "active")
-    _forget_partner_keys(request)
+    keys.partner_keys.clear()
     return _partner_out(partner)
 
 
@@ -295,12 +306,12 @@ async def issue_merchant_key(
     summary="Issue a successor with the same scopes and terminal; the old key stops now",
 )
 async def rotate_merchant_key(
-    code: Code, key_id: KeyId, admin: ProgramAdmin, request: Request, session: DbSession
+    code: Code, key_id: KeyId, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> MerchantRotatedOut:
     done = await merchant_admin.rotate_key(
         session, admin.actor, code, key_id, now=datetime.now(UTC)
     )
-    _forget_merchant_keys(request)
+    keys.merchant_keys.clear()
     return MerchantRotatedOut(
         key=IssuedMerchantKeyOut(
             key_id=done.key.key.key_id, token=done.key.key.token, scopes=done.key.scopes
@@ -316,10 +327,10 @@ async def rotate_merchant_key(
     summary="Stop an API key now",
 )
 async def revoke_merchant_key(
-    code: Code, key_id: KeyId, admin: ProgramAdmin, request: Request, session: DbSession
+    code: Code, key_id: KeyId, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> MerchantKeyOut:
     key = await merchant_admin.revoke_key(session, admin.actor, code, key_id, now=datetime.now(UTC))
-    _forget_merchant_keys(request)
+    keys.merchant_keys.clear()
     return _merchant_key_out(key)
 
 
@@ -330,10 +341,10 @@ async def revoke_merchant_key(
     summary="Suspend a merchant: its keys are refused (403 merchant-suspended)",
 )
 async def suspend_merchant(
-    code: Code, admin: ProgramAdmin, request: Request, session: DbSession
+    code: Code, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> MerchantOut:
     merchant = await merchant_admin.set_status(session, admin.actor, code, "suspended")
-    _forget_merchant_keys(request)
+    keys.merchant_keys.clear()
     return _merchant_out(merchant)
 
 
@@ -344,8 +355,8 @@ async def suspend_merchant(
     summary="Reinstate a suspended merchant",
 )
 async def reinstate_merchant(
-    code: Code, admin: ProgramAdmin, request: Request, session: DbSession
+    code: Code, admin: ProgramAdmin, keys: Keys, session: DbSession
 ) -> MerchantOut:
     merchant = await merchant_admin.set_status(session, admin.actor, code, "active")
-    _forget_merchant_keys(request)
+    keys.merchant_keys.clear()
     return _merchant_out(merchant)

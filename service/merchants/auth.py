@@ -93,6 +93,15 @@ class MerchantKeyCache(TtlCache[str, tuple[MerchantApiKey, Merchant]]):
         return await self.get_or_load(key_id, load)
 
 
+async def _merchant_key_cache(request: Request) -> MerchantKeyCache:
+    cache: MerchantKeyCache = request.app.state.merchant_keys
+    return cache
+
+
+MerchantKeys = Annotated[MerchantKeyCache, Depends(_merchant_key_cache)]
+"""The process's merchant key cache (clear it when a key or a merchant's status changes)."""
+
+
 async def authenticate_merchant(request: Request) -> MerchantContext:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
