@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.models import LedgerAccount, LedgerHold, LedgerLot, LedgerPosting, LedgerTransaction
+from service.ledger import repository as repo
 from service.privacy import PrivacyTables
 
 # The transactions' kind and request go out with their postings. Nothing is erased.
@@ -81,47 +80,14 @@ class LedgerExport:
 async def export_participant(session: AsyncSession, participant_id: uuid.UUID) -> LedgerExport:
     """Every account of the participant, with its postings, lots and holds. Four statements."""
     accounts = [
-        AccountRecord(*row)
-        for row in await session.execute(
-            select(LedgerAccount.id, LedgerAccount.asset, LedgerAccount.posted, LedgerAccount.held)
-            .where(LedgerAccount.owner_id == participant_id)
-            .order_by(LedgerAccount.id)
-        )
+        AccountRecord(*row) for row in await repo.participant_accounts(session, participant_id)
     ]
     account_ids = [account.id for account in accounts]
     postings = [
-        PostingRecord(*row)
-        for row in await session.execute(
-            select(
-                LedgerPosting.id,
-                LedgerPosting.account_id,
-                LedgerPosting.asset,
-                LedgerPosting.amount,
-                LedgerPosting.transaction_id,
-                LedgerTransaction.kind,
-                LedgerTransaction.request,
-            )
-            .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
-            .where(LedgerPosting.account_id.in_(account_ids))
-            .order_by(LedgerPosting.id)
-        )
+        PostingRecord(*row) for row in await repo.postings_of_accounts(session, account_ids)
     ]
-    lots = [
-        LotRecord(*row)
-        for row in await session.execute(
-            select(LedgerLot.id, LedgerLot.amount, LedgerLot.remaining, LedgerLot.expires_at)
-            .where(LedgerLot.account_id.in_(account_ids))
-            .order_by(LedgerLot.id)
-        )
-    ]
-    holds = [
-        HoldRecord(*row)
-        for row in await session.execute(
-            select(LedgerHold.id, LedgerHold.amount, LedgerHold.expires_at, LedgerHold.created_at)
-            .where(LedgerHold.account_id.in_(account_ids))
-            .order_by(LedgerHold.id)
-        )
-    ]
+    lots = [LotRecord(*row) for row in await repo.lots_of_accounts(session, account_ids)]
+    holds = [HoldRecord(*row) for row in await repo.holds_of_accounts(session, account_ids)]
     return LedgerExport(accounts=accounts, postings=postings, lots=lots, holds=holds)
 
 

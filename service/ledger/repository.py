@@ -1194,3 +1194,55 @@ async def write_credits(session: AsyncSession, writes: CreditWrites) -> None:
 async def take_advisory_lock(session: AsyncSession, key: int) -> None:
     """A transaction-scoped advisory lock (one expiry run at a time)."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+# --- a participant's rows, for the privacy export ---------------------------------------------
+
+
+async def participant_accounts(session: AsyncSession, participant_id: uuid.UUID) -> list[Any]:
+    """(id, asset, posted, held) of every account the participant owns."""
+    rows = await session.execute(
+        select(_accounts.c.id, _accounts.c.asset, _accounts.c.posted, _accounts.c.held)
+        .where(_accounts.c.owner_id == participant_id)
+        .order_by(_accounts.c.id)
+    )
+    return list(rows)
+
+
+async def postings_of_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[Any]:
+    """(id, account, asset, amount, transaction, kind, request) of the accounts' postings."""
+    rows = await session.execute(
+        select(
+            _postings.c.id,
+            _postings.c.account_id,
+            _postings.c.asset,
+            _postings.c.amount,
+            _postings.c.transaction_id,
+            _transactions.c.kind,
+            _transactions.c.request,
+        )
+        .join(_transactions, _transactions.c.id == _postings.c.transaction_id)
+        .where(_postings.c.account_id.in_(account_ids))
+        .order_by(_postings.c.id)
+    )
+    return list(rows)
+
+
+async def lots_of_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[Any]:
+    """(id, amount, remaining, expires_at) of the accounts' lots."""
+    rows = await session.execute(
+        select(_lots.c.id, _lots.c.amount, _lots.c.remaining, _lots.c.expires_at)
+        .where(_lots.c.account_id.in_(account_ids))
+        .order_by(_lots.c.id)
+    )
+    return list(rows)
+
+
+async def holds_of_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[Any]:
+    """(id, amount, expires_at, created_at) of the accounts' holds."""
+    rows = await session.execute(
+        select(_holds.c.id, _holds.c.amount, _holds.c.expires_at, _holds.c.created_at)
+        .where(_holds.c.account_id.in_(account_ids))
+        .order_by(_holds.c.id)
+    )
+    return list(rows)

@@ -53,19 +53,8 @@ def cmd_merchants(args: argparse.Namespace, settings: Settings) -> int:
     from service.errors import ProblemError
     from service.merchants import service as merchants
     from service.merchants.auth import issue_key
-    from service.models import Merchant
 
     servers = resolve_command_servers(settings)
-
-    async def merchant_by_code(session: AsyncSession, code: str) -> Merchant:
-        from sqlalchemy import select
-
-        from service.errors import NotFoundError
-
-        found = await session.scalar(select(Merchant).where(Merchant.code == code))
-        if found is None:
-            raise NotFoundError(f"no merchant {code!r}")
-        return found
 
     async def work(session: AsyncSession) -> list[str]:
         command = args.merchants_command
@@ -79,7 +68,7 @@ def cmd_merchants(args: argparse.Namespace, settings: Settings) -> int:
                 f"api key: {issued.token}",
                 "(shown once)",
             ]
-        merchant = await merchant_by_code(session, args.code)
+        merchant = await merchants.merchant_by_code(session, args.code)
         if command == "add-terminal":
             terminal = await merchants.add_terminal(session, merchant.id, args.terminal, args.name)
             issued = await issue_key(session, merchant.id, ["redeem"], terminal.id)

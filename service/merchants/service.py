@@ -5,10 +5,12 @@ Redemption (tokens, holds, captures, refunds, offer stock) is `service.redemptio
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -171,3 +173,39 @@ async def set_merchant_status(
     if merchant is None:
         raise MerchantNotFoundError(f"no merchant {merchant_id}")
     return merchant
+
+
+async def ensure_demo_merchant(session: AsyncSession, partner_key: str) -> str:
+    """A demo café with an offer; its key is derived (like partner secrets) so it is stable.
+    Returns the key's token."""
+    merchants = MerchantRepository.from_session(session)
+    merchant = await merchants.by_code("demo-cafe")
+    if merchant is None:
+        merchant = await create_merchant(
+            session, code="demo-cafe", name="Demo café", region="CN-JX"
+        )
+        now = datetime.now(UTC)
+        await create_offer(
+            session,
+            merchant.id,
+            title="Oat latte",
+            points_price=500,
+            face_value_fen=1500,
+            valid_from=now - timedelta(days=1),
+            valid_to=now + timedelta(days=365),
+            region="CN-JX",
+        )
+    key_id = "mk_demo" + merchant.id.hex[:13]
+    secret = hmac.new(
+        partner_key.encode(), b"demo-merchant\x00" + merchant.id.bytes, hashlib.sha256
+    ).hexdigest()
+    if await merchants.key(key_id) is None:
+        await merchants.add(
+            MerchantApiKey(
+                key_id=key_id,
+                merchant_id=merchant.id,
+                scopes=["redeem", "refund", "settlement"],
+                secret_hash=hashlib.sha256(secret.encode()).digest(),
+            )
+        )
+    return f"cpmk_{key_id}_{secret}"

@@ -9,6 +9,7 @@ app's read pool), never through the ORM.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -291,3 +292,11 @@ async def erase_participant(
 
 async def delete_links(session: AsyncSession, participant_id: uuid.UUID) -> None:
     await session.execute(delete(IdentityLink).where(IdentityLink.participant_id == participant_id))
+
+
+async def insert_missing_participants(
+    session: AsyncSession, rows: Sequence[dict[str, object]]
+) -> None:
+    """Participants with fixed ids (the demo's), skipping those that exist."""
+    if rows:
+        await session.execute(insert(Participant).values(list(rows)).on_conflict_do_nothing())

@@ -4,6 +4,7 @@ session first and touches only the caller's own data; the SQL is in `repository`
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -312,3 +313,17 @@ async def erase_participant(
     link to a partner identity: nothing connects the participant id to a person any more."""
     await repo.erase_participant(session, participant_id, ERASED_NAME, now)
     await repo.delete_links(session, participant_id)
+
+
+async def ensure_participants(
+    session: AsyncSession, participants: Sequence[tuple[uuid.UUID, str, str, str]]
+) -> None:
+    """(id, kind, display name, region) participants with fixed ids, created if missing (the
+    demo's: seeding twice changes nothing). `kind`: a `ParticipantKind` value."""
+    await repo.insert_missing_participants(
+        session,
+        [
+            {"id": pid, "kind": kind, "display_name": name, "region": region}
+            for pid, kind, name, region in participants
+        ],
+    )
