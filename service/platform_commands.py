@@ -12,7 +12,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.command_runtime import resolve_command_servers, run_in_session
+from service.command_runtime import (
+    Output,
+    add_json_option,
+    emit,
+    resolve_command_servers,
+    run_in_session,
+)
 from service.config import Settings
 
 
@@ -41,6 +47,7 @@ def register(subparsers: Any) -> None:
     db.set_defaults(handler=cmd_db)
 
     seed = subparsers.add_parser("seed", help="insert demo data (idempotent)")
+    add_json_option(seed)
     seed.set_defaults(handler=cmd_seed)
 
 
@@ -136,6 +143,4 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         return await seed_demo_data(session, partner_key)
 
     offered = run_in_session(servers, seed)
-    for name, value in offered.items():
-        print(f"{name}: {value}")
-    return 0
+    return emit(Output([f"{name}: {value}" for name, value in offered.items()], offered), args)

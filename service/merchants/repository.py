@@ -37,6 +37,12 @@ class MerchantRepository:
     async def get(self, merchant_id: uuid.UUID) -> Merchant | None:
         return await self.session.get(Merchant, merchant_id)
 
+    async def by_code(self, code: str) -> Merchant | None:
+        found: Merchant | None = await self.session.scalar(
+            select(Merchant).where(Merchant.code == code)
+        )
+        return found
+
     async def add(self, row: MerchantTerminal | Offer | MerchantApiKey) -> None:
         """Insert a terminal, an offer or a key (flushed: constraint errors surface here)."""
         self.session.add(row)

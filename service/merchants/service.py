@@ -116,6 +116,13 @@ async def statement(
     )
 
 
+async def merchant_by_code(session: AsyncSession, code: str) -> Merchant:
+    merchant = await MerchantRepository.from_session(session).by_code(code)
+    if merchant is None:
+        raise NotFoundError(f"no merchant {code!r}")
+    return merchant
+
+
 async def get_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> Merchant:
     merchant = await MerchantRepository.from_session(session).get(merchant_id)
     if merchant is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +49,13 @@ async def create_partner(
     )
     if partner is None:
         raise ConflictError(f"a partner with code {code!r} exists")
+    return partner
+
+
+async def partner_by_id(session: AsyncSession, partner_id: uuid.UUID) -> Partner:
+    partner = await PartnerRepository.from_session(session).partner(partner_id)
+    if partner is None:
+        raise PartnerNotFoundError(f"no partner {partner_id}")
     return partner
 
 
