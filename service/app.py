@@ -33,7 +33,7 @@ from service.health.endpoints import router as health_router
 from service.merchants.auth import MerchantKeyCache
 from service.merchants.endpoints import router as merchant_router
 from service.methodologies.service import RegistryCache
-from service.migrations import head_revisions
+from service.migrations import code_migrations
 from service.observability import RequestContextMiddleware, configure_logging, get_logger
 from service.openapi import install_openapi, operation_id
 from service.participants.endpoints import privacy_router
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine, size=settings.db_read_pool_size
         )
         app.state.redis = create_redis(settings.redis_url)
-        app.state.migration_heads = head_revisions()
+        app.state.shipped_migrations = code_migrations()
         app.state.partner_credentials = CredentialCache()
         app.state.merchant_keys = MerchantKeyCache()
         app.state.registry_cache = RegistryCache()

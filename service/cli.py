@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from service.merchants.commands import register as register_merchants
     from service.partners.commands import register as register_partners
     from service.platform_commands import register as register_platform
+    from service.redemption.commands import register as register_redemption
     from service.webhooks.cli import register as register_webhooks
 
     parser = argparse.ArgumentParser(prog="carbon-points", description=_DESCRIPTION)
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_partners(commands)
     register_merchants(commands)
     register_crediting(commands)
+    register_redemption(commands)
 
     methodology = commands.add_parser(
         "methodology",
@@ -69,24 +71,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if arguments[1] in LIFECYCLE_COMMANDS:
             settings = get_settings()
-            configure_logging(settings.log_level, settings.log_format)
-            return cmd_lifecycle(arguments[1:], settings)
+            configure_logging(settings.log_level, settings.log_format, stream="stderr")
+            return _run(lambda: cmd_lifecycle(arguments[1:], settings))
     if arguments[:1] == ["methodology"]:
         # The pure engine owns this command's arguments, --help included; no servers needed.
         from points_rules.cli import main as methodology_main
 
         return methodology_main(arguments[1:] or ["--help"])
+    if arguments[:2] == ["ledger", "void-overdue-holds"]:
+        # Moved to the redemption domain, which also tells the merchants (redemption.expired);
+        # the old spelling keeps working for existing schedules.
+        arguments = ["redemptions", "expire-holds", *arguments[2:]]
     args = build_parser().parse_args(arguments)
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    # Logs on stderr: stdout carries only the command's results.
+    configure_logging(settings.log_level, settings.log_format, stream="stderr")
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    return _run(lambda: handler(args, settings))
+
+
+def _run(command: Callable[[], int]) -> int:
+    """Run a command; whatever it raises ends as one `error:` line on stderr and exit 1."""
     from service.errors import ProblemError
+    from service.observability import get_logger
 
     try:
-        return handler(args, settings)
+        return command()
     except ProblemError as error:
         # A refusal the command did not word itself: still one line, never a stack trace.
         print(f"error: {error.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an operator gets a line; the trace is in the debug log
+        get_logger("carbon_points.cli").debug("command failed", exc_info=True)
+        print(f"error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
         return 1
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.config import Settings
 from service.dev_secrets import Secrets
 from service.methodologies.service import RegistryCache
+from service.migrations import CodeMigrations
 
 
 async def _settings(request: Request) -> Settings:
@@ -52,9 +53,9 @@ async def _redis(request: Request) -> Redis:
     return redis
 
 
-async def _migration_heads(request: Request) -> frozenset[str]:
-    heads: frozenset[str] = request.app.state.migration_heads
-    return heads
+async def _shipped_migrations(request: Request) -> CodeMigrations:
+    shipped: CodeMigrations = request.app.state.shipped_migrations
+    return shipped
 
 
 async def _registry_cache(request: Request) -> RegistryCache:
@@ -77,8 +78,8 @@ SessionMaker = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker
 RedisClient = Annotated[Redis, Depends(_redis)]
 """The process's Redis client: an accelerator, never the source of truth."""
 
-MigrationHeads = Annotated[frozenset[str], Depends(_migration_heads)]
-"""The migration heads this code was built for (readiness compares the database's)."""
+ShippedMigrations = Annotated[CodeMigrations, Depends(_shipped_migrations)]
+"""The migrations this code ships, its heads among them (readiness compares the database's)."""
 
 MethodologyRegistry = Annotated[RegistryCache, Depends(_registry_cache)]
 """The methodology registry cache (`await registry.get(session)`)."""

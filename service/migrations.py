@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -32,8 +34,41 @@ def alembic_config(database_url: str) -> Config:
 
 
 def head_revisions() -> frozenset[str]:
+    return code_migrations().heads
+
+
+@dataclass(frozen=True, slots=True)
+class CodeMigrations:
+    """What this code knows of the schema: its heads, and every revision it ships."""
+
+    heads: frozenset[str]
+    known: frozenset[str]
+
+
+def code_migrations() -> CodeMigrations:
     script = ScriptDirectory.from_config(alembic_config("postgresql://unused"))
-    return frozenset(script.get_heads())
+    return CodeMigrations(
+        heads=frozenset(script.get_heads()),
+        known=frozenset(revision.revision for revision in script.walk_revisions()),
+    )
+
+
+MigrationState = Literal["current", "ahead", "behind"]
+
+
+def migration_state(database: frozenset[str], code: CodeMigrations) -> MigrationState:
+    """Where the database stands against the code: `current` at the code's heads; `ahead`
+    when it carries a revision this code does not ship (a newer release's expand step, run
+    before its processes start: revisions are only ever appended, so an unknown one is a
+    later one); `behind` when it is unmigrated or at a revision older than a head.
+
+    Expand/contract (docs/architecture.md) is what makes `ahead` safe to serve.
+    """
+    if database == code.heads:
+        return "current"
+    if database and all(rev in code.heads or rev not in code.known for rev in database):
+        return "ahead"
+    return "behind"
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import structlog
@@ -44,20 +44,30 @@ HTTP_LATENCY = Histogram(
 )
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stdout` is now (test runners swap it), not what it was."""
+class _CurrentStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stdout` (or `sys.stderr`) is now (test runners swap them),
+    not what it was when logging was configured."""
+
+    def __init__(self, name: Literal["stdout", "stderr"]) -> None:
+        super().__init__()
+        self._name = name
 
     @property
     def stream(self) -> Any:
-        return sys.stdout
+        return sys.stderr if self._name == "stderr" else sys.stdout
 
     @stream.setter
     def stream(self, _value: Any) -> None:
         pass
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Structured logs on stdout: one JSON object a line, request id included.
+def configure_logging(
+    level: str = "INFO", fmt: str = "json", *, stream: Literal["stdout", "stderr"] = "stdout"
+) -> None:
+    """Structured logs: one JSON object a line, request id included.
+
+    The server logs on stdout (where process managers collect it); the CLI logs on stderr, so
+    a command's stdout carries only its results and can be parsed (`--json`).
 
     structlog's loggers hand their events to the standard library, so the service's own
     records and those of uvicorn, alembic and the libraries share one handler and format.
@@ -81,7 +91,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    handler = _StdoutHandler()
+    handler = _CurrentStreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],

@@ -269,6 +269,17 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             {
                 "items": [
                     {
+                        "sequence": 2,
+                        "kind": "reversal",
+                        "points": -576,
+                        "at": _AT,
+                        "credit_id": None,
+                        "methodology_id": None,
+                        "methodology_version": None,
+                        "reason": "ticket_refunded",
+                        "reverses_credit_id": "1",
+                    },
+                    {
                         "sequence": 1,
                         "kind": "credit",
                         "points": 576,
@@ -277,7 +288,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                         "methodology_id": "cn-transit-metro",
                         "methodology_version": 1,
                         "reason": "action_credited",
-                    }
+                        "reverses_credit_id": None,
+                    },
                 ],
                 "next_cursor": None,
             },

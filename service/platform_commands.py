@@ -12,7 +12,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.command_runtime import resolve_command_servers, run_in_session
+from service.command_runtime import (
+    Output,
+    add_json_option,
+    emit,
+    resolve_command_servers,
+    run_in_session,
+)
 from service.config import Settings
 
 
@@ -35,10 +41,13 @@ def register(subparsers: Any) -> None:
     )
     down = db_commands.add_parser("downgrade", help="migrate down to a revision ('base': all)")
     down.add_argument("revision")
-    db_commands.add_parser("current", help="print the revision; exit 1 when behind head")
+    db_commands.add_parser(
+        "current", help="print the revision; exit 1 when behind head (ahead is fine)"
+    )
     db.set_defaults(handler=cmd_db)
 
     seed = subparsers.add_parser("seed", help="insert demo data (idempotent)")
+    add_json_option(seed)
     seed.set_defaults(handler=cmd_seed)
 
 
@@ -104,10 +113,13 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                 await engine.dispose()
 
         revisions = asyncio.run(current())
-        heads = migrations.head_revisions()
-        state = "current" if revisions == heads else "behind"
-        print(f"database at {sorted(revisions) or ['base']}; head {sorted(heads)} ({state})")
-        return 0 if revisions == heads else 1
+        shipped = migrations.code_migrations()
+        state = migrations.migration_state(revisions, shipped)
+        print(
+            f"database at {sorted(revisions) or ['base']}; head {sorted(shipped.heads)} ({state})"
+        )
+        # Ahead is a newer release's expand step: this code still runs on it.
+        return 1 if state == "behind" else 0
     return 0
 
 
@@ -131,6 +143,4 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         return await seed_demo_data(session, partner_key)
 
     offered = run_in_session(servers, seed)
-    for name, value in offered.items():
-        print(f"{name}: {value}")
-    return 0
+    return emit(Output([f"{name}: {value}" for name, value in offered.items()], offered), args)

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from service.dependencies import (
     Engine,
     MethodologyRegistry,
-    MigrationHeads,
     RedisClient,
     SessionMaker,
+    ShippedMigrations,
 )
 from service.errors import ServiceUnavailableError
 from service.health import repository
 from service.methodologies.service import uncovered
-from service.migrations import current_revisions
+from service.migrations import current_revisions, migration_state
 from service.observability import metrics_payload
 from service.partners.service import active_scopes
 
@@ -31,25 +32,49 @@ async def check_liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded"] = Field(
+        description="`degraded`: ready, but an accelerator (Redis) is down; requests still work"
+    )
+    checks: dict[str, str] = Field(
+        description="postgresql, migrations (current | ahead | behind), redis, methodologies"
+    )
+
+
+# Not ready without these; Redis only speeds the service up (replay cache, rate limits fail
+# open), so an instance without it keeps serving and says so.
+_REQUIRED = ("postgresql", "migrations", "methodologies")
+_READY_VALUES = ("ok", "current", "ahead")
+
+
 @router.get(
     "/readyz",
-    summary="Readiness: PostgreSQL and Redis answer, migrations are current, and every action"
-    " type a partner may send has a methodology in force",
-    responses={503: {"description": "A dependency is down or migrations are behind"}},
+    summary="Readiness: PostgreSQL answers, the database is at or ahead of the code's"
+    " migrations, and every action type a partner may send has a methodology in force",
+    description="Ready (200) when PostgreSQL answers and the database is at the code's"
+    " migration head or ahead of it (a newer release's expand step; see the expand/contract"
+    " rule in docs/architecture.md). Redis down is `degraded`, still 200: every endpoint works"
+    " without it. Otherwise 503 with the checks.",
+    response_model=Readiness,
+    responses={
+        503: {
+            "description": "PostgreSQL is down, migrations are behind, or an action"
+            " type has no methodology in force"
+        }
+    },
 )
 async def check_readiness(
     engine: Engine,
-    heads: MigrationHeads,
+    shipped: ShippedMigrations,
     redis: RedisClient,
     sessionmaker: SessionMaker,
     registry_cache: MethodologyRegistry,
 ) -> JSONResponse:
-    checks: dict[str, Any] = {}
+    checks: dict[str, str] = {}
 
     async def check_postgres() -> None:
         await repository.ping(engine)
-        current = await current_revisions(engine)
-        checks["migrations"] = "current" if current == heads else "behind"
+        checks["migrations"] = migration_state(await current_revisions(engine), shipped)
 
     async def check_redis() -> None:
         await redis.ping()
@@ -74,8 +99,11 @@ async def check_readiness(
             checks.setdefault(name, "ok")
         except Exception as exc:  # a readiness probe reports, it does not raise
             checks[name] = f"unavailable: {type(exc).__name__}"
-    if all(value in ("ok", "current") for value in checks.values()):
-        return JSONResponse({"status": "ready", "checks": checks})
+    if checks.get("postgresql") != "ok":
+        checks.setdefault("migrations", "unknown")
+    if all(checks.get(name) in _READY_VALUES for name in _REQUIRED):
+        status = "ready" if checks["redis"] == "ok" else "degraded"
+        return JSONResponse({"status": status, "checks": checks})
     error = ServiceUnavailableError("not ready", checks=checks)
     return JSONResponse(error.to_problem(), status_code=503, media_type="application/problem+json")
 

@@ -8,7 +8,7 @@ chain state at a time and at most `max_violations` findings).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,16 +134,34 @@ async def _stream(conn: AsyncConnection, query: Any) -> AsyncIterator[Any]:
 Checkpoint = dict[int, tuple[int, str]]
 
 
+Progress = Callable[[int, int | None], None]
+_PROGRESS_EVERY = 1000  # rows between two progress reports
+
+
 async def verify_ledger(
-    engine: AsyncEngine, *, max_violations: int = 100, checkpoint: Checkpoint | None = None
+    engine: AsyncEngine,
+    *,
+    max_violations: int = 100,
+    checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Check invariants 1-3 and 7 over the whole ledger; name every offending row.
 
     A chain kept inside the database cannot, alone, reveal a rewrite of its newest
     rows together with the heads. `checkpoint` closes that gap: heads published
     earlier (`report.heads`, kept outside the database) must still be in the chain.
+
+    `progress` hears (rows checked, rows to check) as the lots and the postings' chains,
+    the long part, are streamed.
     """
     report = VerifyReport()
+    checked = 0
+
+    def tick() -> None:
+        nonlocal checked
+        checked += 1
+        if progress is not None and checked % _PROGRESS_EVERY == 0:
+            progress(checked, report.lots + report.postings)
 
     def found(invariant: str, where: str, detail: str) -> None:
         if len(report.violations) < max_violations:
@@ -195,7 +213,10 @@ async def verify_ledger(
                 elif row.lots_sum:
                     found("3 balance = open lots", where, f"a {row.kind} account holds lots")
 
+            if progress is not None:
+                progress(0, report.lots + report.postings)
             async for row in _stream(conn, _LOT_FACTS):
+                tick()
                 expected_code = f"participant:{row.participant_id}:POINTS"
                 if (
                     row.amount != row.points - row.debt_paid
@@ -215,12 +236,18 @@ async def verify_ledger(
                     f"remaining {row.remaining}, movements sum {row.moved}",
                 )
 
-            await _verify_chains(conn, found, report, checkpoint or {})
+            await _verify_chains(conn, found, report, checkpoint or {}, tick)
+    if progress is not None:
+        progress(report.lots + report.postings, report.lots + report.postings)
     return report
 
 
 async def _verify_chains(
-    conn: AsyncConnection, found: Any, report: VerifyReport, checkpoint: Checkpoint
+    conn: AsyncConnection,
+    found: Any,
+    report: VerifyReport,
+    checkpoint: Checkpoint,
+    tick: Callable[[], None],
 ) -> None:
     account: int | None = None
     expected_seq = 0
@@ -248,6 +275,7 @@ async def _verify_chains(
             )
 
     async for row in _stream(conn, _CHAIN):
+        tick()
         if row.account_id != account:
             close_account()
             account, expected_seq, running, broken = row.account_id, 0, ZERO_HASH, False

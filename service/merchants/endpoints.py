@@ -7,6 +7,7 @@ import csv
 import io
 from datetime import datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -57,13 +58,18 @@ async def get_settlement(
     )
     if format == "json":
         return Response(result.model_dump_json(), media_type="application/json")
+    # For spreadsheets: times in the programme's timezone (with their offset), and a UTF-8
+    # byte order mark, without which Excel reads UTF-8 as the local code page and garbles
+    # Chinese text.
+    zone = ZoneInfo(settings.program_timezone)
     out = io.StringIO()
+    out.write("\ufeff")
     writer = csv.writer(out)
     writer.writerow(["at", "kind", "transaction_id", "points", "value_fen"])
     for line in result.lines:
         writer.writerow(
             [
-                line.at.isoformat(),
+                line.at.astimezone(zone).isoformat(),
                 line.kind,
                 line.transaction_id,
                 line.points,
@@ -71,4 +77,4 @@ async def get_settlement(
             ]
         )
     writer.writerow(["total", "", "", result.net_points, result.value_fen])
-    return Response(out.getvalue(), media_type="text/csv")
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8")

@@ -39,6 +39,12 @@ class MerchantRepository:
     async def get(self, merchant_id: uuid.UUID) -> Merchant | None:
         return await self.session.get(Merchant, merchant_id)
 
+    async def by_code(self, code: str) -> Merchant | None:
+        found: Merchant | None = await self.session.scalar(
+            select(Merchant).where(Merchant.code == code)
+        )
+        return found
+
     async def add(self, row: MerchantTerminal | Offer | MerchantApiKey) -> None:
         """Insert a terminal, an offer or a key (flushed: constraint errors surface here)."""
         self.session.add(row)
@@ -53,12 +59,6 @@ class MerchantRepository:
             )
         ).first()
         return None if row is None else (row[0], row[1])
-
-    async def by_code(self, code: str) -> Merchant | None:
-        merchant: Merchant | None = await self.session.scalar(
-            select(Merchant).where(Merchant.code == code)
-        )
-        return merchant
 
     async def page(self, *, after_code: str | None, limit: int) -> Sequence[Merchant]:
         query = select(Merchant).order_by(Merchant.code).limit(limit)

@@ -44,6 +44,11 @@ class HistoryItem(BaseModel):
     methodology_id: str | None = None
     methodology_version: int | None = None
     reason: str | None = None
+    reverses_credit_id: str | None = Field(
+        default=None,
+        description="On a reversal: the `credit_id` of the credit it takes back (its own"
+        " history item, and its explanation). Null on every other kind.",
+    )
 
 
 class HistoryPage(BaseModel):

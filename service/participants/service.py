@@ -105,7 +105,7 @@ async def history(
         until=until,
     )
     items = []
-    for seq, amount, kind, request, created_at in rows:
+    for seq, amount, kind, request, created_at, reverses_credit_id in rows:
         items.append(
             HistoryItem(
                 sequence=seq,
@@ -116,6 +116,7 @@ async def history(
                 methodology_id=request.get("methodology_id"),
                 methodology_version=request.get("methodology_version"),
                 reason=request.get("reason"),
+                reverses_credit_id=reverses_credit_id,
             )
         )
     next_cursor = str(items[-1].sequence) if len(items) == limit else None

@@ -9,7 +9,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.command_runtime import Output, add_json_option
 from service.config import Settings
+from service.models import Partner
 from service.partners.credentials import IssuedCredential
 from service.partners.service import KINDS
 
@@ -27,7 +29,7 @@ def register(subparsers: Any) -> None:
     create.add_argument("--action-types", required=True, help="comma-separated, e.g. transit.metro")
     create.add_argument("--region")
     create.add_argument("--rate-limit", type=int, default=2000, help="requests per second")
-    commands.add_parser("list", help="list partners")
+    listing = commands.add_parser("list", help="list partners")
     issue = commands.add_parser("issue-key", help="issue another key")
     issue.add_argument("code")
     rotate = commands.add_parser("rotate-key", help="issue a successor; old key overlaps")
@@ -41,12 +43,14 @@ def register(subparsers: Any) -> None:
     link.add_argument("code")
     link.add_argument("--subject", required=True, help="the card or account number")
     link.add_argument("--participant", required=True, type=uuid.UUID)
+    for command in (create, listing, issue, rotate, revoke, link):
+        add_json_option(command)
     partners.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from service.command_runtime import (
-        print_lines,
+        emit,
         refuse,
         resolve_command_servers,
         run_in_session,
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     servers = resolve_command_servers(settings)
     secrets = load_secrets(settings)
 
-    async def work(session: AsyncSession) -> list[str]:
+    async def work(session: AsyncSession) -> Output:
         return await administer(
             session,
             args,
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     try:
-        return print_lines(run_in_session(servers, work))
+        return emit(run_in_session(servers, work), args)
     except ProblemError as error:
         return refuse(error)
 
@@ -81,8 +85,8 @@ async def administer(
     pepper: str,
     validity: timedelta,
     now: datetime,
-) -> list[str]:
-    """One `partners` command in the caller's transaction; the lines to print."""
+) -> Output:
+    """One `partners` command in the caller's transaction; what to print."""
     from service.partners import credentials
     from service.partners.service import create_partner, list_partners, partner_by_code
 
@@ -98,12 +102,17 @@ async def administer(
             rate_limit_per_second=args.rate_limit,
         )
         issued = await credentials.issue_credential(session, partner_key, partner.id)
-        return [f"partner {partner.code} ({partner.id})", *_show(issued)]
+        shown = _show(issued)
+        return Output(
+            [f"partner {partner.code} ({partner.id})", *shown.lines],
+            {"partner": _partner(partner), "key": shown.data},
+        )
     if command == "list":
-        return [
-            f"{p.code}\t{p.kind}\t{p.status}\t{','.join(p.allowed_action_types)}"
-            for p in await list_partners(session)
-        ]
+        listed = await list_partners(session)
+        return Output(
+            [f"{p.code}\t{p.kind}\t{p.status}\t{','.join(p.allowed_action_types)}" for p in listed],
+            [_partner(p) for p in listed],
+        )
     if command == "issue-key":
         partner = await partner_by_code(session, args.code)
         return _show(await credentials.issue_credential(session, partner_key, partner.id))
@@ -115,13 +124,14 @@ async def administer(
             overlap=timedelta(hours=args.overlap_hours),
             now=now,
         )
-        return [
-            *_show(issued),
-            f"{args.key_id} keeps working for {args.overlap_hours} h, then stops",
-        ]
+        shown = _show(issued)
+        return Output(
+            [*shown.lines, f"{args.key_id} keeps working for {args.overlap_hours} h, then stops"],
+            {**shown.data, "replaces": args.key_id, "overlap_hours": args.overlap_hours},
+        )
     if command == "revoke-key":
         await credentials.revoke_credential(session, args.key_id, now=now)
-        return [f"{args.key_id} revoked"]
+        return Output([f"{args.key_id} revoked"], {"key_id": args.key_id, "revoked": True})
     return await _link(session, args, pepper=pepper, validity=validity, now=now)
 
 
@@ -132,7 +142,7 @@ async def _link(
     pepper: str,
     validity: timedelta,
     now: datetime,
-) -> list[str]:
+) -> Output:
     from service.crediting.service import CreditingSettings, link_identity
     from service.methodologies.service import RegistryCache
     from service.partners.service import partner_by_code
@@ -148,14 +158,38 @@ async def _link(
         subject_ref=args.subject,
         now=now,
     )
-    return [f"linked; {len(released)} pending event(s) released"] + [
-        f"  {o.external_id}: {o.status} {o.points} points" for o in released
-    ]
+    return Output(
+        [f"linked; {len(released)} pending event(s) released"]
+        + [f"  {o.external_id}: {o.status} {o.points} points" for o in released],
+        {
+            "linked": True,
+            "released": [
+                {"external_id": o.external_id, "status": o.status, "points": o.points}
+                for o in released
+            ],
+        },
+    )
 
 
-def _show(issued: IssuedCredential) -> list[str]:
-    return [
-        f"key id: {issued.key_id}",
-        f"secret: {issued.secret}",
-        "(shown once: store it in the partner's secret store)",
-    ]
+def _partner(partner: Partner) -> dict[str, object]:
+    return {
+        "id": str(partner.id),
+        "code": partner.code,
+        "name": partner.name,
+        "kind": partner.kind,
+        "status": partner.status,
+        "action_types": list(partner.allowed_action_types),
+        "region": partner.region,
+        "rate_limit_per_second": partner.rate_limit_per_second,
+    }
+
+
+def _show(issued: IssuedCredential) -> Output:
+    return Output(
+        [
+            f"key id: {issued.key_id}",
+            f"secret: {issued.secret}",
+            "(shown once: store it in the partner's secret store)",
+        ],
+        {"key_id": issued.key_id, "secret": issued.secret},
+    )

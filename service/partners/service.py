@@ -52,6 +52,13 @@ async def create_partner(
     return partner
 
 
+async def partner_by_id(session: AsyncSession, partner_id: uuid.UUID) -> Partner:
+    partner = await PartnerRepository.from_session(session).partner(partner_id)
+    if partner is None:
+        raise PartnerNotFoundError(f"no partner {partner_id}")
+    return partner
+
+
 async def partner_by_code(session: AsyncSession, code: str) -> Partner:
     partner = await PartnerRepository.from_session(session).partner_by_code(code)
     if partner is None:

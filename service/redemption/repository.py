@@ -129,6 +129,16 @@ _GET_FOR_CAPTURE = f"""
     FROM redemptions
     WHERE id = $1 AND merchant_id = $2 AND ($3::uuid IS NULL OR terminal_id = $3)
 """  # noqa: S608 (constant SQL; values are bound)
+_EXPIRED_SUBSCRIBERS = subscribed_endpoints_sql(
+    "'merchant'", "redemptions.merchant_id", "'redemption.expired'"
+)
+_BY_HOLDS = f"""
+    SELECT id, merchant_id, terminal_id, participant_id, offer_id, points, hold_id, created_at,
+           {_EXPIRED_SUBSCRIBERS} AS subscribers
+    FROM redemptions
+    WHERE hold_id = ANY($1::bigint[])
+    ORDER BY hold_id
+"""  # noqa: S608 (constant SQL; values are bound)
 _tokens = cast(Table, RedemptionToken.__table__)
 _LIVE_HOLD = text(hold_is_live_sql("redemptions.hold_id"))
 
@@ -216,6 +226,15 @@ class RedemptionRepository:
         connection = await driver(self.session)
         row = await connection.fetchrow(_GET_FOR_CAPTURE, redemption_id, merchant_id, terminal_id)
         return (RedemptionRow(*row[:8]), list(row[8])) if row is not None else None
+
+    async def by_holds_for_expiry(
+        self, hold_ids: list[int]
+    ) -> list[tuple[RedemptionRow, list[uuid.UUID]]]:
+        """The redemptions of these ledger holds (a hold placed by no redemption has none),
+        each with its merchant's endpoints subscribed to `redemption.expired`. One statement."""
+        connection = await driver(self.session)
+        rows = await connection.fetch(_BY_HOLDS, hold_ids)
+        return [(RedemptionRow(*row[:8]), list(row[8])) for row in rows]
 
     async def catalogue(
         self,

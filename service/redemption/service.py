@@ -39,6 +39,7 @@ __all__ = [
     "TOKEN_LIFETIME",
     "IssuedToken",
     "RedemptionTokenInvalidError",
+    "announce_expired",
     "authorise",
     "capture",
     "catalogue",
@@ -327,6 +328,20 @@ async def refund(
     return await _announce(
         session, merchant_id, "redemption.refunded", await _view(session, redemption)
     )
+
+
+async def announce_expired(session: AsyncSession, hold_ids: list[int]) -> int:
+    """Tell each merchant whose redemption's hold just timed out (`redemption.expired`), in
+    the transaction that expired the holds: sent if and only if the expiry commits. Returns
+    how many redemptions were announced."""
+    found = await RedemptionRepository.from_session(session).by_holds_for_expiry(hold_ids)
+    for redemption, subscribers in found:
+        if subscribers:
+            state = await _view(session, redemption)
+            await _announce(
+                session, redemption.merchant_id, "redemption.expired", state, subscribers
+            )
+    return len(found)
 
 
 async def redemption_for(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.command_runtime import Output, add_json_option
 from service.config import Settings
 
 
@@ -47,10 +49,13 @@ def register(subparsers: Any) -> None:
     )
     rotate.add_argument("endpoint_id", type=uuid.UUID)
     rotate.add_argument("--overlap-hours", type=int, default=24)
+    for command in (replay, dead, create, listing, disable, rotate):
+        add_json_option(command)
     webhooks.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from service.command_runtime import emit, refuse
     from service.command_runtime import resolve_command_servers as _servers
     from service.dev_secrets import load_secrets
     from service.errors import ProblemError
@@ -61,13 +66,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(_deliver(servers.database_url, partner_key, args.batch_size, args.poll))
         return 0
     try:
-        lines = asyncio.run(_administer(servers.database_url, partner_key, args))
+        output = asyncio.run(_administer(servers.database_url, partner_key, args))
     except ProblemError as error:
-        print(f"error: {error.detail}", file=sys.stderr)
-        return 1
-    for line in lines:
-        print(line)
-    return 0
+        return refuse(error)
+    return emit(output, args)
 
 
 async def _deliver(
@@ -76,8 +78,10 @@ async def _deliver(
     import httpx
 
     from service.db import create_engine, create_sessionmaker
+    from service.observability import get_logger
     from service.webhooks.delivery import DEFAULT_TIMEOUT, USER_AGENT, deliver_due
 
+    log = get_logger("carbon_points.webhooks")
     engine = create_engine(database_url, pool_size=2)
     try:
         sessionmaker = create_sessionmaker(engine)
@@ -93,7 +97,7 @@ async def _deliver(
                     partner_key=partner_key,
                 )
                 if attempted:
-                    print(f"attempted {attempted} message(s)", flush=True)
+                    log.info("webhooks delivered", attempted=attempted)
                     continue  # more may have become due while sending
                 if poll is None:
                     return
@@ -102,65 +106,121 @@ async def _deliver(
         await engine.dispose()
 
 
-async def _administer(database_url: str, partner_key: str, args: argparse.Namespace) -> list[str]:
+async def _administer(database_url: str, partner_key: str, args: argparse.Namespace) -> Output:
     from service.db import create_engine, create_sessionmaker
-    from service.webhooks import service
 
-    now = datetime.now(UTC)
     engine = create_engine(database_url, pool_size=1)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            command = args.webhooks_command
-            if command == "replay":
-                message = await service.replay(session, args.message_id)
-                return [f"{message.id} pending again (endpoint {message.endpoint_id})"]
-            if command == "list-dead":
-                return [
-                    f"{m.id}\t{m.event_type}\t{m.endpoint_id}\t{m.attempts}\t{m.last_error or ''}"
-                    for m in await service.list_dead(session, limit=args.limit)
-                ]
-            if command == "create":
-                issued = await service.create_endpoint(
-                    session,
-                    partner_key,
-                    owner_type=args.owner_type,
-                    owner_id=args.owner_id,
-                    url=args.url,
-                    event_types=[t.strip() for t in args.events.split(",") if t.strip()],
-                )
-                return _show(issued.endpoint_id, issued.secret)
-            if command == "list":
-                return [
-                    f"{e.id}\t{e.url}\t{','.join(e.event_types)}"
-                    + (f"\tdisabled {e.disabled_at.isoformat()}" if e.disabled_at else "")
-                    for e in await service.list_endpoints(
-                        session,
-                        owner_type=args.owner_type,
-                        owner_id=args.owner_id,
-                        include_disabled=args.all,
-                    )
-                ]
-            if command == "disable":
-                await service.disable_endpoint(session, args.endpoint_id, now=now)
-                return [f"{args.endpoint_id} disabled"]
-            issued = await service.rotate_secret(
-                session,
-                partner_key,
-                args.endpoint_id,
-                now=now,
-                overlap=timedelta(hours=args.overlap_hours),
-            )
-            return [
-                *_show(issued.endpoint_id, issued.secret),
-                f"the old secret also signs for {args.overlap_hours} h",
-            ]
+            return await administer(session, partner_key, args, now=datetime.now(UTC))
     finally:
         await engine.dispose()
 
 
-def _show(endpoint_id: uuid.UUID, secret: str) -> list[str]:
-    return [
-        f"endpoint: {endpoint_id}",
-        f"secret: {secret}",
-        "(shown once: give it to the receiver to verify signatures)",
-    ]
+async def administer(
+    session: AsyncSession, partner_key: str, args: argparse.Namespace, *, now: datetime
+) -> Output:
+    """One `webhooks` command (not `deliver`) in the caller's transaction; what to print."""
+    from service.webhooks import service
+
+    command = args.webhooks_command
+    if command == "replay":
+        message = await service.replay(session, args.message_id)
+        return Output(
+            [f"{message.id} pending again (endpoint {message.endpoint_id})"],
+            {"message_id": message.id, "endpoint_id": str(message.endpoint_id)},
+        )
+    if command == "list-dead":
+        dead = await service.list_dead(session, limit=args.limit)
+        return Output(
+            [
+                f"{m.id}\t{m.event_type}\t{m.endpoint_id}\t{m.attempts}\t{m.last_error or ''}"
+                for m in dead
+            ],
+            [
+                {
+                    "id": m.id,
+                    "event_type": m.event_type,
+                    "endpoint_id": str(m.endpoint_id),
+                    "attempts": m.attempts,
+                    "last_error": m.last_error,
+                }
+                for m in dead
+            ],
+        )
+    if command == "create":
+        await _require_owner(session, args.owner_type, args.owner_id)
+        issued = await service.create_endpoint(
+            session,
+            partner_key,
+            owner_type=args.owner_type,
+            owner_id=args.owner_id,
+            url=args.url,
+            event_types=[t.strip() for t in args.events.split(",") if t.strip()],
+        )
+        return _show(issued.endpoint_id, issued.secret)
+    if command == "list":
+        endpoints = await service.list_endpoints(
+            session,
+            owner_type=args.owner_type,
+            owner_id=args.owner_id,
+            include_disabled=args.all,
+        )
+        return Output(
+            [
+                f"{e.id}\t{e.url}\t{','.join(e.event_types)}"
+                + (f"\tdisabled {e.disabled_at.isoformat()}" if e.disabled_at else "")
+                for e in endpoints
+            ],
+            [
+                {
+                    "id": str(e.id),
+                    "url": e.url,
+                    "event_types": list(e.event_types),
+                    "disabled_at": e.disabled_at.isoformat() if e.disabled_at else None,
+                }
+                for e in endpoints
+            ],
+        )
+    if command == "disable":
+        await service.disable_endpoint(session, args.endpoint_id, now=now)
+        return Output(
+            [f"{args.endpoint_id} disabled"],
+            {"endpoint_id": str(args.endpoint_id), "disabled": True},
+        )
+    issued = await service.rotate_secret(
+        session,
+        partner_key,
+        args.endpoint_id,
+        now=now,
+        overlap=timedelta(hours=args.overlap_hours),
+    )
+    shown = _show(issued.endpoint_id, issued.secret)
+    return Output(
+        [*shown.lines, f"the old secret also signs for {args.overlap_hours} h"],
+        {**shown.data, "old_secret_overlap_hours": args.overlap_hours},
+    )
+
+
+async def _require_owner(session: AsyncSession, owner_type: str, owner_id: uuid.UUID) -> None:
+    """An endpoint for nobody would never be sent anything: the owner must exist, as its
+    own domain says (merchants, partners)."""
+    if owner_type == "merchant":
+        from service.merchants.service import get_merchant
+
+        await get_merchant(session, owner_id)
+    else:
+        from service.partners.service import partner_by_id
+
+        await partner_by_id(session, owner_id)
+
+
+def _show(endpoint_id: uuid.UUID, secret: str) -> Output:
+    return Output(
+        [
+            f"endpoint: {endpoint_id}",
+            f"secret: {secret}",
+            "(shown once: give it to the receiver to verify signatures)",
+        ],
+        {"endpoint_id": str(endpoint_id), "secret": secret},
+    )

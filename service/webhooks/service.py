@@ -36,6 +36,7 @@ EVENT_TYPES = frozenset(
         "redemption.authorised",
         "redemption.captured",
         "redemption.voided",
+        "redemption.expired",
         "redemption.refunded",
     }
 )

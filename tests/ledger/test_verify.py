@@ -172,3 +172,33 @@ async def test_a_checkpoint_holds_as_the_chain_grows_and_catches_a_rewind(
     rewritten = {account: (seq, "00" * 32)}
     report = await verify_ledger(ledger_env.engine, checkpoint=rewritten)
     assert any("differs from the checkpoint" in v.detail for v in report.violations)
+
+
+async def test_verify_reports_progress_and_the_cli_answers_json(
+    ledger_env: Ledger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from service.ledger.verify import verify_ledger
+
+    await _some_history(ledger_env)
+    heard: list[tuple[int, int | None]] = []
+    report = await verify_ledger(
+        ledger_env.engine, progress=lambda done, total: heard.append((done, total))
+    )
+    assert heard[0] == (0, report.lots + report.postings)
+    assert heard[-1] == (report.lots + report.postings,) * 2
+
+    url = ledger_env.engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", url.replace("+asyncpg", ""))
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    from service.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert await _run_cli(["ledger", "verify", "--json", "--no-progress"]) == 0
+        out = json.loads(capsys.readouterr().out)
+    finally:
+        get_settings.cache_clear()
+    assert out["ok"] is True and out["violations"] == []
+    assert out["postings"] == report.postings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from service.cli import build_parser
 from service.cli import main as cli_main
+from service.command_runtime import Output
 from service.partners import commands
 from service.partners.errors import UnknownKeyError
 
@@ -23,6 +25,10 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 async def _run(session: AsyncSession, *argv: str) -> list[str]:
+    return (await _output(session, *argv)).lines  # type: ignore[return-value]
+
+
+async def _output(session: AsyncSession, *argv: str) -> Output:
     return await commands.administer(
         session,
         _args(*argv),
@@ -74,9 +80,62 @@ async def test_a_refusal_is_one_line_without_a_stack_trace(
         assert await asyncio.to_thread(cli_main, create) == 0
         capsys.readouterr()
         assert await asyncio.to_thread(cli_main, create) == 1
-        err = capsys.readouterr().err
-        assert err == "error: a partner with code 'bikes' exists\n"
+        out, err = capsys.readouterr()
+        # Nothing on stdout; on stderr the log lines (JSON) and the one `error:` line.
+        assert out == ""
+        assert err.endswith("\nerror: a partner with code 'bikes' exists\n")
+        assert "Traceback" not in err
         assert await asyncio.to_thread(cli_main, ["partners", "revoke-key", "pk_none"]) == 1
-        assert capsys.readouterr().err == "error: no key pk_none\n"
+        assert capsys.readouterr().err.splitlines()[-1] == "error: no key pk_none"
+    finally:
+        get_settings.cache_clear()
+
+
+async def test_json_results_on_stdout_and_logs_on_stderr(
+    committed: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    url = committed.url.render_as_string(hide_password=False).replace("+asyncpg", "")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("CARBON_POINTS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CARBON_POINTS_LOG_LEVEL", "INFO")
+    from service.config import get_settings
+
+    get_settings.cache_clear()
+    create = ["partners", "create", "buses", "--name", "公交集团", "--kind", "transit"]
+    create += ["--action-types", "transit.bus", "--json"]
+    try:
+        assert await asyncio.to_thread(cli_main, create) == 0
+        out, err = capsys.readouterr()
+        created = json.loads(out)
+        assert created["partner"]["code"] == "buses"
+        assert created["partner"]["name"] == "公交集团"
+        assert created["key"]["secret"].startswith("cpsk_")
+        # The command's log lines went to stderr, every one a JSON object.
+        logged = [json.loads(line) for line in err.splitlines()]
+        assert any(entry["event"] == "servers" for entry in logged)
+
+        assert await asyncio.to_thread(cli_main, ["partners", "list", "--json"]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out) == [
+            {
+                "id": created["partner"]["id"],
+                "code": "buses",
+                "name": "公交集团",
+                "kind": "transit",
+                "status": "active",
+                "action_types": ["transit.bus"],
+                "region": None,
+                "rate_limit_per_second": 2000,
+            }
+        ]
+        assert "servers" in err
+
+        # Without --json: the same listing, one tab-separated line a partner, no log lines.
+        assert await asyncio.to_thread(cli_main, ["partners", "list"]) == 0
+        assert capsys.readouterr().out == "buses\ttransit\tactive\ttransit.bus\n"
     finally:
         get_settings.cache_clear()

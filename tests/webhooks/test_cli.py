@@ -24,7 +24,16 @@ def _args(*argv: str) -> argparse.Namespace:
 
 async def _run(settings: Settings, *argv: str) -> list[str]:
     assert settings.database_url is not None
-    return await webhooks_cli._administer(settings.database_url, PARTNER_KEY, _args(*argv))
+    output = await webhooks_cli._administer(settings.database_url, PARTNER_KEY, _args(*argv))
+    return list(output.lines)
+
+
+async def _merchant(env: Env) -> uuid.UUID:
+    from service.merchants.service import create_merchant
+
+    async with env.sessionmaker() as session, session.begin():
+        merchant = await create_merchant(session, code=f"m{uuid.uuid4().hex[:8]}", name="茶铺")
+    return merchant.id
 
 
 def test_the_webhooks_command_is_wired() -> None:
@@ -38,7 +47,7 @@ def test_the_webhooks_command_is_wired() -> None:
 async def test_create_list_rotate_disable_and_deliver_from_the_cli(
     env: Env, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    owner = uuid.uuid4()
+    owner = await _merchant(env)
     created = await _run(
         test_settings,
         "create",
@@ -95,3 +104,50 @@ async def test_list_dead_and_replay_from_the_cli(env: Env, test_settings: Settin
     ]
     assert await _run(test_settings, "list-dead") == []
     assert (await env.message(message_id)).status == "pending"
+
+
+async def test_create_refuses_an_owner_that_does_not_exist(
+    env: Env, test_settings: Settings
+) -> None:
+    from service.errors import NotFoundError
+
+    for owner_type in ("merchant", "partner"):
+        nobody = uuid.uuid4()
+        with pytest.raises(NotFoundError, match=f"no {owner_type} {nobody}"):
+            await _run(
+                test_settings,
+                "create",
+                f"--owner-type={owner_type}",
+                f"--owner-id={nobody}",
+                "--url=https://till.example/hooks",
+                "--events=redemption.captured",
+            )
+        assert (
+            await _run(test_settings, "list", f"--owner-type={owner_type}", f"--owner-id={nobody}")
+            == []
+        )
+
+
+async def test_json_output_of_create_and_list(env: Env, test_settings: Settings) -> None:
+    assert test_settings.database_url is not None
+    owner = await _merchant(env)
+    created = await webhooks_cli._administer(
+        test_settings.database_url,
+        PARTNER_KEY,
+        _args("create", "--owner-type=merchant", f"--owner-id={owner}",
+              "--url=https://till.example/hooks", "--events=redemption.expired", "--json"),
+    )  # fmt: skip
+    assert created.data["secret"].startswith("whsec_")
+    listed = await webhooks_cli._administer(
+        test_settings.database_url,
+        PARTNER_KEY,
+        _args("list", "--owner-type=merchant", f"--owner-id={owner}", "--json"),
+    )
+    assert listed.data == [
+        {
+            "id": created.data["endpoint_id"],
+            "url": "https://till.example/hooks",
+            "event_types": ["redemption.expired"],
+            "disabled_at": None,
+        }
+    ]

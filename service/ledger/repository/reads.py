@@ -47,11 +47,16 @@ async def balance_rows(source: Reader, participant_id: uuid.UUID) -> Sequence[An
     )
 
 
+# A reversal names the credit transaction it takes back (request.reverses); the join reads
+# that credit's own credit_id, so the app can point at the item reversed (same statement).
 _HISTORY = """
-    SELECT p.account_seq, p.amount, t.kind, t.request, t.created_at
+    SELECT p.account_seq, p.amount, t.kind, t.request, t.created_at,
+           reversed.request ->> 'credit_id' AS reverses_credit_id
     FROM ledger_accounts AS a
     JOIN ledger_postings AS p ON p.account_id = a.id
     JOIN ledger_transactions AS t ON t.id = p.transaction_id
+    LEFT JOIN ledger_transactions AS reversed
+      ON t.kind = 'reversal' AND reversed.id = CAST(t.request ->> 'reverses' AS bigint)
     WHERE a.code = $1
       AND ($2::bigint IS NULL OR p.account_seq < $2::bigint)
       AND ($3::text[] IS NULL OR t.kind = ANY($3::text[]))
@@ -73,7 +78,8 @@ async def history_rows(
     until: datetime | None,
 ) -> Sequence[Any]:
     """A page of the participant's POINTS postings, newest first: (account_seq, amount, kind,
-    request, created_at). One statement, the account found by its code."""
+    request, created_at, reverses_credit_id). One statement, the account found by its code;
+    `reverses_credit_id` is the reversed credit's id on a reversal, else None."""
     return await source.rows(
         _HISTORY,
         participant_account_code(participant_id, "POINTS"),

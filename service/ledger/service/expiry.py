@@ -86,10 +86,14 @@ async def expire_lots(session: AsyncSession, *, now: datetime, batch_size: int =
     return expired
 
 
-async def void_overdue_holds(session: AsyncSession, *, now: datetime, batch_size: int = 100) -> int:
-    """Void holds whose timeout passed without a post (outcome `expired`); returns how many."""
+async def void_overdue_holds(
+    session: AsyncSession, *, now: datetime, batch_size: int = 100
+) -> list[int]:
+    """Void holds whose timeout passed without a post (outcome `expired`); returns the ids
+    of the holds this call expired, so the caller (the redemption domain) can tell whoever
+    placed them in the same transaction."""
     _aware(now, "now")
-    voided = 0
+    voided: list[int] = []
     for hold_id in await repo.overdue_holds(session, now, batch_size):
         try:
             async with session.begin_nested():
@@ -103,5 +107,5 @@ async def void_overdue_holds(session: AsyncSession, *, now: datetime, batch_size
         except HoldAlreadyResolvedError:
             continue  # a till posted or voided it between the scan and the lock
         if result.status is Status.CREATED:  # not another runner's timeout of the same hold
-            voided += 1
+            voided.append(hold_id)
     return voided

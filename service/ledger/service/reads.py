@@ -69,7 +69,8 @@ async def history(
     until: datetime | None = None,
 ) -> Sequence[Any]:
     """A page of the participant's points postings, newest first: rows of (account_seq,
-    amount, kind, request, created_at). One statement."""
+    amount, kind, request, created_at, reverses_credit_id: the credit a reversal takes back).
+    One statement."""
     return await repo.history_rows(
         reader(source),
         participant_id,
