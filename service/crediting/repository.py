@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, String, Table, Uuid, bindparam, func, select, text, update
+from sqlalchemy import ARRAY, Row, String, Table, Uuid, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,12 @@ _events = cast(Table, PartnerEvent.__table__)
 _credits = cast(Table, Credit.__table__)
 _usage = cast(Table, CapUsage.__table__)
 _links = cast(Table, IdentityLink.__table__)
+
+EventRow = Row[Any]
+"""A `partner_events` row: every column, by name (`row.status`, `row.external_id`, ...). Rows,
+not ORM objects: the crediting path reads hundreds a batch and never changes them in place."""
+LinkRow = Row[Any]
+"""An `identity_links` row, every column by name."""
 
 
 _GROUP_LOCK_WAIT = text("SET LOCAL lock_timeout = '50ms'")
@@ -69,7 +75,7 @@ async def feed_safe_point(session: AsyncSession) -> int:
 
 async def events_by_external_id(
     session: AsyncSession, partner_id: uuid.UUID, external_ids: Sequence[str]
-) -> dict[str, Any]:
+) -> dict[str, EventRow]:
     if not external_ids:
         return {}
     rows = await session.execute(
@@ -80,7 +86,9 @@ async def events_by_external_id(
     return {row.external_id: row for row in rows}
 
 
-async def lock_event(session: AsyncSession, partner_id: uuid.UUID, external_id: str) -> Any:
+async def lock_event(
+    session: AsyncSession, partner_id: uuid.UUID, external_id: str
+) -> EventRow | None:
     return (
         await session.execute(
             select(_events)
@@ -90,7 +98,7 @@ async def lock_event(session: AsyncSession, partner_id: uuid.UUID, external_id: 
     ).first()
 
 
-async def events_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Any]:
+async def events_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, EventRow]:
     if not ids:
         return {}
     rows = await session.execute(select(_events).where(_events.c.id.in_(list(ids))))
@@ -135,7 +143,7 @@ async def record_outcomes(session: AsyncSession, rows: Sequence[dict[str, Any]])
 
 async def pending_for_subject(
     session: AsyncSession, partner_id: uuid.UUID, subject_hash: bytes
-) -> list[Any]:
+) -> list[EventRow]:
     rows = await session.execute(
         select(_events)
         .where(
@@ -149,7 +157,7 @@ async def pending_for_subject(
     return list(rows)
 
 
-async def oldest_pending(session: AsyncSession, limit: int) -> list[Any]:
+async def oldest_pending(session: AsyncSession, limit: int) -> list[EventRow]:
     rows = await session.execute(
         select(_events)
         .where(_events.c.status == "pending")
@@ -162,7 +170,7 @@ async def oldest_pending(session: AsyncSession, limit: int) -> list[Any]:
 
 async def outcomes_after(
     session: AsyncSession, partner_id: uuid.UUID, after: int, limit: int
-) -> list[Any]:
+) -> list[EventRow]:
     safe = await feed_safe_point(session)
     rows = await session.execute(
         select(_events)
@@ -177,7 +185,9 @@ async def outcomes_after(
     return list(rows)
 
 
-async def active_link(session: AsyncSession, partner_id: uuid.UUID, subject_hash: bytes) -> Any:
+async def active_link(
+    session: AsyncSession, partner_id: uuid.UUID, subject_hash: bytes
+) -> LinkRow | None:
     return (
         await session.execute(
             select(_links).where(
