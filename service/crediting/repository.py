@@ -13,7 +13,7 @@ from sqlalchemy import ARRAY, Row, String, Table, Uuid, bindparam, func, select,
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import json_rows, json_text
+from service.db import Reader, json_rows, json_text, reader
 from service.models import CapUsage, Credit, IdentityLink, PartnerEvent
 
 _events = cast(Table, PartnerEvent.__table__)
@@ -524,3 +524,71 @@ async def participant_cap_usage(
         .order_by(_usage.c.usage_key)
     )
     return [CapUsageRecord(*row) for row in rows]
+
+
+# --- a participant's events and credits, read for the app (through `service.crediting.reads`) -
+
+
+_PENDING_EVENTS = """
+    SELECT count(*) FROM partner_events AS e
+    JOIN identity_links AS l
+      ON l.partner_id = e.partner_id AND l.subject_hash = e.subject_hash
+     AND l.unlinked_at IS NULL
+    WHERE l.participant_id = $1 AND e.status = 'pending'
+"""
+
+
+async def pending_events(source: AsyncSession | Reader, participant_id: uuid.UUID) -> int:
+    """Events of the participant's linked identities still waiting (every balance read)."""
+    rows = await reader(source).rows(_PENDING_EVENTS, participant_id)
+    return int(rows[0][0])
+
+
+@dataclass(frozen=True, slots=True)
+class ReductionTotals:
+    month: str
+    action_type: str
+    grams: int
+    points: int
+    credits: int
+
+
+async def reductions(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    tz: str,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[ReductionTotals]:
+    month = func.to_char(func.timezone(tz, Credit.occurred_at), "YYYY-MM")
+    rows = await session.execute(
+        select(
+            month.label("month"),
+            Credit.action_type,
+            func.sum(Credit.grams),
+            func.sum(Credit.points),
+            func.count(),
+        )
+        .join(PartnerEvent, PartnerEvent.id == Credit.event_id)
+        .where(Credit.participant_id == participant_id, PartnerEvent.status != "retracted")
+        .group_by(month, Credit.action_type)
+        .order_by(month.desc(), Credit.action_type)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [ReductionTotals(m, a, int(g), int(p), int(n)) for m, a, g, p, n in rows]
+
+
+async def credit_for(
+    session: AsyncSession, participant_id: uuid.UUID, credit_id: int
+) -> tuple[Credit, str] | None:
+    """The participant's credit and its event's status, or None (unknown, or someone else's)."""
+    row = (
+        await session.execute(
+            select(Credit, PartnerEvent.status)
+            .join(PartnerEvent, PartnerEvent.id == Credit.event_id)
+            .where(Credit.event_id == credit_id, Credit.participant_id == participant_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None

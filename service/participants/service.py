@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import Action, Registry, Usage, explain
+from service.crediting import reads as crediting_reads
 from service.crediting.schemas import engine_inputs
 from service.db import Reader
 from service.errors import NotFoundError
@@ -56,7 +57,7 @@ async def balance(source: AsyncSession | Reader, participant_id: uuid.UUID) -> B
         available=current.available,
         on_hold=current.held,
         debt=current.debt,
-        pending_events=await repo.pending_events(source, participant_id),
+        pending_events=await crediting_reads.pending_events(source, participant_id),
         grams_co2e=current.grams,
         expiring=[ExpiringPoints(expires_at=at, points=n) for at, n in current.expiring],
     )
@@ -80,7 +81,9 @@ async def reductions(
             points=r.points,
             credits=r.credits,
         )
-        for r in await repo.reductions(session, participant_id, tz, offset=offset, limit=limit)
+        for r in await crediting_reads.reductions(
+            session, participant_id, tz, offset=offset, limit=limit
+        )
     ]
 
 
@@ -127,7 +130,7 @@ async def explain_credit(
     session: AsyncSession, registry: Registry, participant_id: uuid.UUID, credit_id: int
 ) -> Explanation:
     """Regenerate a credit's full trace from its methodology version and stored inputs."""
-    found = await repo.credit_for(session, participant_id, credit_id)
+    found = await crediting_reads.credit_for(session, participant_id, credit_id)
     if found is None:
         # The same answer for "does not exist" and "is someone else's".
         raise CreditNotFoundError(f"no credit {credit_id} on this account")
