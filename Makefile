@@ -18,11 +18,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-## make run: install, migrate, seed demo data, serve on http://127.0.0.1:8000 (docs at /docs)
+## make run: install, migrate, seed demo data, start the worker (periodic jobs) and serve on
+## http://127.0.0.1:8000 (docs at /docs)
 run: install
 	$(BIN)/carbon-points db upgrade
 	$(BIN)/carbon-points seed
-	$(BIN)/carbon-points serve
+	$(BIN)/carbon-points worker & worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
+		$(BIN)/carbon-points serve
 
 ## make test: lint, format check, mypy --strict, import-linter, then pytest
 test: install lint typecheck importlint pytest

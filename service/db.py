@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, cast
 
@@ -247,3 +248,22 @@ async def _app_reader(request: Request) -> AsyncIterator[Reader]:
 
 AppReader = Annotated[Reader, Depends(_app_reader, scope="function")]
 """A `PoolReader` on the read pool, for the app's hottest read-only endpoints."""
+
+
+@asynccontextmanager
+async def try_advisory_lock(engine: AsyncEngine, key: int) -> AsyncIterator[bool]:
+    """Hold PostgreSQL's session advisory lock `key` on a connection of its own for the
+    block, if no one else holds it: yields whether it was had (a periodic job's "am I the one
+    running this now"). Released at the end of the block, or by the server if the process dies."""
+    async with engine.connect() as connection:
+        got = bool(await connection.scalar(_TRY_LOCK, {"key": key}))
+        try:
+            yield got
+        finally:
+            if got:
+                await connection.execute(_UNLOCK, {"key": key})
+            await connection.commit()
+
+
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")

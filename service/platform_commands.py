@@ -46,6 +46,22 @@ def register(subparsers: Any) -> None:
     )
     db.set_defaults(handler=cmd_db)
 
+    worker = subparsers.add_parser(
+        "worker", help="run the periodic jobs (webhooks, hold timeouts, pending events, lots)"
+    )
+    worker.add_argument(
+        "--only",
+        nargs="+",
+        choices=("webhooks", "holds", "pending", "lots"),
+        default=(),
+        help="run only these jobs",
+    )
+    worker.add_argument("--once", action="store_true", help="run each job once, then exit")
+    worker.add_argument(
+        "--grace", type=float, default=30.0, help="seconds a run may take to finish on SIGTERM"
+    )
+    worker.set_defaults(handler=cmd_worker)
+
     seed = subparsers.add_parser("seed", help="insert demo data (idempotent)")
     add_json_option(seed)
     seed.set_defaults(handler=cmd_seed)
@@ -80,6 +96,31 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         proxy_headers=True,
     )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from service.dev_secrets import load_secrets
+    from service.embedded import start_embedded_postgres
+    from service.worker import run_worker
+
+    # The jobs need PostgreSQL only: an embedded one is joined (or started) without Redis.
+    database_url = settings.database_url or start_embedded_postgres(
+        settings.data_dir.resolve() / "postgres", "carbon_points"
+    )
+    partner_key = load_secrets(settings).partner_secret_key
+    done = asyncio.run(
+        run_worker(
+            settings,
+            database_url,
+            partner_key,
+            only=tuple(args.only),
+            once=args.once,
+            grace=args.grace,
+        )
+    )
+    for job, items in done.items():
+        print(f"{job}: {'skipped (another worker holds it)' if items is None else items}")
     return 0
 
 
