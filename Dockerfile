@@ -1,30 +1,42 @@
 # syntax=docker/dockerfile:1
-# Build stage: compile wheels for the app and its dependencies.
-FROM python:3.11-slim AS build
+# An exact base image (Python 3.11.7 on Debian 12): a rebuild gets the same interpreter and
+# OS release; move the pin on purpose, with the lock below.
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+# Build stage: every dependency from requirements.lock, checked against its hashes, then
+# the app itself (no dependency resolution at build time).
+FROM ${PYTHON_IMAGE} AS build
+# hadolint ignore=DL3008
+# The compiler is for the few dependencies built from source, in this stage only; its
+# version follows the pinned Debian release (pinning a point version breaks the build at
+# each security update, which is what the release pin already controls).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY requirements.lock ./
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY points_rules ./points_rules
 COPY integrations ./integrations
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-# Runtime stage: slim, non-root, no compiler.
-FROM python:3.11-slim
+# Runtime stage: slim, non-root, no compiler; installs only the wheels built above.
+FROM ${PYTHON_IMAGE}
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     CARBON_POINTS_HTTP_HOST=0.0.0.0 CARBON_POINTS_DATA_DIR=/var/lib/carbon-points
 RUN useradd --system --uid 10001 --home-dir /app carbon \
     && mkdir -p /var/lib/carbon-points && chown carbon /var/lib/carbon-points
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels carbon-points && rm -rf /wheels
 WORKDIR /app
 COPY --chown=carbon alembic.ini ./
 COPY --chown=carbon migrations ./migrations
 USER carbon
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 # Migrations are a separate, explicit step: `carbon-points db upgrade` (it also files the
-# shipped methodology library; `carbon-points methodology sync` does that alone).
+# shipped methodology library; `carbon-points methodology sync` does that alone). The
+# periodic jobs run in their own container: `carbon-points worker`.
 CMD ["carbon-points", "serve"]

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data fuzz
+.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data fuzz lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,3 +73,13 @@ loadtest: install
 .PHONY: bench-backtest
 bench-backtest: install
 	$(BIN)/python benchmarks/bench_backtest.py --events $(or $(EVENTS),1000000)
+
+## make lock: requirements.lock, the Docker image's dependencies pinned with their hashes
+## (uv resolves pyproject.toml's runtime dependencies for Python 3.11 on Linux).
+## The versions are those installed in .venv, the ones the tests passed with.
+lock: install
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^uv==' > $(VENV)/tested-versions.txt
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--constraint $(VENV)/tested-versions.txt --generate-hashes --no-header \
+		--output-file requirements.lock
