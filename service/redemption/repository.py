@@ -107,7 +107,12 @@ _CONSUME_CODE = f"""
 """  # noqa: S608 (constant SQL; values are bound)
 # Taken: redemptions whose hold is pending or captured (a voided or expired hold gives its
 # stock back without anyone having to remember to).
-_LOCK_OFFER = "SELECT 1 FROM offers WHERE id = $1 FOR UPDATE"
+# The locked row's terms are returned: a row locked after a wait is its latest version, so
+# its stock and limit are current even if the offer changed while this request waited.
+_LOCK_OFFER = """
+    SELECT points_price, valid_from, valid_to, stock, per_user_limit
+    FROM offers WHERE id = $1 FOR UPDATE
+"""
 _OFFER_TAKEN = f"""
     SELECT count(*), count(*) FILTER (WHERE r.participant_id = $2)
     FROM redemptions AS r
@@ -183,16 +188,17 @@ class RedemptionRepository:
 
     async def lock_offer_and_count_taken(
         self, offer_id: uuid.UUID, participant_id: uuid.UUID
-    ) -> tuple[int, int]:
-        """Lock the offer (redemptions of a limited offer queue here) and count, after the
-        lock, its redemptions still pending or captured: all, and the participant's. Two
-        statements: counted in the statement that waited for the lock, redemptions that
-        committed during the wait would not be seen."""
+    ) -> tuple[OfferTerms, int, int]:
+        """Lock the offer (redemptions of a limited offer queue here); return its terms as
+        locked, and count, after the lock, its redemptions still pending or captured: all,
+        and the participant's. Two statements: counted in the statement that waited for the
+        lock, redemptions that committed during the wait would not be seen."""
         connection = await driver(self.session)
-        await connection.execute(_LOCK_OFFER, offer_id)
+        terms = await connection.fetchrow(_LOCK_OFFER, offer_id)
+        assert terms is not None  # offers are never deleted
         row = await connection.fetchrow(_OFFER_TAKEN, offer_id, participant_id)
         assert row is not None
-        return int(row[0]), int(row[1])
+        return OfferTerms(*terms), int(row[0]), int(row[1])
 
     async def insert(self, row: RedemptionRow) -> None:
         connection = await driver(self.session)

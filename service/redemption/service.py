@@ -149,7 +149,12 @@ async def authorise(
         if offer is None or not offer.valid_from <= now < offer.valid_to:
             raise OfferUnavailableError("this offer is not valid at this merchant now")
         if offer.limited:
-            taken, mine = await repository.lock_offer_and_count_taken(offer_id, participant_id)
+            # The terms as locked: current even if the offer changed while this waited.
+            offer, taken, mine = await repository.lock_offer_and_count_taken(
+                offer_id, participant_id
+            )
+            if not offer.valid_from <= now < offer.valid_to:
+                raise OfferUnavailableError("this offer is not valid at this merchant now")
             if offer.stock is not None and taken >= offer.stock:
                 raise OfferUnavailableError("out of stock")
             if offer.per_user_limit is not None and mine >= offer.per_user_limit:

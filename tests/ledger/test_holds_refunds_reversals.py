@@ -8,12 +8,14 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.ledger import service as ledger
 from service.ledger.errors import (
     AlreadyReversedError,
     HoldAlreadyResolvedError,
     HoldExpiredError,
+    HoldNotFoundError,
     IdempotencyConflictError,
     InsufficientPointsError,
     InvalidAmountError,
@@ -94,6 +96,45 @@ async def test_fifty_concurrent_redemptions_of_100_against_1000(ledger_env: Ledg
     assert sum(outcomes) == 10
     balance = await ledger_env.run(lambda s: ledger.balance(s, alice))
     assert (balance.posted, balance.held, balance.available) == (0, 0, 0)
+    assert (await ledger_env.verify()).ok
+
+
+async def test_a_capture_naming_another_participant_writes_and_locks_nothing(
+    ledger_env: Ledger,
+) -> None:
+    alice, mallory = uuid.uuid4(), uuid.uuid4()
+    await ledger_env.credit(alice, 500)
+    placed = await hold(ledger_env, alice, 200)
+
+    async def transactions() -> int:
+        return int(
+            await ledger_env.run(
+                lambda s: s.scalar(text("SELECT count(*) FROM ledger_transactions"))
+            )
+        )
+
+    before = await transactions()
+
+    async def attempt(s: AsyncSession) -> str:
+        # A caller that catches the refusal and commits: nothing may have been written.
+        try:
+            await ledger.post_hold(
+                s,
+                origin="till",
+                key=ledger_env.key("post"),
+                hold_id=placed.hold_id,
+                amount=200,
+                now=NOW + timedelta(minutes=1),
+                participant_id=mallory,
+            )
+        except HoldNotFoundError:
+            return "refused"
+        return "captured"
+
+    assert await ledger_env.run(attempt) == "refused"
+    assert await transactions() == before
+    captured = await post(ledger_env, placed.hold_id, 200)  # the right capture still works
+    assert captured.status is Status.CREATED
     assert (await ledger_env.verify()).ok
 
 

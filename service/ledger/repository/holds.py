@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -156,7 +157,7 @@ _BEGIN_CAPTURE = (
     """
     WITH hold AS (
         SELECT id, account_id, counter_account_id, amount, expires_at, request
-        FROM ledger_holds WHERE id = $1
+        FROM ledger_holds WHERE id = $1 AND request ->> 'participant_id' = $7
     ), tx AS (
         INSERT INTO ledger_transactions (origin, idempotency_key, kind, request)
         SELECT $2, $3, 'redemption',
@@ -208,12 +209,21 @@ async def begin_capture(
     amount: int,
     debt_code: str,
     issuance_codes: Sequence[str],
+    participant_id: uuid.UUID,
 ) -> CaptureStart | None:
     """Insert the capture's transaction and lock its accounts: one statement (see
-    `_BEGIN_CAPTURE`). None when there is no such hold."""
+    `_BEGIN_CAPTURE`). None, with nothing written or locked, when there is no such hold of
+    `participant_id`."""
     connection = await driver(session)
     rows = await connection.fetch(
-        _BEGIN_CAPTURE, hold_id, origin, key, amount, debt_code, list(issuance_codes)
+        _BEGIN_CAPTURE,
+        hold_id,
+        origin,
+        key,
+        amount,
+        debt_code,
+        list(issuance_codes),
+        str(participant_id),
     )
     if not rows:
         return None

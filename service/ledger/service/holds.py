@@ -263,8 +263,9 @@ async def post_hold(
         amount=amount,
         debt_code=debt_code,
         issuance_codes=issuance,
+        participant_id=participant_id,
     )
-    if start is None or start.request["participant_id"] != str(participant_id):
+    if start is None:  # no such hold of this participant: nothing was written
         raise HoldNotFoundError(f"no hold {hold_id}")
     if amount > start.amount:
         raise InvalidAmountError(f"post between 1 and {start.amount} points, not {amount}")
