@@ -32,12 +32,12 @@ from service.ledger.repository.holds import (
     overdue_holds,
     resolution_and_taken_lots,
     write_hold,
+    write_postings_and_lots,
     write_resolution,
 )
 from service.ledger.repository.lots import (
     due_lots,
     expired_from_lot,
-    hold_lot_consumption,
     insert_lots,
     insert_movements,
     lot_of_transaction,
@@ -103,7 +103,6 @@ __all__ = [
     "get_transaction",
     "history_rows",
     "hold_is_live_sql",
-    "hold_lot_consumption",
     "hold_state",
     "holds_of_accounts",
     "insert_lots",
@@ -138,5 +137,6 @@ __all__ = [
     "take_advisory_lock",
     "write_credits",
     "write_hold",
+    "write_postings_and_lots",
     "write_resolution",
 ]

@@ -313,10 +313,10 @@ async def resolution_and_taken_lots(
     return resolution, lots
 
 
-_WRITE_RESOLUTION = (
-    # Everything resolving a hold writes, in one statement: its postings, its lot movements
-    # and the lots' new remainders, the resolution, and the locked accounts' balances.
-    # (Composed of constant fragments only; every value is a bound parameter.)
+# Postings, lot movements and the lots' new remainders, and the locked accounts' balances:
+# what a hold's resolution or a refund writes. (Constant fragments only; every value is a
+# bound parameter.)
+_POSTINGS_AND_LOTS_CTES = (
     "WITH postings AS ("  # noqa: S608
     + _insert_postings_sql("$1")
     + """
@@ -329,7 +329,13 @@ _WRITE_RESOLUTION = (
         UPDATE ledger_lots AS l SET remaining = m.remaining
         FROM json_to_recordset(CAST($4 AS json)) AS m(lot bigint, remaining bigint)
         WHERE l.id = m.lot
-    ), resolution AS (
+    )"""
+)
+_WRITE_POSTINGS_AND_LOTS = _POSTINGS_AND_LOTS_CTES + _save_accounts_sql("$2")
+# ... and the hold's resolution with them.
+_WRITE_RESOLUTION = (
+    _POSTINGS_AND_LOTS_CTES  # noqa: S608 (constant fragments; values are bound)
+    + """, resolution AS (
         INSERT INTO ledger_hold_resolutions
             (hold_id, outcome, amount_posted, transaction_id, origin, idempotency_key, request)
         VALUES ($5, $6, $7, $8, $9, $10, CAST($11 AS jsonb))
@@ -337,6 +343,26 @@ _WRITE_RESOLUTION = (
     """
     + _save_accounts_sql("$2")
 )
+
+
+def _postings_and_lots_args(
+    postings: Sequence[dict[str, Any]],
+    states: Iterable[AccountState],
+    movements: Sequence[dict[str, Any]],
+    remainders: dict[int, int],
+) -> tuple[str, str, str, str]:
+    return (
+        _posting_rows(postings),
+        _account_rows(states),
+        json_rows(
+            lot=[m["lot_id"] for m in movements],
+            kind=[m["kind"] for m in movements],
+            amount=[m["amount"] for m in movements],
+            hold=[m["hold_id"] for m in movements],
+            tx=[m["transaction_id"] for m in movements],
+        ),
+        json_rows(lot=sorted(remainders), remaining=[remainders[i] for i in sorted(remainders)]),
+    )
 
 
 async def write_resolution(
@@ -352,16 +378,7 @@ async def write_resolution(
     connection = await driver(session)
     await connection.execute(
         _WRITE_RESOLUTION,
-        _posting_rows(postings),
-        _account_rows(states),
-        json_rows(
-            lot=[m["lot_id"] for m in movements],
-            kind=[m["kind"] for m in movements],
-            amount=[m["amount"] for m in movements],
-            hold=[m["hold_id"] for m in movements],
-            tx=[m["transaction_id"] for m in movements],
-        ),
-        json_rows(lot=sorted(remainders), remaining=[remainders[i] for i in sorted(remainders)]),
+        *_postings_and_lots_args(postings, states, movements, remainders),
         resolution["hold_id"],
         resolution["outcome"],
         resolution["amount_posted"],
@@ -369,6 +386,22 @@ async def write_resolution(
         resolution["origin"],
         resolution["idempotency_key"],
         json_text(resolution["request"]),
+    )
+
+
+async def write_postings_and_lots(
+    session: AsyncSession,
+    *,
+    postings: Sequence[dict[str, Any]],
+    states: Iterable[AccountState],
+    movements: Sequence[dict[str, Any]],
+    remainders: dict[int, int],
+) -> None:
+    """Postings, lot movements, remainders and balances: one statement (a refund's write)."""
+    connection = await driver(session)
+    await connection.execute(
+        _WRITE_POSTINGS_AND_LOTS,
+        *_postings_and_lots_args(postings, states, movements, remainders),
     )
 
 

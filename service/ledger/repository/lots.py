@@ -94,15 +94,6 @@ async def open_lots(
     return [OpenLot(row.id, row.remaining, row.expires_at) for row in rows]
 
 
-async def lots_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, OpenLot]:
-    rows = await session.execute(
-        select(_lots.c.id, _lots.c.remaining, _lots.c.expires_at).where(
-            _lots.c.id.in_(sorted(set(ids)))
-        )
-    )
-    return {row.id: OpenLot(row.id, row.remaining, row.expires_at) for row in rows}
-
-
 async def lot_of_transaction(session: AsyncSession, transaction_id: int) -> OpenLot | None:
     row = (
         await session.execute(
@@ -112,18 +103,6 @@ async def lot_of_transaction(session: AsyncSession, transaction_id: int) -> Open
         )
     ).first()
     return OpenLot(row.id, row.remaining, row.expires_at) if row else None
-
-
-async def hold_lot_consumption(session: AsyncSession, hold_id: int) -> list[tuple[int, int]]:
-    """(lot id, points still taken from it by the hold), latest-expiring lots first."""
-    rows = await session.execute(
-        select(_movements.c.lot_id, func.sum(_movements.c.amount).label("net"))
-        .join(_lots, _lots.c.id == _movements.c.lot_id)
-        .where(_movements.c.hold_id == hold_id)
-        .group_by(_movements.c.lot_id, _lots.c.expires_at)
-        .order_by(_lots.c.expires_at.desc(), _movements.c.lot_id.desc())
-    )
-    return [(lot_id, -int(net)) for lot_id, net in rows if net < 0]
 
 
 _OPEN_LOTS_SQL = """
@@ -152,3 +131,12 @@ async def due_lots(session: AsyncSession, now: datetime, limit: int) -> list[Any
         .limit(limit)
     )
     return list(rows)
+
+
+async def lots_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, OpenLot]:
+    rows = await session.execute(
+        select(_lots.c.id, _lots.c.remaining, _lots.c.expires_at).where(
+            _lots.c.id.in_(sorted(set(ids)))
+        )
+    )
+    return {row.id: OpenLot(row.id, row.remaining, row.expires_at) for row in rows}

@@ -303,10 +303,7 @@ async def post_hold(
     accounts.states[start.account_id].held -= start.amount
     lots = _LotChanges()
     restored = lots.give_back(taken, start.amount - amount, hold_id=hold_id)
-    pay = min(accounts.owes, sum(given for _, given in restored))
-    if pay:
-        lots.take(restored, pay, kind="debt", transaction_id=tx.id)
-        _post_debt_payment(writer, accounts, pay, tx.id, digest)
+    _pay_debt_from(lots, writer, accounts, restored, tx.id, digest)
     await repo.write_resolution(
         session,
         postings=writer.postings,
@@ -336,10 +333,17 @@ class _LotChanges:
         self.remainders: dict[int, int] = {}
 
     def give_back(
-        self, taken: Sequence[tuple[OpenLot, int]], amount: int, *, hold_id: int
+        self,
+        taken: Sequence[tuple[OpenLot, int]],
+        amount: int,
+        *,
+        hold_id: int,
+        kind: str = "release",
+        transaction_id: int | None = None,
     ) -> list[tuple[OpenLot, int]]:
         """Return `amount` of what a hold took to its lots, latest-expiring first (the
-        order of `taken`); the lots given to and how much each got."""
+        order of `taken`): released (`release`) or refunded (`refund`, with its ledger
+        transaction). The lots given to and how much each got."""
         if amount == 0:
             return []
         given: list[tuple[OpenLot, int]] = []
@@ -355,7 +359,7 @@ class _LotChanges:
                 f"only {amount - left} of {amount} points can go back to lots"
             )
         for lot, give in given:
-            self._move(lot, give, kind="release", hold_id=hold_id)
+            self._move(lot, give, kind=kind, hold_id=hold_id, transaction_id=transaction_id)
         return given
 
     def take(
@@ -398,6 +402,23 @@ class _LotChanges:
         )
 
 
+def _pay_debt_from(
+    lots: _LotChanges,
+    writer: _Writer,
+    accounts: _HoldAccounts,
+    restored: Sequence[tuple[OpenLot, int]],
+    tx_id: int,
+    digest: bytes,
+) -> int:
+    """Points just restored to lots pay the participant's debt first: taken back from those
+    lots, and POINTS and DEBT both go down. Returns the amount paid."""
+    pay = min(accounts.owes, sum(given for _, given in restored))
+    if pay:
+        lots.take(restored, pay, kind="debt", transaction_id=tx_id)
+        _post_debt_payment(writer, accounts, pay, tx_id, digest)
+    return pay
+
+
 def _post_debt_payment(
     writer: _Writer, accounts: _HoldAccounts, pay: int, tx_id: int, digest: bytes
 ) -> None:
@@ -427,11 +448,17 @@ async def void_hold(
     if hold is None:
         raise HoldNotFoundError(f"no hold {hold_id}")
     accounts = await _lock_for_hold(session, hold)
-    existing = await _unresolved_or_same(session, hold_id, origin, key, content)
-    if existing is not None:
-        return existing
+    # Under the lock: its resolution, if a concurrent call made one, and the lots it took.
+    resolution, taken = await repo.resolution_and_taken_lots(session, hold_id, partial=True)
+    if resolution is not None:
+        if (resolution.origin, resolution.idempotency_key) == (origin, key):
+            return _existing_resolution(resolution, origin, key, content)
+        raise HoldAlreadyResolvedError(
+            f"hold {hold_id} was already {resolution.outcome}", outcome=resolution.outcome
+        )
     accounts.states[hold.account_id].held -= hold.amount
-    restored = await _release(session, hold_id, hold.amount, kind="release")
+    lots = _LotChanges()
+    restored = lots.give_back(taken, hold.amount, hold_id=hold_id)
     writer = _Writer(accounts.states)
     if accounts.owes:
         # Points coming back to someone who owes settle the debt first. The key is
@@ -453,11 +480,14 @@ async def void_hold(
         digest = transaction_digest(
             tx_id, DEBT_ORIGIN, debt_key, "debt_payment", request, created_at
         )
-        await _pay_debt(session, writer, accounts, restored, tx_id, digest)
-    await writer.flush(session)
-    await repo.insert_resolution(
+        _pay_debt_from(lots, writer, accounts, restored, tx_id, digest)
+    await repo.write_resolution(
         session,
-        {
+        postings=writer.postings,
+        states=accounts.states.values(),
+        movements=lots.movements,
+        remainders=lots.remainders,
+        resolution={
             "hold_id": hold_id,
             "outcome": outcome,
             "amount_posted": 0,
@@ -470,20 +500,6 @@ async def void_hold(
     return ResolutionResult(Status.CREATED, hold_id, outcome, 0, None)
 
 
-async def _unresolved_or_same(
-    session: AsyncSession, hold_id: int, origin: str, key: str, content: dict[str, Any]
-) -> ResolutionResult | None:
-    """None when the hold is still pending; the original result for a concurrent retry."""
-    resolution = await repo.get_resolution(session, hold_id)
-    if resolution is None:
-        return None
-    if (resolution.origin, resolution.idempotency_key) == (origin, key):
-        return _existing_resolution(resolution, origin, key, content)
-    raise HoldAlreadyResolvedError(
-        f"hold {hold_id} was already {resolution.outcome}", outcome=resolution.outcome
-    )
-
-
 def _existing_resolution(
     row: HoldResolution, origin: str, key: str, content: dict[str, Any]
 ) -> ResolutionResult:
@@ -493,72 +509,3 @@ def _existing_resolution(
     return ResolutionResult(
         Status.EXISTS, row.hold_id, row.outcome, row.amount_posted, row.transaction_id
     )
-
-
-async def _release(
-    session: AsyncSession,
-    hold_id: int,
-    amount: int,
-    *,
-    kind: str,
-    transaction_id: int | None = None,
-) -> list[tuple[OpenLot, int]]:
-    """Give `amount` back to the lots the hold took, latest-expiring first.
-
-    Returns the lots given to (updated) and how much each got.
-    """
-    if amount == 0:
-        return []
-    consumption = await repo.hold_lot_consumption(session, hold_id)
-    lots = await repo.lots_by_id(session, [lot_id for lot_id, _ in consumption])
-    giving: dict[int, int] = {}
-    left = amount
-    for lot_id, taken in consumption:
-        give = min(taken, left)
-        giving[lot_id] = give
-        left -= give
-        if left == 0:
-            break
-    if left:
-        raise NothingToRefundError(f"only {amount - left} of {amount} points can go back to lots")
-    await _move_lots(
-        session,
-        list(lots.values()),
-        giving,
-        kind=kind,
-        sign=+1,
-        hold_id=hold_id,
-        transaction_id=transaction_id,
-    )
-    return [(lots[lot_id], give) for lot_id, give in giving.items()]
-
-
-async def _pay_debt(
-    session: AsyncSession,
-    writer: _Writer,
-    accounts: _HoldAccounts,
-    restored: list[tuple[OpenLot, int]],
-    tx_id: int,
-    digest: bytes,
-) -> int:
-    """Use points just restored to lots to pay the participant's debt; returns the amount."""
-    pay = min(accounts.owes, sum(given for _, given in restored))
-    if pay == 0:
-        return 0
-    if accounts.debt is None or accounts.issuance_points is None or accounts.issuance_debt is None:
-        raise RuntimeError("debt payment without the debt and issuance accounts locked")
-    taking: dict[int, int] = {}
-    left = pay
-    for lot, given in restored:
-        take = min(given, lot.remaining, left)
-        if take:
-            taking[lot.id] = take
-            left -= take
-    await _move_lots(
-        session, [lot for lot, _ in restored], taking, kind="debt", sign=-1, transaction_id=tx_id
-    )
-    writer.post(tx_id, digest, accounts.participant, -pay)
-    writer.post(tx_id, digest, accounts.issuance_points, pay)
-    writer.post(tx_id, digest, accounts.debt, -pay)
-    writer.post(tx_id, digest, accounts.issuance_debt, pay)
-    return pay

@@ -23,7 +23,12 @@ from service.ledger.schemas import (
 )
 from service.ledger.service._common import _conflict, _differences, _shard, _whole, _Writer
 from service.ledger.service.credits import _participant_account_rows
-from service.ledger.service.holds import _lock_for_hold, _move_lots, _pay_debt, _release
+from service.ledger.service.holds import (
+    _lock_for_hold,
+    _LotChanges,
+    _move_lots,
+    _pay_debt_from,
+)
 
 
 async def refund(
@@ -61,13 +66,23 @@ async def refund(
             f"{refunded - amount} already refunded",
             refundable=posted - (refunded - amount),
         )
-    restored = await _release(session, hold.id, amount, kind="refund", transaction_id=tx_id)
+    # The lots the hold still takes from (read under the lock), given back latest-expiring
+    # first; the debt, if any, is paid from them first.
+    _resolution, taken = await repo.resolution_and_taken_lots(session, hold.id, partial=True)
+    lots = _LotChanges()
+    restored = lots.give_back(taken, amount, hold_id=hold.id, kind="refund", transaction_id=tx_id)
     writer = _Writer(accounts.states)
     digest = transaction_digest(tx_id, origin, key, "refund", content, created_at)
     writer.post(tx_id, digest, hold.counter_account_id, -amount)
     writer.post(tx_id, digest, hold.account_id, amount)
-    await _pay_debt(session, writer, accounts, restored, tx_id, digest)
-    await writer.flush(session)
+    _pay_debt_from(lots, writer, accounts, restored, tx_id, digest)
+    await repo.write_postings_and_lots(
+        session,
+        postings=writer.postings,
+        states=accounts.states.values(),
+        movements=lots.movements,
+        remainders=lots.remainders,
+    )
     return TransferResult(Status.CREATED, tx_id, amount)
 
 
