@@ -1194,3 +1194,114 @@ async def write_credits(session: AsyncSession, writes: CreditWrites) -> None:
 async def take_advisory_lock(session: AsyncSession, key: int) -> None:
     """A transaction-scoped advisory lock (one expiry run at a time)."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+# --- programme reports (service.ledger.service.reports): set-based, one statement each ------
+
+_POINTS_FLOWS = text(
+    # Every POINTS posting of the period's transactions, summed by the transaction's kind, the
+    # kind of account it moved and its direction: a handful of rows, whatever the volume.
+    """
+    SELECT t.kind, a.kind AS account_kind, p.amount > 0 AS incoming,
+           CAST(sum(p.amount) AS bigint) AS total, count(*) AS postings
+    FROM ledger_transactions AS t
+    JOIN ledger_postings AS p ON p.transaction_id = t.id AND p.asset = 'POINTS'
+    JOIN ledger_accounts AS a ON a.id = p.account_id
+    WHERE t.created_at >= :start AND t.created_at < :end
+    GROUP BY t.kind, a.kind, p.amount > 0
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PointsFlowRow:
+    transaction_kind: str
+    account_kind: str
+    incoming: bool
+    total: int
+    postings: int
+
+
+async def points_flows(
+    session: AsyncSession, start: datetime, end: datetime
+) -> list[PointsFlowRow]:
+    """POINTS moved by the transactions made in [start, end), by (transaction kind, account
+    kind, direction). One statement."""
+    rows = await session.execute(_POINTS_FLOWS, {"start": start, "end": end})
+    return [PointsFlowRow(*row) for row in rows]
+
+
+_POINTS_POSITION = text(
+    # Participants' materialised balances (one row per account, no postings read) and their
+    # open lots due before the longest horizon (ix_ledger_lots_open_by_expiry).
+    """
+    WITH balances AS (
+        SELECT CAST(coalesce(sum(posted) FILTER (WHERE asset = 'POINTS'), 0) AS bigint) AS posted,
+               CAST(coalesce(sum(held) FILTER (WHERE asset = 'POINTS'), 0) AS bigint) AS held,
+               CAST(coalesce(sum(posted) FILTER (WHERE asset = 'DEBT'), 0) AS bigint) AS debt,
+               count(*) FILTER (WHERE asset = 'POINTS' AND posted > 0) AS holders
+        FROM ledger_accounts WHERE kind = 'participant'
+    ), due AS (
+        SELECT ARRAY(
+            SELECT CAST(coalesce(sum(l.remaining), 0) AS bigint)
+            FROM unnest(CAST(:horizons AS timestamptz[])) WITH ORDINALITY AS h(at, n)
+            LEFT JOIN ledger_lots AS l ON l.remaining > 0 AND l.expires_at <= h.at
+            GROUP BY h.n ORDER BY h.n
+        ) AS expiring
+    )
+    SELECT b.posted, b.held, b.debt, b.holders, d.expiring FROM balances AS b, due AS d
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PointsPositionRow:
+    posted: int
+    held: int
+    debt: int
+    holders: int
+    expiring: list[int]  # open points due at or before each horizon, in the order given
+
+
+async def points_position(session: AsyncSession, horizons: Sequence[datetime]) -> PointsPositionRow:
+    """Participants' posted, held and owed points now, how many hold any, and the open
+    points due at or before each of `horizons`. One statement."""
+    row = (await session.execute(_POINTS_POSITION, {"horizons": list(horizons)})).one()
+    return PointsPositionRow(row[0], row[1], row[2], row[3], list(row[4]))
+
+
+_SETTLEMENT_TOTALS = text(
+    # Every posting to any merchant's settlement accounts (all shards) in the period, summed
+    # per merchant: captures come in (+), refunds go out (-).
+    """
+    SELECT a.owner_id,
+           count(*) FILTER (WHERE p.amount > 0) AS redemptions,
+           CAST(coalesce(sum(p.amount) FILTER (WHERE p.amount > 0), 0) AS bigint) AS redeemed,
+           count(*) FILTER (WHERE p.amount < 0) AS refunds,
+           CAST(coalesce(-sum(p.amount) FILTER (WHERE p.amount < 0), 0) AS bigint) AS refunded
+    FROM ledger_transactions AS t
+    JOIN ledger_postings AS p ON p.transaction_id = t.id
+    JOIN ledger_accounts AS a ON a.id = p.account_id AND a.kind = 'settlement'
+    WHERE t.created_at >= :start AND t.created_at < :end
+    GROUP BY a.owner_id
+    ORDER BY a.owner_id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementTotalRow:
+    merchant_id: uuid.UUID
+    redemptions: int
+    redeemed: int
+    refunds: int
+    refunded: int
+
+
+async def settlement_totals(
+    session: AsyncSession, start: datetime, end: datetime
+) -> list[SettlementTotalRow]:
+    """Per merchant, captures and refunds posted to its settlement accounts in [start, end).
+    One statement."""
+    rows = await session.execute(_SETTLEMENT_TOTALS, {"start": start, "end": end})
+    return [SettlementTotalRow(*row) for row in rows]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -121,3 +122,11 @@ async def get_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> Merchan
     if merchant is None:
         raise NotFoundError(f"no merchant {merchant_id}")
     return merchant
+
+
+async def merchants_by_id(
+    session: AsyncSession, ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, Merchant]:
+    """The merchants of `ids` that exist, by id. One statement."""
+    rows = await MerchantRepository.from_session(session).by_ids(sorted(set(ids)))
+    return {row.id: row for row in rows}
