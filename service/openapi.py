@@ -61,13 +61,22 @@ TAGS: list[dict[str, str]] = [
         "description": "Administrators: the methodology lifecycle: draft, diff, back-test,"
         " approve (four eyes), schedule, retire.",
     },
+    {
+        "name": "admin-reports",
+        "description": "Administrators: programme reports for a period (reductions, points and"
+        " the liability, merchants' settlement, partners' health), as JSON or CSV (auditors and"
+        " programme administrators).",
+    },
     {"name": "operations", "description": "Liveness and readiness, for load balancers."},
 ]
 TAG_GROUPS = [
     {"name": "Partners", "tags": ["partner-events"]},
     {"name": "Mobile app", "tags": ["app-accounts", "app-points", "app-privacy", "app-offers"]},
     {"name": "Merchants", "tags": ["merchant-redemptions"]},
-    {"name": "Administrators", "tags": ["admin-accounts", "admin-audit", "admin-methodologies"]},
+    {
+        "name": "Administrators",
+        "tags": ["admin-accounts", "admin-audit", "admin-methodologies", "admin-reports"],
+    },
     {"name": "Operations", "tags": ["operations"]},
 ]
 
