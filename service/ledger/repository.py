@@ -1232,8 +1232,9 @@ async def points_flows(
 
 
 _POINTS_POSITION = text(
-    # Participants' materialised balances (one row per account, no postings read) and their
-    # open lots due before the longest horizon (ix_ledger_lots_open_by_expiry).
+    # Participants' materialised balances (one row per account, no postings read) and, per
+    # horizon, their open lots due by then (ix_ledger_lots_open_by_expiry). One row per
+    # horizon; no array parameter (an array type costs asyncpg an introspection a connection).
     """
     WITH balances AS (
         SELECT CAST(coalesce(sum(posted) FILTER (WHERE asset = 'POINTS'), 0) AS bigint) AS posted,
@@ -1241,15 +1242,15 @@ _POINTS_POSITION = text(
                CAST(coalesce(sum(posted) FILTER (WHERE asset = 'DEBT'), 0) AS bigint) AS debt,
                count(*) FILTER (WHERE asset = 'POINTS' AND posted > 0) AS holders
         FROM ledger_accounts WHERE kind = 'participant'
-    ), due AS (
-        SELECT ARRAY(
-            SELECT CAST(coalesce(sum(l.remaining), 0) AS bigint)
-            FROM unnest(CAST(:horizons AS timestamptz[])) WITH ORDINALITY AS h(at, n)
-            LEFT JOIN ledger_lots AS l ON l.remaining > 0 AND l.expires_at <= h.at
-            GROUP BY h.n ORDER BY h.n
-        ) AS expiring
     )
-    SELECT b.posted, b.held, b.debt, b.holders, d.expiring FROM balances AS b, due AS d
+    SELECT b.posted, b.held, b.debt, b.holders,
+           CAST(coalesce(sum(l.remaining), 0) AS bigint) AS due
+    FROM json_array_elements_text(CAST(:horizons AS json)) WITH ORDINALITY AS h(at, n)
+    CROSS JOIN balances AS b
+    LEFT JOIN ledger_lots AS l
+        ON l.remaining > 0 AND l.expires_at <= CAST(h.at AS timestamptz)
+    GROUP BY h.n, b.posted, b.held, b.debt, b.holders
+    ORDER BY h.n
     """
 )
 
@@ -1266,8 +1267,11 @@ class PointsPositionRow:
 async def points_position(session: AsyncSession, horizons: Sequence[datetime]) -> PointsPositionRow:
     """Participants' posted, held and owed points now, how many hold any, and the open
     points due at or before each of `horizons`. One statement."""
-    row = (await session.execute(_POINTS_POSITION, {"horizons": list(horizons)})).one()
-    return PointsPositionRow(row[0], row[1], row[2], row[3], list(row[4]))
+    if not horizons:
+        raise ValueError("points_position needs at least one horizon")
+    rows = (await session.execute(_POINTS_POSITION, {"horizons": json_text(list(horizons))})).all()
+    first = rows[0]
+    return PointsPositionRow(first[0], first[1], first[2], first[3], [row[4] for row in rows])
 
 
 _SETTLEMENT_TOTALS = text(
