@@ -442,3 +442,82 @@ async def test_partner_health_reads_at_most_a_month_of_hours(
     assert "31 days" in health.json()["detail"]
     points = await http.get("/v1/admin/reports/points", params=period, headers=auditor.headers)
     assert points.status_code == 200
+
+
+async def test_points_flows_name_debt_and_reclaimed_expiry(
+    live: Live, http: httpx.AsyncClient, auditor: SignedIn
+) -> None:
+    """Reversals of expired and of spent points: the expiry account gives back, debt is owed,
+    then repaid by points coming back; the flows still add up to the participant's balance."""
+    rider = await live.participant()
+    now = datetime.now(UTC)
+
+    def points(key: str, amount: int, days: int) -> CreditRequest:
+        return CreditRequest(
+            origin="tests.reports",
+            key=key,
+            participant_id=rider,
+            points=amount,
+            grams=0,
+            expires_at=now + timedelta(days=days),
+        )
+
+    async with live.sessionmaker() as session, session.begin():
+        kept, short = await ledger.credit(
+            session, [points("kept", 100, 400), points("short", 50, 1)]
+        )
+    async with live.sessionmaker() as session, session.begin():
+        assert await ledger.expire_lots(session, now=now + timedelta(days=1, minutes=1)) == 1
+    async with live.sessionmaker() as session, session.begin():
+        # The expired credit reversed: its 50 points come back from the expiry account.
+        assert short.transaction_id is not None and kept.transaction_id is not None
+        await ledger.reverse_credit(
+            session,
+            origin="tests.reports",
+            key="r-short",
+            credit_id=short.transaction_id,
+            reason="x",
+        )
+        merchant = await merchants.create_merchant(session, code=f"m-{rider.hex[:8]}", name="店")
+    async with live.sessionmaker() as session, session.begin():
+        hold = await ledger.place_hold(
+            session,
+            origin="tests.reports",
+            key="h",
+            participant_id=rider,
+            merchant_id=merchant.id,
+            amount=100,
+            now=datetime.now(UTC),
+            hold_for=timedelta(minutes=10),
+        )
+    async with live.sessionmaker() as session, session.begin():
+        # All 100 are held: the reversal claws back nothing and leaves a debt of 100 ...
+        reversal = await ledger.reverse_credit(
+            session, origin="tests.reports", key="r-kept", credit_id=kept.transaction_id, reason="x"
+        )
+        assert (reversal.amount, reversal.unrecovered) == (0, 100)
+    async with live.sessionmaker() as session, session.begin():
+        # ... repaid by the points the voided hold gives back.
+        await ledger.void_hold(session, origin="tests.reports", key="v", hold_id=hold.hold_id)
+    async with live.sessionmaker() as session, session.begin():
+        await ledger.credit(session, [points("later", 30, 400)])
+
+    response = await http.get("/v1/admin/reports/points", params=_period(), headers=auditor.headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["flows"] == {
+        "issued": 180,
+        "redeemed": 0,
+        "refunded": 0,
+        "expired": 50,
+        "reversed": 0,
+        "debt_repaid": 100,
+        "expired_reclaimed": 50,
+        "participants_net": 30,
+    }
+    async with live.sessionmaker() as session:
+        balance = await ledger.balance(session, rider)
+    assert (balance.posted, balance.debt) == (30, 0)
+    liability = body["liability"]
+    assert (liability["outstanding"], liability["held"], liability["debt"]) == (30, 0, 0)
+    assert liability["expiring_365_days"] == 0
