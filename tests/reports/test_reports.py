@@ -15,7 +15,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from service.config import Settings
 from service.ledger import service as ledger
 from service.ledger.schemas import CreditRequest
 from service.merchants import service as merchants
@@ -521,3 +523,10 @@ async def test_points_flows_name_debt_and_reclaimed_expiry(
     liability = body["liability"]
     assert (liability["outstanding"], liability["held"], liability["debt"]) == (30, 0, 0)
     assert liability["expiring_365_days"] == 0
+
+
+def test_the_programme_time_zone_must_be_a_real_one() -> None:
+    """A misspelt zone stops the service at start-up, not the first report with a 500."""
+    assert Settings(program_timezone="Asia/Urumqi").program_timezone == "Asia/Urumqi"
+    with pytest.raises(ValidationError, match="not an IANA time zone"):
+        Settings(program_timezone="Asia/Nanchang")
