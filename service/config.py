@@ -59,13 +59,13 @@ class Settings(BaseSettings):
     hold_timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
     # The program's rate for settling with merchants: a program choice (1 point = 1 fen).
     fen_per_point: int = Field(default=1, ge=0, le=100_000)
-    # A methodology activation or retirement must be at least this far in the future, so
-    # every process's registry cache (refreshed every 5 s) knows it before it happens.
     # `carbon-points worker`: how often each periodic job runs, in seconds.
     worker_webhooks_seconds: float = Field(default=5.0, ge=0.1, le=86_400)
     worker_holds_seconds: float = Field(default=30.0, ge=0.1, le=86_400)
     worker_pending_seconds: float = Field(default=600.0, ge=0.1, le=86_400)
     worker_lots_seconds: float = Field(default=3600.0, ge=0.1, le=86_400)
+    # A methodology activation or retirement must be at least this far in the future, so
+    # every process's registry cache (refreshed every 5 s) knows it before it happens.
     methodology_min_lead_seconds: int = Field(default=60, ge=10, le=30 * 24 * 3600)
 
     @field_validator("database_url", "redis_url", mode="before")

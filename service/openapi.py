@@ -71,6 +71,12 @@ TAGS: list[dict[str, str]] = [
         "description": "Administrators (program-admin): merchants, their API keys (issue,"
         " rotate, revoke) and suspension.",
     },
+    {
+        "name": "admin-reports",
+        "description": "Administrators: programme reports for a period (reductions, points and"
+        " the liability, merchants' settlement, partners' health), as JSON or CSV (auditors and"
+        " programme administrators).",
+    },
     {"name": "operations", "description": "Liveness and readiness, for load balancers."},
 ]
 TAG_GROUPS = [
@@ -85,6 +91,7 @@ TAG_GROUPS = [
             "admin-methodologies",
             "admin-partners",
             "admin-merchants",
+            "admin-reports",
         ],
     },
     {"name": "Operations", "tags": ["operations"]},

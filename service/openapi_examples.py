@@ -15,6 +15,17 @@ _ORGANISATION = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
 _REDEMPTION = "9a7f3c2e-1b4d-4e6f-8a0b-2c3d4e5f6a7b"
 _OFFER = "5c1e8d2a-3b4f-4c6d-9e0f-1a2b3c4d5e6f"
 _AT = "2026-11-30T08:05:00+08:00"
+_MERCHANT = "3e5d7c9b-2a4f-4b6d-8c1e-5f7a9b2c4d6e"
+_REPORT_PERIOD = {
+    "from": "2026-11-01T00:00:00+08:00",
+    "to": "2026-12-01T00:00:00+08:00",
+    "format": "json",
+}
+_REPORT_PERIOD_OUT = {
+    "from": "2026-11-01T00:00:00+08:00",
+    "to": "2026-12-01T00:00:00+08:00",
+    "timezone": "Asia/Shanghai",
+}
 
 _EVENT: dict[str, Any] = {
     "external_id": "metro-2026-11-30-000123",
@@ -607,6 +618,140 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 ],
                 "binding_caps": {},
                 "most_affected": [{"participant_id": _PARTICIPANT, "points_difference": 82}],
+            },
+        ),
+    },
+    "get_reductions_report": {
+        "parameters": _REPORT_PERIOD,
+        "response": (
+            200,
+            {
+                "period": _REPORT_PERIOD_OUT,
+                "totals": {
+                    "credits": 2,
+                    "grams": 1152,
+                    "points": 1152,
+                    "retracted": 0,
+                    "retracted_grams": 0,
+                },
+                "rows": [
+                    {
+                        "month": "2026-11",
+                        "region": "CN-JX",
+                        "action_type": "transit.metro",
+                        "partner_code": "demo-metro",
+                        "partner_name": "南昌地铁",
+                        "credits": 2,
+                        "grams": 1152,
+                        "points": 1152,
+                        "retracted": 0,
+                        "retracted_grams": 0,
+                    }
+                ],
+            },
+        ),
+    },
+    "get_points_report": {
+        "parameters": _REPORT_PERIOD,
+        "response": (
+            200,
+            {
+                "period": _REPORT_PERIOD_OUT,
+                "as_of": "2026-12-03T10:00:00+08:00",
+                "flows": {
+                    "issued": 12000,
+                    "redeemed": 3000,
+                    "refunded": 200,
+                    "expired": 500,
+                    "reversed": 300,
+                    "debt_repaid": 0,
+                    "expired_reclaimed": 0,
+                    "participants_net": 8400,
+                },
+                "liability": {
+                    "outstanding": 8400,
+                    "held": 100,
+                    "available": 8300,
+                    "debt": 0,
+                    "holders": 12,
+                    "overdue": 0,
+                    "expiring_30_days": 400,
+                    "expiring_90_days": 1200,
+                    "expiring_365_days": 5000,
+                },
+            },
+        ),
+    },
+    "get_settlement_report": {
+        "parameters": _REPORT_PERIOD,
+        "response": (
+            200,
+            {
+                "period": _REPORT_PERIOD_OUT,
+                "fen_per_point": 1,
+                "totals": {
+                    "redemptions": 30,
+                    "points_redeemed": 3000,
+                    "refunds": 2,
+                    "points_refunded": 200,
+                    "net_points": 2800,
+                    "value_fen": 2800,
+                },
+                "merchants": [
+                    {
+                        "merchant_id": _MERCHANT,
+                        "merchant_code": "green-cafe",
+                        "merchant_name": "绿色咖啡馆",
+                        "redemptions": 30,
+                        "points_redeemed": 3000,
+                        "refunds": 2,
+                        "points_refunded": 200,
+                        "net_points": 2800,
+                        "value_fen": 2800,
+                    }
+                ],
+            },
+        ),
+    },
+    "get_partner_health_report": {
+        "parameters": {
+            "from": "2026-12-01T00:00:00+08:00",
+            "to": "2026-12-02T00:00:00+08:00",
+            "format": "json",
+        },
+        "response": (
+            200,
+            {
+                "period": {
+                    "from": "2026-12-01T00:00:00+08:00",
+                    "to": "2026-12-02T00:00:00+08:00",
+                    "timezone": "Asia/Shanghai",
+                },
+                "partners": [
+                    {
+                        "partner_code": "demo-metro",
+                        "partner_name": "南昌地铁",
+                        "events": 130,
+                        "outcomes": {"credited": 120, "duplicate": 4, "ineligible": 6},
+                        "rejected": 10,
+                        "active_hours": 2,
+                        "peak_hour_events": 100,
+                        "hours": [
+                            {
+                                "hour": "2026-12-01T08:00:00+08:00",
+                                "events": 100,
+                                "rejected": 8,
+                                "outcomes": {"credited": 92, "duplicate": 3, "ineligible": 5},
+                            },
+                            {
+                                "hour": "2026-12-01T18:00:00+08:00",
+                                "events": 30,
+                                "rejected": 2,
+                                "outcomes": {"credited": 28, "duplicate": 1, "ineligible": 1},
+                            },
+                        ],
+                    }
+                ],
             },
         ),
     },

@@ -30,7 +30,9 @@ async def reductions(
     limit: int | None = None,
 ) -> list[ReductionTotals]:
     """The participant's credited grams and points by month and action type."""
-    return await repository.reductions(session, participant_id, tz, offset=offset, limit=limit)
+    return await repository.participant_reductions(
+        session, participant_id, tz, offset=offset, limit=limit
+    )
 
 
 async def credit_for(

@@ -553,7 +553,7 @@ class ReductionTotals:
     credits: int
 
 
-async def reductions(
+async def participant_reductions(
     session: AsyncSession,
     participant_id: uuid.UUID,
     tz: str,
@@ -592,3 +592,79 @@ async def credit_for(
         )
     ).first()
     return (row[0], row[1]) if row is not None else None
+
+
+# --- programme reports (service.crediting.reports): set-based, one statement each -----------
+
+_REDUCTIONS = text(
+    # Credits of actions that happened in the period, summed by the programme's local month,
+    # region, action type and partner; a retracted event's credit is counted apart.
+    """
+    SELECT date_trunc('month', c.occurred_at, :tz) AS month, c.region, c.action_type,
+           c.partner_id,
+           count(*) FILTER (WHERE ev.status <> 'retracted') AS credits,
+           CAST(coalesce(sum(c.grams) FILTER (WHERE ev.status <> 'retracted'), 0) AS bigint)
+               AS grams,
+           CAST(coalesce(sum(c.points) FILTER (WHERE ev.status <> 'retracted'), 0) AS bigint)
+               AS points,
+           count(*) FILTER (WHERE ev.status = 'retracted') AS retracted,
+           CAST(coalesce(sum(c.grams) FILTER (WHERE ev.status = 'retracted'), 0) AS bigint)
+               AS retracted_grams
+    FROM credits AS c
+    JOIN partner_events AS ev ON ev.id = c.event_id
+    WHERE c.occurred_at >= :start AND c.occurred_at < :end
+    GROUP BY 1, c.region, c.action_type, c.partner_id
+    ORDER BY 1, c.region NULLS FIRST, c.action_type, c.partner_id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReductionRow:
+    month: datetime  # the local month's first instant
+    region: str | None
+    action_type: str
+    partner_id: uuid.UUID
+    credits: int
+    grams: int
+    points: int
+    retracted: int
+    retracted_grams: int
+
+
+async def reductions(
+    session: AsyncSession, start: datetime, end: datetime, timezone: str
+) -> list[ReductionRow]:
+    """Credits whose action occurred in [start, end), grouped by month in `timezone`, region,
+    action type and partner. One statement."""
+    rows = await session.execute(_REDUCTIONS, {"start": start, "end": end, "tz": timezone})
+    return [ReductionRow(*row) for row in rows]
+
+
+_PARTNER_TRAFFIC = text(
+    # Events received in the window by partner, local hour and current outcome.
+    """
+    SELECT partner_id, date_trunc('hour', received_at, :tz) AS hour, status, count(*) AS events
+    FROM partner_events
+    WHERE received_at >= :start AND received_at < :end
+    GROUP BY partner_id, 2, status
+    ORDER BY partner_id, 2, status
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerTrafficRow:
+    partner_id: uuid.UUID
+    hour: datetime
+    status: str
+    events: int
+
+
+async def partner_traffic(
+    session: AsyncSession, start: datetime, end: datetime, timezone: str
+) -> list[PartnerTrafficRow]:
+    """Events received in [start, end), counted by partner, hour (in `timezone`) and outcome.
+    One statement."""
+    rows = await session.execute(_PARTNER_TRAFFIC, {"start": start, "end": end, "tz": timezone})
+    return [PartnerTrafficRow(*row) for row in rows]

@@ -112,3 +112,44 @@ class SettlementLine:
     kind: str  # the ledger transaction's kind: redemption or refund
     transaction_id: int
     points: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointsFlows:
+    """POINTS moved in a period, by what moved them (all non-negative). Participants' net
+    change = issued - redeemed + refunded - expired - reversed - debt_repaid."""
+
+    issued: int  # credits: issuance -> participants
+    redeemed: int  # captures: participants -> merchants' settlement accounts
+    refunded: int  # refunds: merchants' settlement accounts -> participants
+    expired: int  # expiry: participants -> the expiry account
+    reversed: int  # reversals: participants -> issuance
+    debt_repaid: int  # points that reached a participant who owed, back to issuance
+    expired_reclaimed: int  # reversals of credits whose points had already expired
+    participants_net: int  # the sum of the period's postings to participants' accounts
+
+
+@dataclass(frozen=True, slots=True)
+class PointsPosition:
+    """Participants' points now: the programme's liability, and when it falls due."""
+
+    posted: int  # the liability: the sum of participants' posted POINTS
+    held: int  # of which held for redemptions in progress
+    debt: int  # points owed by participants (reversals of spent points)
+    holders: int  # participants with a positive balance
+    expiring: dict[int, int]  # days ahead -> open points due by then (0: overdue now)
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantSettlementTotal:
+    """What a merchant's settlement accounts received and gave back in a period."""
+
+    merchant_id: uuid.UUID
+    redemptions: int
+    redeemed: int
+    refunds: int
+    refunded: int
+
+    @property
+    def net(self) -> int:
+        return self.redeemed - self.refunded

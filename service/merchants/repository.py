@@ -45,6 +45,13 @@ class MerchantRepository:
         )
         return found
 
+    async def by_ids(self, ids: list[uuid.UUID]) -> list[Merchant]:
+        if not ids:
+            return []
+        return list(
+            (await self.session.scalars(select(Merchant).where(Merchant.id.in_(ids)))).all()
+        )
+
     async def add(self, row: MerchantTerminal | Offer | MerchantApiKey) -> None:
         """Insert a terminal, an offer or a key (flushed: constraint errors surface here)."""
         self.session.add(row)

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -209,3 +209,11 @@ async def ensure_demo_merchant(session: AsyncSession, partner_key: str) -> str:
             )
         )
     return f"cpmk_{key_id}_{secret}"
+
+
+async def merchants_by_id(
+    session: AsyncSession, ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, Merchant]:
+    """The merchants of `ids` that exist, by id. One statement."""
+    rows = await MerchantRepository.from_session(session).by_ids(sorted(set(ids)))
+    return {row.id: row for row in rows}

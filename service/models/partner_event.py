@@ -42,6 +42,8 @@ class PartnerEvent(Base):
             name="status_known",
         ),
         Index("ix_partner_events_outcome_cursor", "partner_id", "outcome_seq"),
+        # Partners' health reads a window of events by arrival: a block-range index.
+        Index("ix_partner_events_received_at_brin", "received_at", postgresql_using="brin"),
         Index(
             "ix_partner_events_pending_subject",
             "partner_id",

@@ -181,6 +181,18 @@ MATRIX += [
         PA,
     ),
 ]
+REPORT_READERS = {"auditor", "program-admin"}
+_PERIOD = "from=2026-11-01T00:00:00%2B08:00&to=2026-12-01T00:00:00%2B08:00"
+MATRIX += [
+    (
+        "GET",
+        f"/v1/admin/reports/{name}",
+        f"/v1/admin/reports/{name}?{_PERIOD}",
+        None,
+        REPORT_READERS,
+    )
+    for name in ("reductions", "points", "settlement", "partner-health")
+]
 PUBLIC = {("POST", "/v1/admin/login")}
 
 

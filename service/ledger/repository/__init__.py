@@ -76,6 +76,14 @@ from service.ledger.repository.reads import (
     postings_of_accounts,
     settlement_lines,
 )
+from service.ledger.repository.reports import (
+    PointsFlowRow,
+    PointsPositionRow,
+    SettlementTotalRow,
+    points_flows,
+    points_position,
+    settlement_totals,
+)
 
 __all__ = [
     "EXPIRY_ACCOUNT_CODE",
@@ -86,6 +94,9 @@ __all__ = [
     "HoldResolution",
     "HoldStateRow",
     "OpenLot",
+    "PointsFlowRow",
+    "PointsPositionRow",
+    "SettlementTotalRow",
     "StoredHold",
     "StoredTransaction",
     "account_ids_by_code",
@@ -127,12 +138,15 @@ __all__ = [
     "participant_account_code",
     "participant_accounts",
     "participant_side_totals",
+    "points_flows",
+    "points_position",
     "post_and_save",
     "postings_of_accounts",
     "resolution_and_taken_lots",
     "save_accounts",
     "set_lot_remainders",
     "settlement_lines",
+    "settlement_totals",
     "sum_transactions_by_request",
     "take_advisory_lock",
     "write_credits",

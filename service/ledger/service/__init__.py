@@ -28,6 +28,9 @@ from service.ledger.schemas import (
     CreditResult,
     HoldResult,
     HoldState,
+    MerchantSettlementTotal,
+    PointsFlows,
+    PointsPosition,
     ResolutionResult,
     SettlementLine,
     Status,
@@ -39,6 +42,11 @@ from service.ledger.service.expiry import expire_lots, void_overdue_holds
 from service.ledger.service.holds import open_merchant_accounts, place_hold, post_hold, void_hold
 from service.ledger.service.reads import balance, history, hold_state, settlement_lines
 from service.ledger.service.refunds import refund, reverse_credit
+from service.ledger.service.reports import (
+    merchant_settlement_totals,
+    points_flows,
+    points_position,
+)
 
 __all__ = [
     "DEBT_ORIGIN",
@@ -51,6 +59,9 @@ __all__ = [
     "CreditResult",
     "HoldResult",
     "HoldState",
+    "MerchantSettlementTotal",
+    "PointsFlows",
+    "PointsPosition",
     "ResolutionResult",
     "SettlementLine",
     "Status",
@@ -61,8 +72,11 @@ __all__ = [
     "history",
     "hold_state",
     "lock_for_credits",
+    "merchant_settlement_totals",
     "open_merchant_accounts",
     "place_hold",
+    "points_flows",
+    "points_position",
     "post_credits",
     "post_hold",
     "refund",

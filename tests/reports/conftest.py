@@ -1,0 +1,3 @@
+from tests.crediting.conftest import live
+
+__all__ = ["live"]
