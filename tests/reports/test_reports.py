@@ -528,5 +528,5 @@ async def test_points_flows_name_debt_and_reclaimed_expiry(
 def test_the_programme_time_zone_must_be_a_real_one() -> None:
     """A misspelt zone stops the service at start-up, not the first report with a 500."""
     assert Settings(program_timezone="Asia/Urumqi").program_timezone == "Asia/Urumqi"
-    with pytest.raises(ValidationError, match="not an IANA time zone"):
+    with pytest.raises(ValidationError, match="unknown timezone"):
         Settings(program_timezone="Asia/Nanchang")
