@@ -44,6 +44,8 @@ class HistoryItem(BaseModel):
     methodology_id: str | None = None
     methodology_version: int | None = None
     reason: str | None = None
+    # `reason` as a sentence in the reader's language (Content-Language).
+    reason_text: str | None = None
 
 
 class HistoryPage(BaseModel):
