@@ -246,6 +246,7 @@ async def link_identity(
     secrets: AppSecrets,
     registry_cache: MethodologyRegistry,
     settings: CreditingConfig,
+    language: Language,
 ) -> LinkResult:
     now = datetime.now(UTC)
     partner, claims = await links.verified_claims(
@@ -256,7 +257,10 @@ async def link_identity(
         session, registry, settings, partner, claims, user.participant_id, now
     )
     newest = max(await links.list_links(session, user.participant_id), key=lambda v: v.id)
-    return LinkResult(link=LinkOut(**asdict(newest)), released=released)
+    return LinkResult(
+        link=LinkOut(**asdict(newest)),
+        released=[reads.localise_outcome(o, registry, language) for o in released],
+    )
 
 
 @router.delete(
@@ -279,15 +283,17 @@ async def claim_voucher_code(
     secrets: AppSecrets,
     registry_cache: MethodologyRegistry,
     settings: CreditingConfig,
+    language: Language,
 ) -> OutcomeOut:
     now = datetime.now(UTC)
     partner, claims = await links.verified_claims(
         credentials, sessionmaker, secrets.partner_secret_key, body.token, "voucher", now
     )
     registry = await registry_cache.get(session)
-    return await claim_voucher(
+    outcome = await claim_voucher(
         session, registry, settings, partner, claims, user.participant_id, now
     )
+    return reads.localise_outcome(outcome, registry, language)
 
 
 @router.post(

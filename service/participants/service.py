@@ -3,6 +3,7 @@ session first and touches only the caller's own data; the SQL is in `repository`
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,12 +14,12 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from points_rules import Action, Registry, Usage, explain
-from service.crediting.schemas import engine_inputs
+from points_rules import Action, NoMethodologyError, Registry, Usage, explain
+from service.crediting.schemas import OutcomeOut, ReasonOut, engine_inputs
 from service.db import Reader
 from service.errors import NotFoundError
 from service.i18n import EN, N_, _, translate
-from service.i18n.methodologies import render_explanation
+from service.i18n.methodologies import localise_reason, render_explanation
 from service.ledger import service as ledger
 from service.observability import get_logger
 from service.participants import repository as repo
@@ -184,6 +185,26 @@ async def explain_credit(
         trace=body,
         text=text,
     )
+
+
+def localise_outcome(outcome: OutcomeOut, registry: Registry, language: str) -> OutcomeOut:
+    """An outcome shown in the app, its reasons in `language`: a rule's from its methodology's
+    translation, a constant engine reason from the catalogue (a stored outcome keeps only the
+    English text of a reason with numbers in it, which stays English)."""
+    if language == EN or not outcome.reasons:
+        return outcome
+    methodology = None
+    if outcome.methodology_id is not None and outcome.methodology_version is not None:
+        with contextlib.suppress(NoMethodologyError):
+            methodology = registry.get(outcome.methodology_id, outcome.methodology_version)
+    reasons = [
+        ReasonOut(
+            code=r.code,
+            message=localise_reason(r.code, r.message, language, methodology=methodology),
+        )
+        for r in outcome.reasons
+    ]
+    return outcome.model_copy(update={"reasons": reasons})
 
 
 def period_window(period: str, now: datetime, tz: str) -> tuple[datetime, datetime, str]:

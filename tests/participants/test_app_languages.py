@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from integrations import make_link_token
+from integrations import make_link_token, make_voucher
 from tests.accounts.helpers import bearer, register
 from tests.crediting.conftest import Live, metro
 
@@ -145,3 +145,21 @@ async def test_outcome_reasons_in_an_explanation_are_in_chinese(
     )
     (reason,) = english.json()["trace"]["outcome"]["reasons"]
     assert reason["message"].endswith(": 2000 of 2000 g left")
+
+
+async def test_a_claimed_vouchers_reasons_are_in_chinese(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    user = await register(http)
+    shop = await live.partner(f"shop-{uuid.uuid4().hex[:6]}", ("transit.metro",))
+    short = metro(f"receipt-{uuid.uuid4().hex[:6]}", quantities={"distance_m": 100})
+    voucher = make_voucher(key_id=shop.key_id, secret=shop.secret, event=short)
+    claimed = await http.post(
+        "/v1/app/vouchers", json={"token": voucher}, headers=bearer(user.access_token)
+    )
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.headers["content-language"] == "zh-CN"
+    assert claimed.json()["status"] == "ineligible"
+    assert claimed.json()["reasons"] == [
+        {"code": "trip_too_short", "message": "出行距离不足 500 米的不计减排量"}
+    ]
