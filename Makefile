@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data fuzz lock
+.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data fuzz lock i18n
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,18 @@ importlint:
 
 pytest:
 	$(BIN)/pytest
+
+## make i18n: extract every translatable message (problem titles and details, explanation labels,
+## reason templates) into service/i18n/locale/messages.pot, merge it into each catalogue (new
+## entries arrive untranslated: translate them in the .po), then compile as a check. The service
+## reads the .po files themselves at start-up, so nothing compiled needs installing.
+I18N := service/i18n/locale
+i18n: install
+	$(BIN)/pybabel extract -F babel.cfg -k _line -k _tr --no-location --sort-output \
+		--project carbon-points --copyright-holder "carbon-points contributors" \
+		-o $(I18N)/messages.pot .
+	$(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) -w 100 --no-fuzzy-matching
+	$(BIN)/pybabel compile -d $(I18N) --statistics
 
 ## make fuzz: a long, random Schemathesis run over every operation of the served API (the
 ## short, derandomised one is part of `make test`). FUZZ_EXAMPLES cases per operation and

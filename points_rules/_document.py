@@ -170,6 +170,20 @@ class CapDoc(_Model):
         return self
 
 
+LanguageTag = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+
+
+class TranslationDoc(_Model):
+    """A document's reader-facing text in one more language (a BCP 47 tag, e.g. ``zh-CN``):
+    its ``title``, ``description``, and rule ``messages`` by rule ``code``. Anything left out
+    is shown in the document's own language. Translations are presentation: they are not part
+    of the content hash, so correcting one needs no new version."""
+
+    title: Text | None = None
+    description: str | None = None
+    messages: dict[Annotated[str, Field(pattern=_NAME)], Text] = Field(default_factory=dict)
+
+
 class MethodologyDoc(_Model):
     """A versioned, effective-dated methodology for one action type and optional region."""
 
@@ -193,6 +207,19 @@ class MethodologyDoc(_Model):
     result: Name | None = None
     points: PointsDoc
     caps: list[CapDoc] = Field(default_factory=list)
+    translations: dict[LanguageTag, TranslationDoc] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _translated_rules_exist(self) -> MethodologyDoc:
+        codes = {c.code for c in (*self.eligibility, *self.plausibility)}
+        for language, translation in self.translations.items():
+            unknown = sorted(set(translation.messages) - codes)
+            if unknown:
+                raise ValueError(
+                    f"translations.{language}.messages names no rule of this document: "
+                    + ", ".join(unknown)
+                )
+        return self
 
     @field_validator("effective_to")
     @classmethod

@@ -50,10 +50,29 @@ _EMPTY: Mapping[str, Usage] = {}
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """Why an outcome is what it is: a stable machine ``code`` and a human ``message``."""
+    """Why an outcome is what it is: a stable machine ``code`` and a human ``message``.
+
+    The engine's own reasons also carry the English ``template`` of the message (a gettext
+    message id with named ``%(placeholders)s``) and its ``params``, so that a caller can render
+    the message in another language: ``translated_template % dict(reason.params)``. Reasons from
+    a document's rules have no template; their translations are in the document
+    (``Methodology.message_in``). Neither field takes part in equality.
+    """
 
     code: str
     message: str
+    template: str | None = field(default=None, compare=False)
+    params: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+
+def N_(template: str) -> str:
+    """Marks an engine message template for gettext extraction; returns it unchanged."""
+    return template
+
+
+def _reason(code: str, template: str, **params: object) -> Reason:
+    shown = {k: str(v) for k, v in params.items()}
+    return Reason(code, template % shown if shown else template, template, tuple(shown.items()))
 
 
 @dataclass(slots=True)
@@ -240,24 +259,35 @@ def _normalise(m: Methodology, raw: Mapping[str, InputValue]) -> dict[str, Input
                 raise InvalidActionError(f"input {spec.name!r} must be text")
             if v not in spec.values:
                 unknown.append(
-                    Reason(
-                        "unknown_category", f"{spec.name} {v!r} is not covered by this methodology"
+                    _reason(
+                        "unknown_category",
+                        N_("%(input)s %(value)s is not covered by this methodology"),
+                        input=spec.name,
+                        value=repr(v),
                     )
                 )
         elif type(v) is not bool:
             raise InvalidActionError(f"input {spec.name!r} must be true or false")
         if (spec.min is not None and v < spec.min) or (spec.max is not None and v > spec.max):
             out_of_range.append(
-                Reason(
+                _reason(
                     "input_out_of_range",
-                    f"{spec.name} = {v} {spec.unit} is outside [{spec.min}, {spec.max}]",
+                    N_("%(input)s = %(value)s %(unit)s is outside [%(min)s, %(max)s]"),
+                    input=spec.name,
+                    value=v,
+                    unit=spec.unit,
+                    min=spec.min,
+                    max=spec.max,
                 )
             )
         values[spec.name] = v
     if missing:
         raise _Stop(
             INELIGIBLE,
-            tuple(Reason("input_missing", f"required input {n} is missing") for n in missing),
+            tuple(
+                _reason("input_missing", N_("required input %(input)s is missing"), input=n)
+                for n in missing
+            ),
         )
     if unknown:
         raise _Stop(INELIGIBLE, tuple(unknown))
@@ -283,9 +313,12 @@ def _run(m: Methodology, action: Action, env: dict[str, Any]) -> Outcome:
             raise _Stop(
                 INELIGIBLE,
                 (
-                    Reason(
+                    _reason(
                         "not_in_force",
-                        f"{m.id} v{m.version} is not in force at {occurred.isoformat()}",
+                        N_("%(methodology)s v%(version)s is not in force at %(occurred_at)s"),
+                        methodology=m.id,
+                        version=m.version,
+                        occurred_at=occurred.isoformat(),
                     ),
                 ),
             )
@@ -294,17 +327,18 @@ def _run(m: Methodology, action: Action, env: dict[str, Any]) -> Outcome:
             raise _Stop(
                 EXPIRED,
                 (
-                    Reason(
+                    _reason(
                         "claim_window_passed",
-                        f"reported {age} after the action; the claim window is "
-                        f"{m.claim_window.days} days",
+                        N_("reported %(age)s after the action; the claim window is %(days)s days"),
+                        age=age,
+                        days=m.claim_window.days,
                     ),
                 ),
             )
         if -age > m.max_clock_skew:
             raise _Stop(
                 IMPLAUSIBLE,
-                (Reason("occurred_in_future", "the action is dated after it was received"),),
+                (_reason("occurred_in_future", N_("the action is dated after it was received")),),
             )
         inputs = _normalise(m, action.inputs)
         env.update(inputs)
@@ -323,9 +357,9 @@ def _run(m: Methodology, action: Action, env: dict[str, Any]) -> Outcome:
                 raise _Stop(
                     INELIGIBLE,
                     (
-                        Reason(
+                        _reason(
                             "no_reduction",
-                            "the action brings no emission reduction under this methodology",
+                            N_("the action brings no emission reduction under this methodology"),
                         ),
                     ),
                 )
@@ -343,7 +377,13 @@ def _run(m: Methodology, action: Action, env: dict[str, Any]) -> Outcome:
             INELIGIBLE,
             0,
             0,
-            (Reason("input_missing", f"input {exc.args[0]} is needed and missing"),),
+            (
+                _reason(
+                    "input_missing",
+                    N_("input %(input)s is needed and missing"),
+                    input=exc.args[0],
+                ),
+            ),
             inputs,
             m.id,
             m.version,
@@ -354,8 +394,10 @@ def _run(m: Methodology, action: Action, env: dict[str, Any]) -> Outcome:
             0,
             0,
             (
-                Reason(
-                    "arithmetic_error", f"the formula could not be computed: {type(exc).__name__}"
+                _reason(
+                    "arithmetic_error",
+                    N_("the formula could not be computed: %(error)s"),
+                    error=type(exc).__name__,
                 ),
             ),
             inputs,
@@ -384,7 +426,15 @@ def apply_caps(m: Methodology, uncapped: Outcome, usage_so_far: Mapping[str, Usa
             left = cap.max_grams - used.grams
             if left < capped_grams:
                 capped_grams = left if left > 0 else 0
-                binding.append(Reason("cap", f"{key}: {max(left, 0)} of {cap.max_grams} g left"))
+                binding.append(
+                    _reason(
+                        "cap",
+                        N_("%(cap)s: %(left)s of %(limit)s g left"),
+                        cap=key,
+                        left=max(left, 0),
+                        limit=cap.max_grams,
+                    )
+                )
     if capped_grams < grams and m.points_per_gram is not None:
         capped_points = int(_MUL(capped_grams, m.points_per_gram))
     for cap, key in zip(m.caps, keys, strict=True):
@@ -394,14 +444,20 @@ def apply_caps(m: Methodology, uncapped: Outcome, usage_so_far: Mapping[str, Usa
             if left < capped_points:
                 capped_points = left if left > 0 else 0
                 binding.append(
-                    Reason("cap", f"{key}: {max(left, 0)} of {cap.max_points} points left")
+                    _reason(
+                        "cap",
+                        N_("%(cap)s: %(left)s of %(limit)s points left"),
+                        cap=key,
+                        left=max(left, 0),
+                        limit=cap.max_points,
+                    )
                 )
     if capped_grams == grams and capped_points == points:
         return Outcome(
             CREDITED, grams, points, (), inputs, m.id, m.version, keys, grams, points, exact
         )
     code = "cap_reached" if capped_points == 0 and capped_grams == 0 else "cap_partial"
-    reasons = tuple(Reason(code, r.message) for r in binding)
+    reasons = tuple(Reason(code, r.message, r.template, r.params) for r in binding)
     return Outcome(
         CAPPED,
         capped_grams,

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from points_rules._evaluate import Action, Outcome, Usage, _run, apply_caps, cap_windows
+from points_rules._evaluate import (
+    N_,
+    Action,
+    Outcome,
+    Reason,
+    Usage,
+    _run,
+    apply_caps,
+    cap_windows,
+)
 from points_rules._methodology import Methodology
 
 __all__ = ["Trace", "explain"]
@@ -138,15 +147,38 @@ class Trace:
             "outcome": self.outcome.to_dict(),
         }
 
-    def render_text(self) -> str:
-        """A readable, plain-text explanation."""
+    def render_text(self, gettext: Callable[[str], str] | None = None) -> str:
+        """A readable, plain-text explanation.
+
+        ``gettext`` translates its labels: it gets each English template (named
+        ``%(placeholders)s``) and returns the template to fill, so a caller with a catalogue
+        renders the text in its reader's language. The engine's reasons are translated from
+        their ``template``; the title, rule messages and reasons from a document are shown as
+        they are in the trace (a caller translates them first, e.g. with ``dataclasses.replace``
+        and ``Methodology.title_in`` / ``message_in``).
+        """
+        _tr = gettext or _same
+
+        def _line(template: str, **params: object) -> str:
+            return _tr(template) % params
+
         out = [
             f"{self.title}",
-            f"  methodology {self.methodology_id} v{self.methodology_version} "
-            f"({self.action_type}, {self.region or 'default region'}, {self.scenario})",
-            f"  content sha256 {self.content_hash}",
-            f"  occurred {self.occurred_at}, received {self.received_at}",
-            "parameters:",
+            _line(
+                "  methodology %(id)s v%(version)s (%(action_type)s, %(region)s, %(scenario)s)",
+                id=self.methodology_id,
+                version=self.methodology_version,
+                action_type=self.action_type,
+                region=self.region or _tr("default region"),
+                scenario=_tr(self.scenario),
+            ),
+            _line("  content sha256 %(hash)s", hash=self.content_hash),
+            _line(
+                "  occurred %(occurred_at)s, received %(received_at)s",
+                occurred_at=self.occurred_at,
+                received_at=self.received_at,
+            ),
+            _tr("parameters:"),
         ]
         for p in self.parameters:
             value = (
@@ -156,43 +188,95 @@ class Trace:
             )
             where = ", ".join(x for x in (p.region, str(p.year) if p.year else None) if x)
             out.append(f"  {p.name} = {value} {p.unit}")
-            out.append(f"      source: {p.source}" + (f" [{where}]" if where else ""))
-        out.append("inputs:")
+            out.append(
+                _line("      source: %(source)s", source=p.source)
+                + (f" [{where}]" if where else "")
+            )
+        out.append(_tr("inputs:"))
         out.extend(f"  {k} = {v}" for k, v in self.inputs.items())
         if self.checks:
-            out.append("rules:")
+            out.append(_tr("rules:"))
             for c in self.checks:
                 mark = {True: "ok  ", False: "FAIL", None: "-   "}[c.passed]
-                out.append(f"  [{mark}] {c.stage} {c.code}: {c.require}")
+                out.append(f"  [{mark}] {_tr(c.stage)} {c.code}: {c.require}")
         if self.steps:
-            out.append("formula:")
+            out.append(_tr("formula:"))
             for s in self.steps:
-                shown = "(not reached)" if s.value is None else f"{s.value} {s.unit}"
+                shown = _tr("(not reached)") if s.value is None else f"{s.value} {s.unit}"
                 out.append(f"  {s.name} = {s.expr}")
                 out.append(f"      = {shown}")
-        out.append(f"points rule: {self.points_rule}")
+        out.append(_line("points rule: %(rule)s", rule=self.points_rule))
         for cap in self.caps:
             limits = ", ".join(
                 x
                 for x in (
-                    f"{cap.max_grams} g" if cap.max_grams is not None else None,
-                    f"{cap.max_points} points" if cap.max_points is not None else None,
+                    _line("%(grams)s g", grams=cap.max_grams)
+                    if cap.max_grams is not None
+                    else None,
+                    _line("%(points)s points", points=cap.max_points)
+                    if cap.max_points is not None
+                    else None,
                 )
                 if x
             )
             out.append(
-                f"cap {cap.usage_key} ({cap.period}, {limits}): used before "
-                f"{cap.used_grams} g, {cap.used_points} points"
+                _line(
+                    "cap %(cap)s (%(period)s, %(limits)s): used before %(grams)s g, "
+                    "%(points)s points",
+                    cap=cap.usage_key,
+                    period=_tr(cap.period),
+                    limits=limits,
+                    grams=cap.used_grams,
+                    points=cap.used_points,
+                )
             )
         o = self.outcome
-        out.append(f"outcome: {o.status}: {o.grams} g CO2e, {o.points} points")
+        out.append(
+            _line(
+                "outcome: %(status)s: %(grams)s g CO2e, %(points)s points",
+                status=_tr(o.status),
+                grams=o.grams,
+                points=o.points,
+            )
+        )
         if o.exact_grams is not None:
-            out.append(f"  exact reduction {o.exact_grams} g, rounded down")
-        out.extend(f"  {r.code}: {r.message}" for r in o.reasons)
+            out.append(_line("  exact reduction %(grams)s g, rounded down", grams=o.exact_grams))
+        out.extend(f"  {r.code}: {_reason_text(r, _tr)}" for r in o.reasons)
         return "\n".join(out)
 
     def __str__(self) -> str:
         return self.render_text()
+
+
+# Words the text shows from the trace's data; listed so that extraction finds them.
+_WORDS = (
+    N_("reduction"),
+    N_("behaviour"),
+    N_("plausibility"),
+    N_("eligibility"),
+    N_("day"),
+    N_("week"),
+    N_("month"),
+    N_("year"),
+    N_("credited"),
+    N_("capped"),
+    N_("ineligible"),
+    N_("implausible"),
+    N_("expired"),
+)
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _reason_text(reason: Reason, tr: Callable[[str], str]) -> str:
+    if reason.template is None:
+        return reason.message
+    try:
+        return tr(reason.template) % dict(reason.params)
+    except (KeyError, ValueError, TypeError):
+        return reason.message
 
 
 def _show(value: Any) -> str:

@@ -156,6 +156,26 @@ class Methodology:
     def __repr__(self) -> str:
         return f"<Methodology {self.id} v{self.version} {self.action_type} {self.region or '*'}>"
 
+    def title_in(self, language: str) -> str:
+        """The title in ``language`` (a BCP 47 tag) when the document has it, else its own."""
+        translation = self.doc.translations.get(language)
+        return translation.title if translation and translation.title else self.title
+
+    def description_in(self, language: str) -> str | None:
+        """The description in ``language`` when the document has it, else its own."""
+        translation = self.doc.translations.get(language)
+        if translation and translation.description:
+            return translation.description
+        return self.doc.description
+
+    def message_in(self, code: str, message: str, language: str) -> str:
+        """A rule's failure ``message`` (of rule ``code``) in ``language`` when the document
+        has it, else ``message``."""
+        translation = self.doc.translations.get(language)
+        if translation is None:
+            return message
+        return translation.messages.get(code, message)
+
     def in_force(self, at: dt.datetime) -> bool:
         """True when ``at`` (an aware datetime) is within the effective period."""
         return self.effective_start <= at and (
@@ -179,9 +199,11 @@ def _canonical(value: Any) -> Any:
 def content_hash(doc: MethodologyDoc) -> str:
     """SHA-256 (hex) of the canonical JSON of a document: keys sorted, no whitespace, numbers as
     normalised decimal strings, dates ISO. Formatting and comments in the YAML do not change it;
-    any change of content does."""
+    any change of content does, except to ``translations`` (presentation only, so that a
+    translation can be corrected without a new version, and documents without one keep the
+    hash they had)."""
     canonical = json.dumps(
-        _canonical(doc.model_dump(mode="python")),
+        _canonical(doc.model_dump(mode="python", exclude={"translations"})),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

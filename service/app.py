@@ -30,6 +30,7 @@ from service.db import (
 from service.dev_secrets import load_secrets
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
+from service.i18n import load_catalogues
 from service.merchants.auth import MerchantKeyCache
 from service.merchants.endpoints import router as merchant_router
 from service.methodologies.service import RegistryCache
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.database_url is None or settings.redis_url is None:
             raise RuntimeError("create_app needs DATABASE_URL and REDIS_URL resolved")
         log = get_logger("carbon_points.app")
+        load_catalogues()  # once here, so that no request reads a file
         app.state.settings = settings
         app.state.secrets = load_secrets(settings)
         app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)

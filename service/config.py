@@ -51,8 +51,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
-    # The programme's timezone (an IANA name): where people read times (the settlement CSV)
-    # and where days, weeks and months of caps and reports begin.
+    # The programme's time zone (an IANA name): where people read times (the app's history
+    # and explanations, reports, the settlement CSV) and where days, weeks and months of caps,
+    # leaderboards and reports begin.
     program_timezone: str = "Asia/Shanghai"
     # Shenzhen's 2022 rules allow points to live at most 10 years; two is the default.
     points_validity_days: int = Field(default=730, ge=1, le=3653)

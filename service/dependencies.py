@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.dev_secrets import Secrets
+from service.errors import request_language
 from service.methodologies.service import RegistryCache
 from service.migrations import CodeMigrations
 
@@ -83,3 +84,14 @@ ShippedMigrations = Annotated[CodeMigrations, Depends(_shipped_migrations)]
 
 MethodologyRegistry = Annotated[RegistryCache, Depends(_registry_cache)]
 """The methodology registry cache (`await registry.get(session)`)."""
+
+
+async def _language(request: Request, response: Response) -> str:
+    language = request_language(request)
+    response.headers["content-language"] = language
+    return language
+
+
+# The language the caller reads (`Accept-Language`, else its API's default: zh-CN for the app),
+# announced in the response's `Content-Language`. For endpoints whose answer has words in it.
+Language = Annotated[str, Depends(_language)]

@@ -5,6 +5,10 @@ title, an HTTP status and a human `detail`. Handlers for FastAPI's own errors
 (validation, unknown route, method not allowed) map onto the same shape, and an
 unexpected exception becomes an opaque 500 whose only link to the logs is the
 request id: no stack trace, no exception text reaches a client.
+
+`title` and `detail` are written in the reader's language (`Accept-Language`; zh-CN by default
+on the app API, see `service.i18n`), announced by `Content-Language`; `type` URIs never change
+with the language.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
+
+from service.i18n import DEFAULT_LANGUAGE, _, default_language, negotiate, translate
 
 PROBLEM_BASE = "https://carbon-points.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -41,12 +48,14 @@ class ProblemError(Exception):
         self.extensions = extensions
         self.headers: dict[str, str] = {}
 
-    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+    def to_problem(
+        self, instance: str | None = None, language: str = DEFAULT_LANGUAGE
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": problem_type(self.slug),
-            "title": self.title,
+            "title": translate(self.title, language),
             "status": self.status,
-            "detail": self.detail,
+            "detail": translate(self.detail, language),
         }
         if instance:
             body["instance"] = instance
@@ -146,7 +155,7 @@ def database_unavailable(exc: BaseException) -> ServiceUnavailableError | None:
         seen.add(id(current))
         if _is_unavailability(current):
             error = ServiceUnavailableError(
-                "the database is unreachable; retry after the Retry-After delay"
+                _("the database is unreachable; retry after the Retry-After delay")
             )
             error.headers["retry-after"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
             return error
@@ -180,11 +189,29 @@ _BY_STATUS: dict[int, type[ProblemError]] = {
 }
 
 
-def problem_response(error: ProblemError, request_id: str | None = None) -> Response:
-    body = error.to_problem()
+def scope_language(scope: Scope) -> str:
+    """The language a request reads: its `Accept-Language` among the supported ones, else the
+    default of its API (zh-CN for the app, English elsewhere)."""
+    header: str | None = None
+    for name, value in scope.get("headers", ()):
+        if name == b"accept-language":
+            header = value.decode("latin-1")
+            break
+    return negotiate(header, default_language(scope.get("path", "")))
+
+
+def request_language(request: Request) -> str:
+    return scope_language(request.scope)
+
+
+def problem_response(
+    error: ProblemError, request_id: str | None = None, language: str = DEFAULT_LANGUAGE
+) -> Response:
+    body = error.to_problem(language=language)
     if request_id:
         body["request_id"] = request_id
     headers = dict(error.headers)
+    headers["content-language"] = language
     return Response(
         content=orjson.dumps(body),
         status_code=error.status,
@@ -200,11 +227,12 @@ def _request_id(request: Request) -> str | None:
 
 async def _handle_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc, _request_id(request))
+    return problem_response(exc, _request_id(request), request_language(request))
 
 
 async def _handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    language = request_language(request)
     error_class = _BY_STATUS.get(exc.status_code)
     if error_class is None:
         phrase = HTTPStatus(exc.status_code).phrase
@@ -214,31 +242,35 @@ async def _handle_http(request: Request, exc: Exception) -> Response:
             "status": exc.status_code,
             "detail": str(exc.detail),
         }
-        return Response(
-            orjson.dumps(body), exc.status_code, exc.headers, media_type=PROBLEM_MEDIA_TYPE
-        )
+        headers = {**(exc.headers or {}), "content-language": DEFAULT_LANGUAGE}
+        return Response(orjson.dumps(body), exc.status_code, headers, media_type=PROBLEM_MEDIA_TYPE)
     error: ProblemError
     if exc.status_code == 404:
-        error = NotFoundError(f"no route or resource at {request.url.path}")
+        error = NotFoundError(_("no route or resource at %(path)s", path=request.url.path))
     elif exc.status_code == 405:
-        error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+        error = MethodNotAllowedError(
+            _("%(method)s is not allowed on %(path)s", method=request.method, path=request.url.path)
+        )
     else:
         error = error_class(str(exc.detail))
     if exc.headers:
         error.headers.update(exc.headers)
-    return problem_response(error, _request_id(request))
+    return problem_response(error, _request_id(request), language)
 
 
 async def _handle_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    language = request_language(request)
     if any(e.get("type") == "json_invalid" for e in errors):
         first = next(e for e in errors if e.get("type") == "json_invalid")
         position = first.get("ctx", {}).get("error", "")
-        return problem_response(
-            MalformedBodyError(f"the body could not be parsed as JSON: {position}".rstrip(": ")),
-            _request_id(request),
+        detail = (
+            _("the body could not be parsed as JSON: %(position)s", position=position)
+            if position
+            else _("the body could not be parsed as JSON")
         )
+        return problem_response(MalformedBodyError(detail), _request_id(request), language)
     # Input values are deliberately left out: they may hold card or phone numbers.
     details = [
         {
@@ -249,8 +281,11 @@ async def _handle_validation(request: Request, exc: Exception) -> Response:
         for e in errors
     ]
     return problem_response(
-        ValidationProblem(f"{len(details)} field(s) failed validation", errors=details),
+        ValidationProblem(
+            _("%(count)s field(s) failed validation", count=len(details)), errors=details
+        ),
         _request_id(request),
+        language,
     )
 
 

@@ -28,7 +28,13 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import InternalError, database_unavailable, problem_response
+from service.errors import (
+    InternalError,
+    database_unavailable,
+    problem_response,
+    scope_language,
+)
+from service.i18n import _
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -166,10 +172,10 @@ class RequestContextMiddleware:
             if response_started:
                 raise
             error = unavailable or InternalError(
-                "an unexpected error occurred; quote the request id"
+                _("an unexpected error occurred; quote the request id")
             )
             status = error.status
-            response = problem_response(error, request_id)
+            response = problem_response(error, request_id, scope_language(scope))
             await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started

@@ -44,6 +44,7 @@ from service.accounts.service import AccountsSettings
 from service.accounts.tokens import Keyring, verify_access_token
 from service.db import AppReader, DbSession, Reader
 from service.dependencies import AppSecrets
+from service.i18n import _
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,7 @@ async def _authenticate(
     credentials: HTTPAuthorizationCredentials | None,
 ) -> AuthenticatedUser:
     if credentials is None:
-        raise TokenMissingError("send Authorization: Bearer <access token>")
+        raise TokenMissingError(_("send Authorization: Bearer <access token>"))
     claims = verify_access_token(keyring(request), credentials.credentials)
     user = await service.user_token_state(source, claims.user_id)
     if (
@@ -135,7 +136,7 @@ async def _authenticate(
         or user.token_generation != claims.generation
         or user.participant_id != claims.participant_id
     ):
-        raise TokenInvalidError("the access token was revoked; log in again")
+        raise TokenInvalidError(_("the access token was revoked; log in again"))
     return AuthenticatedUser(claims.user_id, claims.participant_id, claims.token_id)
 
 

@@ -24,7 +24,7 @@ from service.accounts.schemas import (
 )
 from service.db import DbSession
 from service.dependencies import RedisClient
-from service.errors import problem_response
+from service.errors import problem_response, request_language
 
 router = APIRouter(prefix="/v1/app", tags=["app-accounts"])
 
@@ -114,7 +114,9 @@ async def refresh_tokens(
         tokens = await service.refresh(session, settings, refresh_token=body.refresh_token)
     except RefreshTokenReusedError as error:
         # Returned, not raised: raising would roll back the family's revocation.
-        return problem_response(error, getattr(request.state, "request_id", None))
+        return problem_response(
+            error, getattr(request.state, "request_id", None), request_language(request)
+        )
     return _tokens_out(tokens)
 
 

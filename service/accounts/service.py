@@ -36,6 +36,7 @@ from service.accounts.tokens import (
     new_refresh_token,
     refresh_token_hash,
 )
+from service.i18n import _
 from service.models import ParticipantKind
 from service.observability import get_logger
 
@@ -107,7 +108,7 @@ async def register(
     """A citizen: a participant (their points account) and a user; signed in at once."""
     key = login_hash(settings.pepper, login)
     if await repository.login_taken(session, key):
-        raise LoginTakenError("this login name is registered already; log in instead")
+        raise LoginTakenError(_("this login name is registered already; log in instead"))
     password_hash = await settings.passwords.hash(password)
     participant_id, user_id = uuid.uuid4(), uuid.uuid4()
     await repository.insert_participant(
@@ -125,7 +126,7 @@ async def register(
         password_hash=password_hash,
     )
     if not inserted:
-        raise LoginTakenError("this login name is registered already; log in instead")
+        raise LoginTakenError(_("this login name is registered already; log in instead"))
     _log.info("user_registered", user_id=str(user_id))
     return await _issue(
         session,
@@ -154,10 +155,10 @@ async def login(
     if user is None:
         await settings.passwords.verify_nothing(password)
         _log.info("login_failed")
-        raise InvalidCredentialsError("the login name or the password is wrong")
+        raise InvalidCredentialsError(_("the login name or the password is wrong"))
     if not await settings.passwords.verify(user.password_hash, password):
         _log.info("login_failed")
-        raise InvalidCredentialsError("the login name or the password is wrong")
+        raise InvalidCredentialsError(_("the login name or the password is wrong"))
     await settings.throttle.succeeded(redis, key, address)
     if settings.passwords.needs_rehash(user.password_hash):
         await repository.set_password_hash(
@@ -195,12 +196,12 @@ async def refresh(
                 "refresh_token_reused", user_id=str(state.user_id), family_id=str(state.family_id)
             )
             raise RefreshTokenReusedError(
-                "this refresh token was used before; every session it belongs to is revoked"
+                _("this refresh token was used before; every session it belongs to is revoked")
             )
-        raise RefreshTokenInvalidError("the refresh token is unknown, expired or revoked")
+        raise RefreshTokenInvalidError(_("the refresh token is unknown, expired or revoked"))
     user = await repository.user_by_id(session, used.user_id)
     if user is None or user.erased_at is not None:
-        raise RefreshTokenInvalidError("the refresh token is unknown, expired or revoked")
+        raise RefreshTokenInvalidError(_("the refresh token is unknown, expired or revoked"))
     return await _issue(
         session,
         settings,
@@ -229,7 +230,7 @@ async def logout_everywhere(session: AsyncSession, user_id: uuid.UUID) -> None:
 async def me(session: AsyncSession, user_id: uuid.UUID) -> tuple[Profile, list[Membership]]:
     profile = await repository.profile(session, user_id)
     if profile is None:  # the caller's token was checked against this row moments ago
-        raise UserNotFoundError("no such user")
+        raise UserNotFoundError(_("no such user"))
     return profile, await repository.memberships(session, user_id)
 
 
@@ -266,9 +267,9 @@ async def require_role(
     oracle) or OwnerRequiredError when the role is not one of `roles`."""
     role = await role_in(session, organisation_id, user_id)
     if role is None:
-        raise NotAMemberError("you are not a member of this organisation")
+        raise NotAMemberError(_("you are not a member of this organisation"))
     if roles and role not in roles:
-        raise OwnerRequiredError("only an owner of the organisation may do this")
+        raise OwnerRequiredError(_("only an owner of the organisation may do this"))
     return role
 
 
@@ -284,9 +285,9 @@ async def add_member(
     await require_role(session, organisation_id, by, "owner")
     user = await repository.user_by_login_hash(session, login_hash(settings.pepper, login))
     if user is None:
-        raise UserNotFoundError("no user is registered with this login name")
+        raise UserNotFoundError(_("no user is registered with this login name"))
     if not await repository.insert_member(session, organisation_id, user.id, role):
-        raise AlreadyAMemberError("this user is a member of the organisation already")
+        raise AlreadyAMemberError(_("this user is a member of the organisation already"))
     _log.info(
         "organisation_member_added",
         organisation_id=str(organisation_id),
@@ -302,5 +303,5 @@ async def organisation(
     role = await require_role(session, organisation_id, user_id)
     row = await repository.organisation(session, organisation_id)
     if row is None:  # a member's organisation exists (the memberships' foreign key)
-        raise NotAMemberError("you are not a member of this organisation")
+        raise NotAMemberError(_("you are not a member of this organisation"))
     return row, role, await repository.members(session, organisation_id)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from service.accounts.errors import LoginThrottledError
+from service.i18n import _
 from service.observability import get_logger
 
 _log = get_logger("carbon_points.accounts.throttle")
@@ -46,7 +47,14 @@ class LoginThrottle:
                 pipe.set(key, 0, ex=self.window_seconds, nx=True)
                 pipe.incr(key)
                 pipe.ttl(key)
-            _, account_count, account_ttl, _, address_count, address_ttl = await pipe.execute()
+            (
+                _fails,
+                account_count,
+                account_ttl,
+                _also,
+                address_count,
+                address_ttl,
+            ) = await pipe.execute()
         except Exception as exc:  # Redis speeds and protects, it never gates logins
             _log.warning("login throttle unavailable; not limiting", error=type(exc).__name__)
             return
@@ -58,7 +66,7 @@ class LoginThrottle:
         if waits:
             retry_after = max(1, *waits)
             error = LoginThrottledError(
-                f"too many failed logins; try again in {retry_after} s",
+                _("too many failed logins; try again in %(seconds)s s", seconds=retry_after),
                 retry_after=retry_after,
             )
             error.headers["retry-after"] = str(retry_after)

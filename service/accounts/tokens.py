@@ -26,6 +26,7 @@ from typing import Any
 import jwt
 
 from service.accounts.errors import TokenExpiredError, TokenInvalidError
+from service.i18n import _
 
 ALGORITHM = "HS256"
 ACCESS_TOKEN_TTL = timedelta(minutes=10)
@@ -137,19 +138,19 @@ def verify_access_token(keyring: Keyring, token: str) -> AccessClaims:
             options={"require": _REQUIRED_CLAIMS, "verify_sub": True, "verify_jti": True},
         )
     except jwt.ExpiredSignatureError:
-        raise TokenExpiredError("the access token has expired; refresh it") from None
+        raise TokenExpiredError(_("the access token has expired; refresh it")) from None
     except jwt.InvalidTokenError:
-        raise TokenInvalidError("the token's signature or claims are invalid") from None
+        raise TokenInvalidError(_("the token's signature or claims are invalid")) from None
     if claims.get("typ") != ACCESS_TOKEN_TYPE:
-        raise TokenInvalidError("not an access token")
+        raise TokenInvalidError(_("not an access token"))
     generation = claims.get("gen")
     try:
         user_id = uuid.UUID(claims["sub"])
         participant_id = uuid.UUID(str(claims["pid"]))
     except (ValueError, TypeError):
-        raise TokenInvalidError("the token's subject is malformed") from None
+        raise TokenInvalidError(_("the token's subject is malformed")) from None
     if not isinstance(generation, int) or isinstance(generation, bool):
-        raise TokenInvalidError("the token's generation is malformed")
+        raise TokenInvalidError(_("the token's generation is malformed"))
     return AccessClaims(
         user_id,
         participant_id,

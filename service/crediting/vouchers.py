@@ -18,6 +18,7 @@ from points_rules import Registry
 from service.crediting.schemas import EventIn, OutcomeOut
 from service.crediting.service import CreditingSettings, EventConflictError, ingest
 from service.errors import ConflictError, ProblemError
+from service.i18n import _
 from service.partners.auth import PartnerContext
 from service.partners.credentials import subject_hash
 
@@ -46,12 +47,12 @@ async def claim_voucher(
     subject_ref = f"participant:{participant_id}"
     body = claims.get("event")
     if not isinstance(body, dict) or body.get("external_id") != claims.get("jti"):
-        raise VoucherInvalidError("the voucher carries no event, or a different id")
+        raise VoucherInvalidError(_("the voucher carries no event, or a different id"))
     try:
         event = EventIn.model_validate({**body, "subject_ref": subject_ref})
     except ValidationError as exc:
         raise VoucherInvalidError(
-            f"{len(exc.errors())} field(s) of the voucher are invalid"
+            _("%(count)s field(s) of the voucher are invalid", count=len(exc.errors()))
         ) from None
     subject = subject_hash(settings.pepper, partner.partner_id, subject_ref)
     (outcome,) = await ingest(
@@ -65,6 +66,6 @@ async def claim_voucher(
     )
     if outcome.problem is not None:
         if outcome.problem.get("type", "").endswith("/" + EventConflictError.slug):
-            raise VoucherClaimedError("someone else already claimed this voucher")
+            raise VoucherClaimedError(_("someone else already claimed this voucher"))
         raise VoucherInvalidError(str(outcome.problem.get("detail")))
     return outcome

@@ -41,6 +41,7 @@ from pydantic import BaseModel
 
 from service.db import DbSession
 from service.errors import PROBLEM_MEDIA_TYPE, ProblemError
+from service.i18n import _
 from service.idempotency.errors import (
     IdempotencyKeyMissingError,
     IdempotencyKeyReusedError,
@@ -83,19 +84,19 @@ class Idempotency:
         key = self.key
         if not key or not _KEY.fullmatch(key):
             raise IdempotencyKeyMissingError(
-                "send an Idempotency-Key header of 1 to 255 visible ASCII characters"
+                _("send an Idempotency-Key header of 1 to 255 visible ASCII characters")
             )
         keys = IdempotencyRepository.from_session(self.session)
         fingerprint = _fingerprint(operation, self.path, body)
         try:
             lease = await keys.claim(owner, key, fingerprint)
         except ClaimWaitedTooLong:
-            raise RequestInProgressError("retry when the first request has finished") from None
+            raise RequestInProgressError(_("retry when the first request has finished")) from None
         if lease is None:  # stored and committed (a concurrent first request was waited for)
             stored = await keys.stored(owner, key)
             if stored.request_hash != fingerprint:
                 raise IdempotencyKeyReusedError(
-                    "this Idempotency-Key was used for a different request"
+                    _("this Idempotency-Key was used for a different request")
                 )
             if stored.state == "done":
                 status = stored.response_status or 200
@@ -106,7 +107,7 @@ class Idempotency:
                     headers={"idempotent-replayed": "true"},
                 )
             if stored.locked_at > datetime.now(UTC) - LEASE:
-                raise RequestInProgressError("retry when the first request has finished")
+                raise RequestInProgressError(_("retry when the first request has finished"))
             lease = await keys.take_over(owner, key)
         try:
             result = await work()
@@ -128,7 +129,9 @@ class Idempotency:
         if not await keys.record(owner, key, lease, status_code, body_json.decode()):
             # Our lease was taken over (a stale key we took over was taken over again): roll
             # our work back rather than commit a result the key no longer vouches for.
-            raise RequestInProgressError("this request ran too long and was superseded by a retry")
+            raise RequestInProgressError(
+                _("this request ran too long and was superseded by a retry")
+            )
         return Response(body_json, status_code=status_code, media_type="application/json")
 
 

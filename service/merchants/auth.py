@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.cache import TtlCache
+from service.i18n import _
 from service.merchants.errors import (
     MerchantKeyInvalidError,
     MerchantSuspendedError,
@@ -41,7 +42,7 @@ class MerchantContext:
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
-            raise ScopeMissingError(f"this key lacks the {scope!r} scope")
+            raise ScopeMissingError(_("this key lacks the %(scope)s scope", scope=repr(scope)))
 
 
 def _digest(secret: str) -> bytes:
@@ -104,24 +105,24 @@ MerchantKeys = Annotated[MerchantKeyCache, Depends(_merchant_key_cache)]
 
 async def authenticate_merchant(request: Request) -> MerchantContext:
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _space, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.startswith(PREFIX):
-        raise MerchantKeyInvalidError("send Authorization: Bearer cpmk_...")
+        raise MerchantKeyInvalidError(_("send Authorization: Bearer cpmk_..."))
     # `mk_<letters and digits>` then `_` then the secret (which may itself contain `_`).
     rest = token[len(PREFIX) :]
     split = rest.find("_", 3)
     key_id, secret = rest[:split], rest[split + 1 :]
     if not rest.startswith("mk_") or split < 0 or not secret:
-        raise MerchantKeyInvalidError("malformed merchant key")
+        raise MerchantKeyInvalidError(_("malformed merchant key"))
     keys: MerchantKeyCache = request.app.state.merchant_keys
     row = await keys.get(request.app.state.read_sessionmaker, key_id)
     if row is None:
-        raise MerchantKeyInvalidError("unknown merchant key")
+        raise MerchantKeyInvalidError(_("unknown merchant key"))
     key, merchant = row
     if key.revoked_at is not None or not hmac.compare_digest(key.secret_hash, _digest(secret)):
-        raise MerchantKeyInvalidError("unknown or revoked merchant key")
+        raise MerchantKeyInvalidError(_("unknown or revoked merchant key"))
     if merchant.status != "active":
-        raise MerchantSuspendedError("this merchant is suspended")
+        raise MerchantSuspendedError(_("this merchant is suspended"))
     return MerchantContext(
         merchant.id, merchant.code, key.terminal_id, frozenset(key.scopes), key_id
     )

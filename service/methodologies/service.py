@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from importlib import resources
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,9 +107,32 @@ class RegistryCache:
             m.effective_start = row.effective_from
             m.effective_end = row.effective_to
             methodologies.append(m)
-        registry = Registry(methodologies)
+        registry = Registry([_with_shipped_translations(m) for m in methodologies])
         self._cached = _Cached(registry, fingerprint, now)
         return registry
+
+
+@lru_cache(maxsize=1)
+def _shipped_translations() -> dict[tuple[str, int, str], Methodology]:
+    return {
+        (m.id, m.version, m.content_hash): m
+        for m in (parse_methodology(text, name) for name, text in library_sources())
+        if m.doc.translations
+    }
+
+
+def _with_shipped_translations(m: Methodology) -> Methodology:
+    """A filed library version with the translations the shipped file has now.
+
+    Translations are not content (the hash leaves them out), so a version filed before its
+    Chinese text was written, or before a translation was corrected, reads it from the
+    library as long as its content is the library's.
+    """
+    shipped = _shipped_translations().get((m.id, m.version, m.content_hash))
+    if shipped is None or shipped.doc.translations == m.doc.translations:
+        return m
+    m.doc = m.doc.model_copy(update={"translations": shipped.doc.translations})
+    return m
 
 
 def uncovered(registry: Registry, scopes: set[tuple[str, str | None]], at: datetime) -> list[str]:

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
@@ -18,6 +19,7 @@ from service.db import AppReader, DbSession, ReadSession
 from service.dependencies import (
     AppSecrets,
     AppSettings,
+    Language,
     MethodologyRegistry,
     RedisClient,
     SessionMaker,
@@ -33,6 +35,7 @@ from service.fields import (
     next_offset_cursor,
     plain_text,
 )
+from service.i18n import _
 from service.participants import identity_links as links
 from service.participants import privacy
 from service.participants import service as reads
@@ -106,6 +109,8 @@ async def list_reductions(
 async def list_history(
     user: CurrentReader,
     app_reader: AppReader,
+    settings: AppSettings,
+    language: Language,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     kind: Annotated[
@@ -124,6 +129,8 @@ async def list_history(
         kinds=list(kind) if kind else None,
         since=since,
         until=until,
+        language=language,
+        tz=ZoneInfo(settings.program_timezone),
     )
 
 
@@ -136,9 +143,18 @@ async def explain_credit(
     user: CurrentUser,
     session: DbSession,
     registry_cache: MethodologyRegistry,
+    language: Language,
+    settings: AppSettings,
 ) -> Explanation:
     registry = await registry_cache.get(session)
-    return await reads.explain_credit(session, registry, user.participant_id, credit_id)
+    return await reads.explain_credit(
+        session,
+        registry,
+        user.participant_id,
+        credit_id,
+        language,
+        ZoneInfo(settings.program_timezone),
+    )
 
 
 @router.get("/leaderboards/regions/{region}", summary="Top participants of a region by grams")
@@ -182,7 +198,7 @@ async def get_organisation_leaderboard(
     limit: Annotated[int, Query(ge=1, le=reads.LEADERBOARD_SIZE)] = 20,
 ) -> Leaderboard:
     if await user.role_in(session, organisation_id) is None:
-        raise ForbiddenError("only members see their organisation's leaderboard")
+        raise ForbiddenError(_("only members see their organisation's leaderboard"))
     board = await reads.leaderboard(
         session,
         redis,
@@ -230,6 +246,7 @@ async def link_identity(
     secrets: AppSecrets,
     registry_cache: MethodologyRegistry,
     settings: CreditingConfig,
+    language: Language,
 ) -> LinkResult:
     now = datetime.now(UTC)
     partner, claims = await links.verified_claims(
@@ -240,7 +257,10 @@ async def link_identity(
         session, registry, settings, partner, claims, user.participant_id, now
     )
     newest = max(await links.list_links(session, user.participant_id), key=lambda v: v.id)
-    return LinkResult(link=LinkOut(**asdict(newest)), released=released)
+    return LinkResult(
+        link=LinkOut(**asdict(newest)),
+        released=[reads.localise_outcome(o, registry, language) for o in released],
+    )
 
 
 @router.delete(
@@ -263,15 +283,17 @@ async def claim_voucher_code(
     secrets: AppSecrets,
     registry_cache: MethodologyRegistry,
     settings: CreditingConfig,
+    language: Language,
 ) -> OutcomeOut:
     now = datetime.now(UTC)
     partner, claims = await links.verified_claims(
         credentials, sessionmaker, secrets.partner_secret_key, body.token, "voucher", now
     )
     registry = await registry_cache.get(session)
-    return await claim_voucher(
+    outcome = await claim_voucher(
         session, registry, settings, partner, claims, user.participant_id, now
     )
+    return reads.localise_outcome(outcome, registry, language)
 
 
 @router.post(

@@ -18,6 +18,7 @@ from points_rules import Registry
 from service.crediting.schemas import OutcomeOut
 from service.crediting.service import CreditingSettings, link_identity
 from service.errors import ConflictError, NotFoundError, ProblemError
+from service.i18n import _
 from service.participants import repository as repo
 from service.participants.repository import LinkView
 from service.partners.auth import CredentialCache, PartnerContext
@@ -73,11 +74,11 @@ async def link_with_token(
     """Link the token's identity to the participant, once per token."""
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
-        raise PartnerTokenInvalidError("the token names no identity")
+        raise PartnerTokenInvalidError(_("the token names no identity"))
     if not await repo.use_partner_token(
         session, partner.partner_id, str(claims["jti"]), participant_id
     ):
-        raise PartnerTokenUsedError("ask the partner's app for a new link token")
+        raise PartnerTokenUsedError(_("ask the partner's app for a new link token"))
     return await link_identity(
         session,
         registry,
@@ -105,4 +106,4 @@ async def unlink(
 ) -> None:
     """Stop crediting this identity to the participant from now on."""
     if not await repo.end_link(session, participant_id, link_id, now):
-        raise LinkNotFoundError(f"no active link {link_id} on this account")
+        raise LinkNotFoundError(_("no active link %(link_id)s on this account", link_id=link_id))

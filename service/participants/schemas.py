@@ -49,6 +49,8 @@ class HistoryItem(BaseModel):
         description="On a reversal: the `credit_id` of the credit it takes back (its own"
         " history item, and its explanation). Null on every other kind.",
     )
+    # `reason` as a sentence in the reader's language (Content-Language).
+    reason_text: str | None = None
 
 
 class HistoryPage(BaseModel):

@@ -3,6 +3,7 @@ session first and touches only the caller's own data; the SQL is in `repository`
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,11 +14,13 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from points_rules import Action, Registry, Usage, explain
+from points_rules import Action, NoMethodologyError, Registry, Usage, explain
 from service.crediting import reads as crediting_reads
-from service.crediting.schemas import engine_inputs
+from service.crediting.schemas import OutcomeOut, ReasonOut, engine_inputs
 from service.db import Reader
 from service.errors import NotFoundError
+from service.i18n import EN, N_, _, translate
+from service.i18n.methodologies import localise_reason, render_explanation
 from service.ledger import service as ledger
 from service.observability import get_logger
 from service.participants import repository as repo
@@ -96,8 +99,11 @@ async def history(
     kinds: list[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    language: str = EN,
+    tz: ZoneInfo | None = None,
 ) -> HistoryPage:
-    """Every movement of the participant's points, newest first, a page at a time."""
+    """Every movement of the participant's points, newest first, a page at a time; each
+    item's `reason_text` in `language`, its time in `tz` (the programme's) when given."""
     rows = await ledger.history(
         source,
         participant_id,
@@ -114,46 +120,95 @@ async def history(
                 sequence=seq,
                 kind=kind,
                 points=amount,
-                at=created_at,
+                at=created_at if tz is None else created_at.astimezone(tz),
                 credit_id=request.get("credit_id"),
                 methodology_id=request.get("methodology_id"),
                 methodology_version=request.get("methodology_version"),
                 reason=request.get("reason"),
                 reverses_credit_id=reverses_credit_id,
+                reason_text=history_reason(kind, request.get("reason"), language),
             )
         )
     next_cursor = str(items[-1].sequence) if len(items) == limit else None
     return HistoryPage(items=items, next_cursor=next_cursor)
 
 
+# What a history item's reason code means to its reader. Reversals carry the partner's own
+# code (free text); the known ones read as sentences, the others are quoted.
+_HISTORY_REASONS: Final = {
+    "action_credited": N_("a low-carbon action was credited"),
+    "partner_correction": N_("the partner corrected its report"),
+}
+
+
+def history_reason(kind: str, reason: object, language: str) -> str | None:
+    """A history item's reason as a sentence in `language`; None when it has no reason."""
+    if not isinstance(reason, str) or not reason:
+        return None
+    known = _HISTORY_REASONS.get(reason)
+    if known is not None:
+        return translate(known, language)
+    if kind == "reversal":
+        return translate(_("taken back by the partner: %(reason)s", reason=reason), language)
+    return reason
+
+
 async def explain_credit(
-    session: AsyncSession, registry: Registry, participant_id: uuid.UUID, credit_id: int
+    session: AsyncSession,
+    registry: Registry,
+    participant_id: uuid.UUID,
+    credit_id: int,
+    language: str = EN,
+    tz: ZoneInfo | None = None,
 ) -> Explanation:
-    """Regenerate a credit's full trace from its methodology version and stored inputs."""
+    """Regenerate a credit's full trace from its methodology version and stored inputs, its
+    words (title, description, rules, reasons, labels) in `language` and its times in `tz`
+    (the programme's) when given: the same instants, so the same outcome."""
     found = await crediting_reads.credit_for(session, participant_id, credit_id)
     if found is None:
         # The same answer for "does not exist" and "is someone else's".
-        raise CreditNotFoundError(f"no credit {credit_id} on this account")
+        raise CreditNotFoundError(_("no credit %(credit_id)s on this account", credit_id=credit_id))
     credit, event_status = found
     methodology = registry.get(credit.methodology_id, credit.methodology_version)
     action = Action(
         action_type=credit.action_type,
-        occurred_at=credit.occurred_at,
-        received_at=credit.received_at,
+        occurred_at=credit.occurred_at if tz is None else credit.occurred_at.astimezone(tz),
+        received_at=credit.received_at if tz is None else credit.received_at.astimezone(tz),
         inputs=engine_inputs(credit.inputs),
         region=credit.region,
     )
     trace = explain(
         methodology, action, {k: Usage(g, p) for k, (g, p) in credit.usage_before.items()}
     )
+    body, text = render_explanation(trace, methodology, language)
     return Explanation(
         credit_id=str(credit.event_id),
         status="retracted" if event_status == "retracted" else credit.status,
         grams=credit.grams,
         points=credit.points,
-        trace=trace.to_dict(),
-        text=trace.render_text(),
+        trace=body,
+        text=text,
     )
+
+
+def localise_outcome(outcome: OutcomeOut, registry: Registry, language: str) -> OutcomeOut:
+    """An outcome shown in the app, its reasons in `language`: a rule's from its methodology's
+    translation, a constant engine reason from the catalogue (a stored outcome keeps only the
+    English text of a reason with numbers in it, which stays English)."""
+    if language == EN or not outcome.reasons:
+        return outcome
+    methodology = None
+    if outcome.methodology_id is not None and outcome.methodology_version is not None:
+        with contextlib.suppress(NoMethodologyError):
+            methodology = registry.get(outcome.methodology_id, outcome.methodology_version)
+    reasons = [
+        ReasonOut(
+            code=r.code,
+            message=localise_reason(r.code, r.message, language, methodology=methodology),
+        )
+        for r in outcome.reasons
+    ]
+    return outcome.model_copy(update={"reasons": reasons})
 
 
 def period_window(period: str, now: datetime, tz: str) -> tuple[datetime, datetime, str]:

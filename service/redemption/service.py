@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import ConflictError
+from service.i18n import _
 from service.ledger import service as ledger
 from service.ledger.schemas import Status
 from service.redemption.errors import (
@@ -85,7 +86,7 @@ async def consume_token(session: AsyncSession, token: str, *, now: datetime) -> 
         _hash(token), now=now, offer_id=None, merchant_id=uuid.UUID(int=0)
     )
     if consumed is None:
-        raise RedemptionTokenInvalidError("ask the customer to show a fresh code")
+        raise RedemptionTokenInvalidError(_("ask the customer to show a fresh code"))
     return consumed.participant_id
 
 
@@ -142,12 +143,12 @@ async def authorise(
         _hash(redemption_token), now=now, offer_id=offer_id, merchant_id=merchant_id
     )
     if consumed is None:
-        raise RedemptionTokenInvalidError("ask the customer to show a fresh code")
+        raise RedemptionTokenInvalidError(_("ask the customer to show a fresh code"))
     participant_id, offer = consumed.participant_id, consumed.offer
     amount = points
     if offer_id is not None:
         if offer is None or not offer.valid_from <= now < offer.valid_to:
-            raise OfferUnavailableError("this offer is not valid at this merchant now")
+            raise OfferUnavailableError(_("this offer is not valid at this merchant now"))
         if offer.limited:
             # The terms as locked: current even if the offer changed while this waited.
             offer, taken, mine = await repository.lock_offer_and_count_taken(
@@ -156,10 +157,10 @@ async def authorise(
             if not offer.valid_from <= now < offer.valid_to:
                 raise OfferUnavailableError("this offer is not valid at this merchant now")
             if offer.stock is not None and taken >= offer.stock:
-                raise OfferUnavailableError("out of stock")
+                raise OfferUnavailableError(_("out of stock"))
             if offer.per_user_limit is not None and mine >= offer.per_user_limit:
                 raise OfferUnavailableError(
-                    f"this offer is limited to {offer.per_user_limit} per person"
+                    _("this offer is limited to %(limit)s per person", limit=offer.per_user_limit)
                 )
         amount = offer.points_price
     assert amount is not None
@@ -238,7 +239,9 @@ async def _redemption(
         merchant_id, redemption_id, terminal_id
     )
     if found is None:
-        raise RedemptionNotFoundError(f"no redemption {redemption_id} at this merchant")
+        raise RedemptionNotFoundError(
+            _("no redemption %(redemption_id)s at this merchant", redemption_id=redemption_id)
+        )
     return found
 
 
@@ -261,7 +264,9 @@ async def capture(
         merchant_id, redemption_id, terminal_id
     )
     if found is None:
-        raise RedemptionNotFoundError(f"no redemption {redemption_id} at this merchant")
+        raise RedemptionNotFoundError(
+            _("no redemption %(redemption_id)s at this merchant", redemption_id=redemption_id)
+        )
     redemption, subscribers = found
     posted = await ledger.post_hold(
         session,
@@ -322,7 +327,7 @@ async def refund(
     redemption = await _redemption(session, merchant_id, redemption_id, terminal_id)
     hold = await ledger.hold_state(session, redemption.hold_id)
     if hold.outcome != "posted" or hold.transaction_id is None:
-        raise ConflictError("only a captured redemption can be refunded")
+        raise ConflictError(_("only a captured redemption can be refunded"))
     await ledger.refund(
         session,
         origin=ledger_origin(merchant_id),

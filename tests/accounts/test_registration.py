@@ -79,11 +79,13 @@ async def test_wrong_password_and_unknown_login_look_the_same(client: httpx.Asyn
         assert response.headers["content-type"] == "application/problem+json"
         body = response.json()
         body.pop("request_id")
+        # The app API speaks zh-CN unless asked otherwise (tests/foundation/test_languages.py).
+        assert response.headers["content-language"] == "zh-CN"
         assert body == {
             "type": PROBLEMS + "invalid-credentials",
-            "title": "Login name or password is wrong",
+            "title": "登录名或密码错误",
             "status": 401,
-            "detail": "the login name or the password is wrong",
+            "detail": "登录名或密码错误",
         }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.i18n import _
 from service.ledger import repository as repo
 from service.ledger.chain import transaction_digest
 from service.ledger.errors import (
@@ -93,7 +94,7 @@ async def place_hold(
     merchant_code = repo.merchant_account_code(merchant_id, secrets.randbelow(repo.MERCHANT_SHARDS))
     locked = await repo.lock_for_hold(session, participant_code, merchant_code)
     if locked is None:
-        raise InsufficientPointsError("the participant has no points yet", available=0)
+        raise InsufficientPointsError(_("the participant has no points yet"), available=0)
     account, counter_id = locked
     if counter_id is None:  # a merchant from before `open_merchant_accounts`
         settlement = _settlement_account(merchant_id, merchant_code)
@@ -106,7 +107,12 @@ async def place_hold(
             return _existing_hold(prior, origin, key, content)
         available = sum(lot.remaining for lot in lots)
         raise InsufficientPointsError(
-            f"{amount} points requested, {available} available", available=available
+            _(
+                "%(requested)s points requested, %(available)s available",
+                requested=amount,
+                available=available,
+            ),
+            available=available,
         )
     expires_at = now + hold_for
     remaining = {lot.id: lot.remaining - taken.get(lot.id, 0) for lot in lots}
@@ -247,7 +253,7 @@ async def post_hold(
     if participant_id is None:
         found = await repo.get_hold(session, hold_id)
         if found is None:
-            raise HoldNotFoundError(f"no hold {hold_id}")
+            raise HoldNotFoundError(_("no hold %(hold_id)s", hold_id=hold_id))
         participant_id = uuid.UUID(found.request["participant_id"])
     debt_code = repo.participant_account_code(participant_id, Asset.DEBT)
     shard = _shard()
@@ -266,9 +272,15 @@ async def post_hold(
         participant_id=participant_id,
     )
     if start is None:  # no such hold of this participant: nothing was written
-        raise HoldNotFoundError(f"no hold {hold_id}")
+        raise HoldNotFoundError(_("no hold %(hold_id)s", hold_id=hold_id))
     if amount > start.amount:
-        raise InvalidAmountError(f"post between 1 and {start.amount} points, not {amount}")
+        raise InvalidAmountError(
+            _(
+                "post between 1 and %(maximum)s points, not %(amount)s",
+                maximum=start.amount,
+                amount=amount,
+            )
+        )
     if start.transaction is None:
         prior = await repo.find_resolution(session, origin, key)
         if prior is not None:
@@ -283,10 +295,21 @@ async def post_hold(
         if (resolution.origin, resolution.idempotency_key) == (origin, key):
             return _existing_resolution(resolution, origin, key, content)
         raise HoldAlreadyResolvedError(
-            f"hold {hold_id} was already {resolution.outcome}", outcome=resolution.outcome
+            _(
+                "hold %(hold_id)s was already %(outcome)s",
+                hold_id=hold_id,
+                outcome=resolution.outcome,
+            ),
+            outcome=resolution.outcome,
         )
     if now >= start.expires_at:
-        raise HoldExpiredError(f"hold {hold_id} expired at {start.expires_at.isoformat()}")
+        raise HoldExpiredError(
+            _(
+                "hold %(hold_id)s expired at %(expired_at)s",
+                hold_id=hold_id,
+                expired_at=start.expires_at.isoformat(),
+            )
+        )
 
     accounts = _HoldAccounts(
         start.account_id,
@@ -356,7 +379,11 @@ class _LotChanges:
                 break
         if left:
             raise NothingToRefundError(
-                f"only {amount - left} of {amount} points can go back to lots"
+                _(
+                    "only %(left)s of %(amount)s points can go back to lots",
+                    left=amount - left,
+                    amount=amount,
+                )
             )
         for lot, give in given:
             self._move(lot, give, kind=kind, hold_id=hold_id, transaction_id=transaction_id)
@@ -446,7 +473,7 @@ async def void_hold(
         return _existing_resolution(prior, origin, key, content)
     hold = await repo.get_hold(session, hold_id)
     if hold is None:
-        raise HoldNotFoundError(f"no hold {hold_id}")
+        raise HoldNotFoundError(_("no hold %(hold_id)s", hold_id=hold_id))
     accounts = await _lock_for_hold(session, hold)
     # Under the lock: its resolution, if a concurrent call made one, and the lots it took.
     resolution, taken = await repo.resolution_and_taken_lots(session, hold_id, partial=True)
@@ -454,7 +481,12 @@ async def void_hold(
         if (resolution.origin, resolution.idempotency_key) == (origin, key):
             return _existing_resolution(resolution, origin, key, content)
         raise HoldAlreadyResolvedError(
-            f"hold {hold_id} was already {resolution.outcome}", outcome=resolution.outcome
+            _(
+                "hold %(hold_id)s was already %(outcome)s",
+                hold_id=hold_id,
+                outcome=resolution.outcome,
+            ),
+            outcome=resolution.outcome,
         )
     accounts.states[hold.account_id].held -= hold.amount
     lots = _LotChanges()

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Reader, reader
+from service.i18n import _
 from service.ledger import repository as repo
 from service.ledger.errors import (
     HoldNotFoundError,
@@ -47,7 +48,7 @@ async def hold_state(session: AsyncSession, hold_id: int) -> HoldState:
     captured and refunded since. One statement."""
     row = await repo.hold_state(session, hold_id)
     if row is None:
-        raise HoldNotFoundError(f"no hold {hold_id}")
+        raise HoldNotFoundError(_("no hold %(hold_id)s", hold_id=hold_id))
     return HoldState(
         hold_id=hold_id,
         expires_at=row.expires_at,
