@@ -253,7 +253,8 @@ def _credit(
         report.mismatches += 1
     participant = str(credit.participant_id)
     proposed = evaluate(draft, action, _usage_with(stored_usage, delta.get(participant)))
-    keys = proposed.usage_keys
+    # A draft that no longer credits it frees the room the credit took (the stored keys).
+    keys = proposed.usage_keys or tuple(stored_usage)
     _record_change(
         delta, participant, keys, proposed.grams - credit.grams, proposed.points - credit.points
     )
