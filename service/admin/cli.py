@@ -74,7 +74,7 @@ def lifecycle_parser() -> argparse.ArgumentParser:
     diff = sub.add_parser("diff", help="a draft against the version in force")
     diff.add_argument("draft_id", type=int)
     backtest = sub.add_parser(
-        "backtest", help="evaluate a draft over the stored credits of a window (writes nothing)"
+        "backtest", help="evaluate a draft over the stored events of a window (writes nothing)"
     )
     backtest.add_argument("draft_id", type=int)
     backtest.add_argument("--start", required=True, help="ISO 8601 with offset (inclusive)")

@@ -496,7 +496,7 @@ async def unschedule_methodology_draft(
     "/methodology-drafts/{draft_id}/backtest",
     response_model=BacktestOut,
     tags=[METHODOLOGIES],
-    summary="Back-test a draft over the stored credits of a window (writes nothing)",
+    summary="Back-test a draft over the stored events of a window (writes nothing)",
 )
 async def backtest_methodology_draft(
     draft_id: DraftId, body: BacktestIn, admin: MethodologyReader, session: DbSession

@@ -222,9 +222,10 @@ class AffectedOut(BaseModel):
 
 class BacktestOut(BaseModel):
     draft_id: int
-    events: int = Field(description="stored credits evaluated")
+    events: int = Field(description="stored events evaluated: credits and events without one")
     mismatches: int = Field(
-        description="stored credits the version that made them no longer reproduces (0)"
+        description="stored outcomes (credits, and statuses of events without a credit) the "
+        "version that made them no longer reproduces (0)"
     )
     groups: list[BacktestGroupOut] = Field(description="per action type, region and status")
     binding_caps: dict[str, int] = Field(description="cap reason code -> events it capped")

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, Row, String, Table, Uuid, bindparam, func, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    Row,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -668,3 +680,227 @@ async def partner_traffic(
     One statement."""
     rows = await session.execute(_PARTNER_TRAFFIC, {"start": start, "end": end, "tz": timezone})
     return [PartnerTrafficRow(*row) for row in rows]
+
+
+# --- the back-test's reads (`service.methodologies.backtest`, through the service) ----------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCredit:
+    """What the back-test reads of one stored credit: the action, the cap usage it saw, and
+    the numbers it was given."""
+
+    event_id: int
+    participant_id: uuid.UUID
+    action_type: str
+    occurred_at: datetime
+    received_at: datetime
+    region: str | None
+    methodology_id: str
+    methodology_version: int
+    inputs: dict[str, Any]
+    usage_before: dict[str, Any]
+    status: str
+    grams: int
+    points: int
+
+
+_STORED_CREDIT_COLUMNS = (
+    _credits.c.event_id,
+    _credits.c.participant_id,
+    _credits.c.action_type,
+    _credits.c.occurred_at,
+    _credits.c.received_at,
+    _credits.c.region,
+    _credits.c.methodology_id,
+    _credits.c.methodology_version,
+    _credits.c.inputs,
+    _credits.c.usage_before,
+    _credits.c.status,
+    _credits.c.grams,
+    _credits.c.points,
+)
+
+
+def _credits_in_window(methodology_id: str, start: datetime, end: datetime) -> list[Any]:
+    return [
+        _credits.c.methodology_id == methodology_id,
+        _credits.c.occurred_at >= start,
+        _credits.c.occurred_at < end,
+    ]
+
+
+async def count_credits_in_window(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime
+) -> int:
+    """How many stored credits a back-test of [start, end) will read (for a progress bar)."""
+    query = (
+        select(func.count())
+        .select_from(_credits)
+        .where(*_credits_in_window(methodology_id, start, end))
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def credits_in_window(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime, *, batch: int
+) -> AsyncIterator[list[StoredCredit]]:
+    """The stored credits of one methodology in [start, end), in crediting order, one page of
+    at most `batch` at a time (keyset on the event id: each page is one indexed range read,
+    so memory stays one page whatever the window holds). Read-only."""
+    after = -1
+    while True:
+        rows = (
+            await session.execute(
+                select(*_STORED_CREDIT_COLUMNS)
+                .where(
+                    *_credits_in_window(methodology_id, start, end),
+                    _credits.c.event_id > after,
+                )
+                .order_by(_credits.c.event_id)
+                .limit(batch)
+            )
+        ).all()
+        if rows:
+            yield [StoredCredit(*tuple(row)) for row in rows]
+        if len(rows) < batch:
+            return
+        after = rows[-1].event_id
+
+
+@dataclass(frozen=True, slots=True)
+class UncreditedEvent:
+    """What the back-test reads of one stored event that has an outcome but no credit
+    (ineligible, implausible, expired, pending, duplicate, or retracted before crediting).
+
+    `participant_id` is the stored one (a duplicate has it) or else the participant whose
+    identity link to the partner's subject stood when the event was received: whom a
+    methodology accepting it would have credited. None: nobody was linked then."""
+
+    event_id: int
+    participant_id: uuid.UUID | None
+    action_type: str
+    occurred_at: datetime
+    received_at: datetime
+    region: str | None
+    methodology_id: str
+    methodology_version: int
+    quantities: dict[str, Any]
+    status: str
+    reasons: list[dict[str, str]]
+
+
+# Statuses that always come with a credit row, and the transient one before any outcome.
+_NOT_AN_UNCREDITED_OUTCOME = ("received", "credited", "capped")
+
+
+def _uncredited_in_window(methodology_id: str, start: datetime, end: datetime) -> list[Any]:
+    has_credit = select(_credits.c.event_id).where(_credits.c.event_id == _events.c.id).exists()
+    return [
+        _events.c.methodology_id == methodology_id,
+        _events.c.occurred_at >= start,
+        _events.c.occurred_at < end,
+        _events.c.status.not_in(_NOT_AN_UNCREDITED_OUTCOME),
+        ~has_credit,
+    ]
+
+
+_LINKED_AT_RECEIPT = (
+    select(_links.c.participant_id)
+    .where(
+        _links.c.partner_id == _events.c.partner_id,
+        _links.c.subject_hash == _events.c.subject_hash,
+        _links.c.linked_at <= _events.c.received_at,
+        or_(_links.c.unlinked_at.is_(None), _links.c.unlinked_at > _events.c.received_at),
+    )
+    .order_by(_links.c.linked_at.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+
+_UNCREDITED_EVENT_COLUMNS = (
+    _events.c.id,
+    func.coalesce(_events.c.participant_id, _LINKED_AT_RECEIPT),
+    _events.c.action_type,
+    _events.c.occurred_at,
+    _events.c.received_at,
+    _events.c.region,
+    _events.c.methodology_id,
+    _events.c.methodology_version,
+    _events.c.quantities,
+    _events.c.status,
+    _events.c.reasons,
+)
+
+
+async def count_uncredited_events_in_window(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime
+) -> int:
+    """How many stored events without a credit a back-test of [start, end) will read."""
+    query = (
+        select(func.count())
+        .select_from(_events)
+        .where(*_uncredited_in_window(methodology_id, start, end))
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def uncredited_events_in_window(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime, *, batch: int
+) -> AsyncIterator[list[UncreditedEvent]]:
+    """The stored events judged under one methodology in [start, end) (by when they
+    occurred) that have an outcome but no credit, by event id (the order of the credits
+    stream), one page of at most `batch` at a time (keyset on the event id). Read-only."""
+    after = -1
+    while True:
+        rows = (
+            await session.execute(
+                select(*_UNCREDITED_EVENT_COLUMNS)
+                .where(*_uncredited_in_window(methodology_id, start, end), _events.c.id > after)
+                .order_by(_events.c.id)
+                .limit(batch)
+            )
+        ).all()
+        if rows:
+            yield [UncreditedEvent(*row) for row in rows]
+        if len(rows) < batch:
+            return
+        after = rows[-1][0]
+
+
+_USAGE_SEEN = text(
+    """
+    SELECT w.e AS event_id, w.k AS usage_key,
+           CAST(c.usage_before -> w.k ->> 0 AS bigint) + c.grams AS grams,
+           CAST(c.usage_before -> w.k ->> 1 AS bigint) + c.points AS points
+    FROM json_to_recordset(CAST(:wanted AS json)) AS w(e bigint, p uuid, k text)
+    CROSS JOIN LATERAL (
+        SELECT c.usage_before, c.grams, c.points
+        FROM credits AS c
+        WHERE c.participant_id = w.p AND c.event_id < w.e AND (c.usage_before -> w.k) IS NOT NULL
+        ORDER BY c.event_id DESC
+        LIMIT 1
+    ) AS c
+    """
+)
+
+
+async def usage_seen(
+    session: AsyncSession, wanted: Sequence[tuple[int, uuid.UUID, str]]
+) -> dict[tuple[int, str], tuple[int, int]]:
+    """For each (event id, participant, usage key): the cap usage stored just after the
+    participant's last credit counted against that key before that event (in event id
+    order, the back-test's crediting order), as (grams, points). Absent: no such credit, so
+    nothing was used. One statement. A credit retracted in between still counts (when a
+    retraction happened is not stored)."""
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        _USAGE_SEEN,
+        {
+            "wanted": json_rows(
+                e=[w[0] for w in wanted], p=[w[1] for w in wanted], k=[w[2] for w in wanted]
+            )
+        },
+    )
+    return {(row.event_id, row.usage_key): (int(row.grams), int(row.points)) for row in rows}

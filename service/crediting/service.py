@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -662,3 +662,43 @@ async def retract(
     )
     stored = await repo.events_by_id(session, [row.id])
     return outcome_of(stored[row.id])
+
+
+# --- the back-test's reads (`service.methodologies.backtest`) ----------------------------------
+
+StoredCredit = repo.StoredCredit
+UncreditedEvent = repo.UncreditedEvent
+
+
+async def count_stored_outcomes(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime
+) -> int:
+    """How many stored outcomes of one methodology in [start, end) a back-test reads: the
+    credits and the events without a credit."""
+    credits = await repo.count_credits_in_window(session, methodology_id, start, end)
+    others = await repo.count_uncredited_events_in_window(session, methodology_id, start, end)
+    return credits + others
+
+
+def stored_credits(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime, *, batch: int
+) -> AsyncIterator[list[StoredCredit]]:
+    """The stored credits of one methodology in [start, end), by event id, a page at a time."""
+    return repo.credits_in_window(session, methodology_id, start, end, batch=batch)
+
+
+def uncredited_events(
+    session: AsyncSession, methodology_id: str, start: datetime, end: datetime, *, batch: int
+) -> AsyncIterator[list[UncreditedEvent]]:
+    """The stored events of one methodology in [start, end) with an outcome but no credit
+    (`repo.uncredited_events_in_window`), by event id, a page at a time."""
+    return repo.uncredited_events_in_window(session, methodology_id, start, end, batch=batch)
+
+
+async def usage_seen_before(
+    session: AsyncSession, wanted: Sequence[tuple[int, uuid.UUID, str]]
+) -> dict[tuple[int, str], Usage]:
+    """The cap usage each (event id, participant, usage key) would have seen when crediting
+    reached that event (`repo.usage_seen`); a key absent was unused."""
+    seen = await repo.usage_seen(session, wanted)
+    return {slot: Usage(grams, points) for slot, (grams, points) in seen.items()}

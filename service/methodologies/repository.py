@@ -1,20 +1,19 @@
-"""All SQL on `methodology_versions` and `methodology_drafts`, and the back-test's one read
-of `credits`. Typed returns: the mapped rows, or the small records below."""
+"""All SQL on `methodology_versions` and `methodology_drafts` (the back-test reads stored
+credits and events through `service.crediting.service`). Typed returns: the mapped rows, or
+the small records below."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import delete, extract, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.models import Credit, MethodologyDraft, MethodologyVersion
+from service.models import MethodologyDraft, MethodologyVersion
 
 
 async def version(
@@ -224,79 +223,3 @@ async def drafts_page(
 async def save_draft(session: AsyncSession, draft: MethodologyDraft) -> None:
     await session.flush()
     await session.refresh(draft)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCredit:
-    """What the back-test reads of one stored credit: the action, the cap usage it saw, and
-    the numbers it was given."""
-
-    event_id: int
-    participant_id: uuid.UUID
-    action_type: str
-    occurred_at: datetime
-    received_at: datetime
-    region: str | None
-    methodology_id: str
-    methodology_version: int
-    inputs: dict[str, Any]
-    usage_before: dict[str, Any]
-    status: str
-    grams: int
-    points: int
-
-
-_STORED_CREDIT_COLUMNS = (
-    Credit.event_id,
-    Credit.participant_id,
-    Credit.action_type,
-    Credit.occurred_at,
-    Credit.received_at,
-    Credit.region,
-    Credit.methodology_id,
-    Credit.methodology_version,
-    Credit.inputs,
-    Credit.usage_before,
-    Credit.status,
-    Credit.grams,
-    Credit.points,
-)
-
-
-def _in_window(methodology_id: str, start: datetime, end: datetime) -> list[Any]:
-    return [
-        Credit.methodology_id == methodology_id,
-        Credit.occurred_at >= start,
-        Credit.occurred_at < end,
-    ]
-
-
-async def count_credits_in_window(
-    session: AsyncSession, methodology_id: str, start: datetime, end: datetime
-) -> int:
-    """How many stored credits a back-test of [start, end) will read (for a progress bar)."""
-    query = select(func.count()).select_from(Credit).where(*_in_window(methodology_id, start, end))
-    return int(await session.scalar(query) or 0)
-
-
-async def credits_in_window(
-    session: AsyncSession, methodology_id: str, start: datetime, end: datetime, *, batch: int
-) -> AsyncIterator[list[StoredCredit]]:
-    """The stored credits of one methodology in [start, end), in crediting order, one page of
-    at most `batch` at a time (keyset on the event id: each page is one indexed range read,
-    so memory stays one page whatever the window holds). Read-only."""
-    after = -1
-    while True:
-        rows = (
-            await session.execute(
-                select(*_STORED_CREDIT_COLUMNS)
-                .where(*_in_window(methodology_id, start, end), Credit.event_id > after)
-                .order_by(Credit.event_id)
-                .limit(batch)
-            )
-        ).all()
-        if rows:
-            yield [StoredCredit(*row) for row in rows]
-        if len(rows) < batch:
-            return
-        after = rows[-1].event_id
