@@ -1,0 +1,5 @@
+"""Liveness, readiness and metrics, for load balancers and Prometheus."""
+
+# The modules other domains may import; the rest (the repository first) are this
+# domain's own. `tests/architecture/test_domain_boundaries.py` holds everyone to it.
+PUBLIC_MODULES = ("endpoints",)

@@ -173,3 +173,8 @@ def gettext_for(language: str) -> Callable[[str], str]:
         return entries.get(msgid, msgid)
 
     return gettext
+
+
+# The modules other domains may import; the rest (the repository first) are this
+# domain's own. `tests/architecture/test_domain_boundaries.py` holds everyone to it.
+PUBLIC_MODULES = ("methodologies",)

@@ -17,3 +17,7 @@ __all__ = [
     "Idempotent",
     "RequestInProgressError",
 ]
+
+# The modules other domains may import; the rest (the repository first) are this
+# domain's own. `tests/architecture/test_domain_boundaries.py` holds everyone to it.
+PUBLIC_MODULES = ("dependencies", "errors")

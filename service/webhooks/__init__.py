@@ -9,3 +9,7 @@ from service.webhooks.repository import subscribed_endpoints_sql
 from service.webhooks.service import EVENT_TYPES, enqueue
 
 __all__ = ["EVENT_TYPES", "enqueue", "subscribed_endpoints_sql"]
+
+# The modules other domains may import; the rest (the repository first) are this
+# domain's own. `tests/architecture/test_domain_boundaries.py` holds everyone to it.
+PUBLIC_MODULES = ("cli", "delivery", "errors", "retry", "service", "signing")

@@ -61,3 +61,64 @@ def test_the_check_sees_a_violation() -> None:
         "CODE = f'participant:{1}:POINTS'\n"
     )
     assert len(_violations(sample, "sample.py")) == 3
+
+
+# --- each domain's public API: the modules its `__init__` names in PUBLIC_MODULES -------------
+
+
+def _public_modules() -> dict[str, set[str]]:
+    """Each domain package's PUBLIC_MODULES, read from its `__init__` without importing it."""
+    found: dict[str, set[str]] = {}
+    for init in sorted(ROOT.glob("*/__init__.py")):
+        for node in ast.parse(init.read_text()).body:
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "PUBLIC_MODULES"
+            ):
+                found[init.parent.name] = set(ast.literal_eval(node.value))
+    return found
+
+
+def _reaches_into(source: str, owner: str | None, public: dict[str, set[str]]) -> list[str]:
+    """Imports of another domain's module that its PUBLIC_MODULES does not name."""
+    wrong = []
+    for node in ast.walk(ast.parse(source)):
+        modules: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module]
+            # `from service.ledger import repository` names a module too
+            modules += [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        for module in modules:
+            parts = module.split(".")
+            if len(parts) < 3 or parts[0] != "service" or parts[1] == owner:
+                continue
+            domain, name = parts[1], parts[2]
+            if (
+                domain in public
+                and name not in public[domain]
+                and ((ROOT / domain / f"{name}.py").exists() or (ROOT / domain / name).is_dir())
+            ):
+                wrong.append(f"service.{domain}.{name}")
+    return wrong
+
+
+def test_domains_import_each_other_only_through_their_public_modules() -> None:
+    public = _public_modules()
+    assert {"ledger", "redemption", "merchants", "crediting", "partners"} <= set(public)
+    violations = []
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT).parts
+        owner = parts[0] if len(parts) > 1 else None
+        for module in _reaches_into(path.read_text(), owner, public):
+            violations.append(f"{path.relative_to(ROOT.parent)} imports {module}")
+    assert violations == []
+
+
+def test_the_public_module_check_sees_a_private_import() -> None:
+    public = {"ledger": {"service"}}
+    sample = "from service.ledger import repository\nfrom service.ledger.service import credit\n"
+    assert _reaches_into(sample, "redemption", public) == ["service.ledger.repository"]
+    assert _reaches_into(sample, "ledger", public) == []
