@@ -34,6 +34,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -137,6 +138,8 @@ async def _authenticate(
         or user.participant_id != claims.participant_id
     ):
         raise TokenInvalidError(_("the access token was revoked; log in again"))
+    # The request's log line names its caller (by id: never a phone number or email).
+    structlog.contextvars.bind_contextvars(user_id=str(claims.user_id))
     return AuthenticatedUser(claims.user_id, claims.participant_id, claims.token_id)
 
 

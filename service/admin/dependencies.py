@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -74,6 +75,7 @@ def require(*allowed: str) -> Callable[..., Awaitable[AdminPrincipal]]:
         if acting is None:
             raise RoleRequiredError(f"this needs one of the roles {', '.join(wanted)}")
         request_id = getattr(request.state, "request_id", None)
+        structlog.contextvars.bind_contextvars(admin_id=str(admin.id))
         return AdminPrincipal(admin.id, admin.login, frozenset(admin.roles), acting, request_id)
 
     dependency.allowed_roles = tuple(wanted)  # type: ignore[attr-defined]

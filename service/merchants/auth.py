@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -123,6 +124,8 @@ async def authenticate_merchant(request: Request) -> MerchantContext:
         raise MerchantKeyInvalidError(_("unknown or revoked merchant key"))
     if merchant.status != "active":
         raise MerchantSuspendedError(_("this merchant is suspended"))
+    # The request's log line names its caller (by id).
+    structlog.contextvars.bind_contextvars(merchant_id=str(merchant.id), merchant_key=key_id)
     return MerchantContext(
         merchant.id, merchant.code, key.terminal_id, frozenset(key.scopes), key_id
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -196,6 +197,8 @@ async def authenticate_partner(request: Request, gate: PartnerGateDependency) ->
         raise PartnerSuspendedError("this partner is suspended")
 
     await _replay_and_rate(gate.redis, key_id, webhook_id, credential.partner)
+    # The request's log line names its caller (by id: never a card or account number).
+    structlog.contextvars.bind_contextvars(partner_id=str(credential.partner.partner_id))
     return SignedRequest(credential.partner, body, now)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from service.ledger.verify import verify_ledger
 from service.merchants import service as merchants
@@ -469,3 +470,30 @@ async def test_authorise_and_capture_round_trips_are_counted(
     print("capture:", len(capture_queries), capture_queries)
     assert len(authorise_queries) <= AUTHORISE_ROUND_TRIPS, authorise_queries
     assert len(capture_queries) <= CAPTURE_ROUND_TRIPS, capture_queries
+
+
+async def test_the_request_log_line_names_the_calling_merchant_by_id(
+    live: Live, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request's log line carries the request's bound context (`merge_contextvars`):
+    what is bound when the middleware logs and clears it is what the line names."""
+    till, rider, offer = await _setup(live, http)
+    seen: list[dict[str, Any]] = []
+    clear = structlog.contextvars.clear_contextvars
+
+    def snapshot_then_clear() -> None:
+        seen.append(dict(structlog.contextvars.get_contextvars()))
+        clear()
+
+    monkeypatch.setattr(structlog.contextvars, "clear_contextvars", snapshot_then_clear)
+    authorised = await till.call(
+        "POST",
+        "/v1/merchant/redemptions",
+        {"redemption_token": await _code(live, rider), "offer_id": str(offer)},
+    )
+    assert authorised.status_code == 201
+    logged = seen[-1]  # bound when the request line was written
+    rest = till.token.removeprefix("cpmk_")
+    assert logged.get("merchant_key") == rest[: rest.index("_", 3)]
+    assert "merchant_id" in logged and "request_id" in logged
+    assert till.token not in str(logged)  # never the secret: only the key's id
