@@ -34,6 +34,7 @@ from service.i18n import load_catalogues
 from service.merchants.auth import MerchantKeyCache
 from service.merchants.endpoints import router as merchant_router
 from service.methodologies.service import RegistryCache
+from service.metrics import watch_pool
 from service.migrations import code_migrations
 from service.observability import RequestContextMiddleware, configure_logging, get_logger
 from service.openapi import install_openapi, operation_id
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.secrets = load_secrets(settings)
         app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        watch_pool(app.state.engine)
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.read_sessionmaker = create_read_sessionmaker(app.state.engine)
         app.state.read_pool = await create_read_pool(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import orjson
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from service import metrics
 from service.crediting import service
 from service.crediting.dependencies import Crediting
 from service.crediting.schemas import (
@@ -100,6 +102,7 @@ async def submit_event(
     item = service.prepare(registry, crediting.settings, signed.partner, parsed, signed.received_at)
     # Committed with the other single events in flight, before this returns.
     outcome = item if isinstance(item, OutcomeOut) else await crediting.single_events.submit(item)
+    metrics.count_outcomes(signed.partner.code, (outcome,))  # committed (or refused) by now
     if outcome.problem is not None:
         request_id = request.scope.get("state", {}).get("request_id")
         return Response(
@@ -151,6 +154,7 @@ async def submit_event_batch(
     items = [_parse_event(item, ("events", str(i))) for i, item in enumerate(events)]
     registry = await crediting.registry_cache.get(session)
     await session.commit()  # no connection is held while waiting for a slot
+    started = time.perf_counter()
     # A bounded number of batches at once per process: the others wait here, without a
     # database connection, so single events, app reads and tills are never starved of one.
     async with crediting.batch_slots:
@@ -159,6 +163,9 @@ async def submit_event_batch(
         )
         # Committed inside the slot: the next batch's locks wait for this one's commit anyway.
         await session.commit()
+    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+    metrics.BATCH_EVENTS.observe(len(items))
+    metrics.count_outcomes(signed.partner.code, results)
     return BatchOut(results=results)
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from service import metrics as service_metrics
 from service.dependencies import (
     Engine,
     MethodologyRegistry,
@@ -21,8 +22,10 @@ from service.errors import ServiceUnavailableError
 from service.health import repository
 from service.methodologies.service import uncovered
 from service.migrations import current_revisions, migration_state
-from service.observability import metrics_payload
+from service.observability import get_logger, metrics_payload
 from service.partners.service import active_scopes
+
+_log = get_logger("carbon_points.health")
 
 router = APIRouter(tags=["operations"])
 
@@ -109,6 +112,10 @@ async def check_readiness(
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(sessionmaker: SessionMaker) -> Response:
+    try:
+        await service_metrics.refresh_from_database(sessionmaker)
+    except Exception as exc:  # the database's state is a bonus; the scrape still answers
+        _log.warning("metrics: database state not read", error=type(exc).__name__)
     payload, content_type = metrics_payload()
     return Response(payload, media_type=content_type)

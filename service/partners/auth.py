@@ -29,6 +29,7 @@ from integrations import (
     hmac_signature,
     signed_content,
 )
+from service import metrics
 from service.cache import TtlCache
 from service.errors import PayloadTooLargeError, RateLimitedError
 from service.observability import get_logger
@@ -222,6 +223,7 @@ async def _replay_and_rate(
     if not fresh:
         raise ReplayedRequestError(f"webhook-id {webhook_id} was already used")
     if int(count) > partner.rate_limit_per_second:
+        metrics.RATE_LIMITED.labels(partner.code).inc()
         error = RateLimitedError(
             f"more than {partner.rate_limit_per_second} requests in one second"
         )

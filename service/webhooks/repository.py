@@ -286,3 +286,27 @@ async def mark_failed(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+
+
+_OUTBOX_STATE = text(
+    # Both counts on the table's partial indexes (pending by due time, dead by age).
+    """
+    SELECT (SELECT count(*) FROM webhook_messages WHERE status = 'pending') AS pending,
+           (SELECT min(next_attempt_at) FROM webhook_messages
+             WHERE status = 'pending' AND next_attempt_at <= :now) AS oldest_due,
+           (SELECT count(*) FROM webhook_messages WHERE status = 'dead') AS dead
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxState:
+    pending: int
+    oldest_due: datetime | None
+    dead: int
+
+
+async def outbox_state(session: AsyncSession, now: datetime) -> OutboxState:
+    """Messages pending, the oldest one due by `now`, and dead letters: one statement."""
+    row = (await session.execute(_OUTBOX_STATE, {"now": now})).one()
+    return OutboxState(int(row.pending), row.oldest_due, int(row.dead))

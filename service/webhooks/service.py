@@ -226,3 +226,17 @@ async def replay(session: AsyncSession, message_id: str) -> WebhookMessage:
 
 async def list_dead(session: AsyncSession, *, limit: int = 100) -> Sequence[WebhookMessage]:
     return await repository.dead_messages(session, limit=limit)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxLag:
+    pending: int
+    lag_seconds: float  # how long the oldest due message has been due; 0 when none is
+    dead: int
+
+
+async def outbox_state(session: AsyncSession, *, now: datetime) -> OutboxLag:
+    """The outbox at a glance (for the metrics): pending, the oldest due message's lag, dead."""
+    state = await repository.outbox_state(session, now)
+    lag = (now - state.oldest_due).total_seconds() if state.oldest_due is not None else 0.0
+    return OutboxLag(state.pending, max(0.0, lag), state.dead)
