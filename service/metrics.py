@@ -14,6 +14,7 @@ and whatever the worker did.
 from __future__ import annotations
 
 import time
+from collections import Counter as Counter_
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,12 +90,20 @@ _refreshed_at = 0.0
 
 
 def count_outcomes(partner: str, outcomes: Any) -> None:
-    """Count the outcomes a partner was answered (after their transaction committed)."""
+    """Count the outcomes a partner was answered (after their transaction committed): one
+    increment per status and sum, not per event (a batch is up to 1,000)."""
+    statuses: Counter_[str] = Counter_()
+    grams = points = 0
     for outcome in outcomes:
-        EVENT_OUTCOMES.labels(partner, outcome.status).inc()
+        statuses[outcome.status] += 1
         if outcome.status in ("credited", "capped"):
-            CREDITED_GRAMS.labels(partner).inc(outcome.grams)
-            CREDITED_POINTS.labels(partner).inc(outcome.points)
+            grams += outcome.grams
+            points += outcome.points
+    for status, n in statuses.items():
+        EVENT_OUTCOMES.labels(partner, status).inc(n)
+    if grams or points:
+        CREDITED_GRAMS.labels(partner).inc(grams)
+        CREDITED_POINTS.labels(partner).inc(points)
 
 
 def watch_pool(engine: AsyncEngine) -> None:
