@@ -65,7 +65,7 @@ from service.errors import (
 )
 from service.ledger import service as ledger
 from service.ledger.errors import AlreadyReversedError
-from service.ledger.schemas import CreditRequest
+from service.ledger.schemas import CreditRequest, TransferResult
 from service.partners.auth import PartnerContext
 from service.partners.credentials import subject_hash
 from service.partners.errors import ActionTypeNotAllowedError
@@ -618,12 +618,13 @@ async def retract(
     if row.status == "retracted":
         return outcome_of(row)
     await repo.announce_outcome_writer(session)
+    reversal: TransferResult | None = None
     if row.credit_transaction_id is not None and row.participant_id is not None:
         # The reversal locks the participant's accounts, the same row locks crediting takes
         # before it reads cap usage: the usage given back below is never lost to a credit.
         # Reversed already by another path (a fraud review): the retraction still stands.
         with contextlib.suppress(AlreadyReversedError):
-            await ledger.reverse_credit(
+            reversal = await ledger.reverse_credit(
                 session,
                 origin=LEDGER_ORIGIN,
                 key=f"retract:{row.id}",
@@ -643,6 +644,16 @@ async def retract(
         *row.reasons,
         {"code": "retracted", "message": f"retracted by the partner: {reason}"},
     ]
+    if reversal is not None:
+        # What the retraction took back: from the balance, and what the participant had
+        # already spent (owed, paid off by later points); expired points needed nothing.
+        reasons.append(
+            {
+                "code": "points_taken_back",
+                "message": f"{reversal.amount} points taken back from the balance"
+                + (f", {reversal.unrecovered} owed" if reversal.unrecovered else ""),
+            }
+        )
     await repo.record_outcomes(
         session,
         [

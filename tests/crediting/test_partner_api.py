@@ -307,6 +307,13 @@ async def test_a_retraction_reverses_the_credit_and_frees_the_cap(live: Live) ->
         retracted = await client.retract("trip-1", "fare_dispute")
         again = await client.retract("trip-1", "fare_dispute")
     assert retracted.status == again.status == "retracted"
+    # The outcome says what was taken back: all of it from the balance, nothing owed.
+    taken = [r for r in retracted.reasons if r.code == "points_taken_back"]
+    assert [r.message for r in taken] == [
+        f"{retracted.points} points taken back from the balance"
+    ]
+    assert retracted.points > 0
+    assert [r.code for r in again.reasons] == [r.code for r in retracted.reasons]
     assert await live.balance(rider) == 0
     async with live.sessionmaker() as session:
         used = await session.scalar(text("SELECT coalesce(sum(grams), 0) FROM cap_usage"))
