@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.command_runtime import Output, add_json_option, emit
 from service.config import Settings
 
 LIFECYCLE_COMMANDS = (
@@ -52,11 +53,14 @@ def register(commands: Any) -> None:
         help="read the password from standard input (else CARBON_POINTS_ADMIN_PASSWORD, "
         "else a prompt)",
     )
+    add_json_option(boot)
     admin.set_defaults(handler=cmd_admin)
 
     audit = commands.add_parser("audit", help="the audit trail of administrative acts")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    audit_commands.add_parser("verify", help="check the hash chain; exit 1 naming bad rows")
+    add_json_option(
+        audit_commands.add_parser("verify", help="check the hash chain; exit 1 naming bad rows")
+    )
     audit.set_defaults(handler=cmd_audit)
 
 
@@ -66,8 +70,8 @@ def lifecycle_parser() -> argparse.ArgumentParser:
         description="The methodology lifecycle (validate and explain: see `methodology --help`).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("sync", help="file every shipped methodology not yet filed (idempotent)")
-    sub.add_parser("versions", help="list filed versions and their periods")
+    sync = sub.add_parser("sync", help="file every shipped methodology not yet filed (idempotent)")
+    versions = sub.add_parser("versions", help="list filed versions and their periods")
     draft = sub.add_parser("draft", help="upload a draft")
     draft.add_argument("file")
     draft.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
@@ -101,6 +105,8 @@ def lifecycle_parser() -> argparse.ArgumentParser:
     retire.add_argument("version", type=int)
     retire.add_argument("--at", required=True, help="ISO 8601 with offset")
     retire.add_argument("--as", dest="actor", required=True, metavar="LOGIN")
+    for command in (sync, versions, draft, diff, approve, schedule, unschedule, retire):
+        add_json_option(command)
     return parser
 
 
@@ -146,10 +152,22 @@ def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
     except ProblemError as error:
         print(f"refused: {error.detail}", file=sys.stderr)
         return 1
-    print(f"administrator {enrolled.admin.login} ({enrolled.admin.id})")
-    print(f"roles: {', '.join(enrolled.admin.roles)}")
-    print(f"TOTP provisioning URI (shown once): {enrolled.provisioning_uri}")
-    return 0
+    return emit(
+        Output(
+            [
+                f"administrator {enrolled.admin.login} ({enrolled.admin.id})",
+                f"roles: {', '.join(enrolled.admin.roles)}",
+                f"TOTP provisioning URI (shown once): {enrolled.provisioning_uri}",
+            ],
+            {
+                "id": str(enrolled.admin.id),
+                "login": enrolled.admin.login,
+                "roles": list(enrolled.admin.roles),
+                "totp_provisioning_uri": enrolled.provisioning_uri,
+            },
+        ),
+        args,
+    )
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -167,13 +185,19 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             await engine.dispose()
 
     report = asyncio.run(run())
-    for problem in report.problems:
-        print(f"VIOLATION {problem}")
-    print(
+    lines = [f"VIOLATION {problem}" for problem in report.problems]
+    lines.append(
         f"checked {report.entries} audit entries: "
         + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
         + f"; head {report.head}"
     )
+    data = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "head": str(report.head),
+        "problems": [str(problem) for problem in report.problems],
+    }
+    emit(Output(lines, data), args)
     return 0 if report.ok else 1
 
 
@@ -255,11 +279,23 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
         if command == "sync":
             return [f"{await sync_library(session)} shipped methodologies filed or checked"]
         if command == "versions":
+            filed = await lifecycle.all_filed_versions(session)
+            structured.extend(
+                {
+                    "methodology_id": v.methodology_id,
+                    "version": v.version,
+                    "action_type": v.action_type,
+                    "region": v.region,
+                    "effective_from": v.effective_from.isoformat(),
+                    "effective_to": v.effective_to.isoformat() if v.effective_to else None,
+                }
+                for v in filed
+            )
             return [
                 f"{v.methodology_id}@v{v.version}\t{v.action_type}\t{v.region or '*'}\t"
                 f"{v.effective_from.isoformat()}.."
                 + (v.effective_to.isoformat() if v.effective_to else "open")
-                for v in await lifecycle.all_filed_versions(session)
+                for v in filed
             ]
         if command == "draft":
             who = await acting(session, "methodology-author")
@@ -307,14 +343,18 @@ def cmd_lifecycle(argv: list[str], settings: Settings) -> int:
         )
         return [f"{row.methodology_id}@v{row.version} ends at {row.effective_to}"]
 
+    structured: list[dict[str, Any]] = []
     try:
         lines = _run(settings, work)
     except ProblemError as error:
         _print_refusal(error)
         return 1
-    for line in lines:
-        print(line)
-    return 0
+    if args.command == "backtest":  # prints its own report (`--json` there is the report's)
+        for line in lines:
+            print(line)
+        return 0
+    # `versions` lists its rows; the acts report what they did, in the words printed.
+    return emit(Output(lines, structured if args.command == "versions" else {"done": lines}), args)
 
 
 async def _backtest_lines(session: AsyncSession, args: argparse.Namespace) -> list[str]:

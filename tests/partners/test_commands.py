@@ -139,3 +139,34 @@ async def test_json_results_on_stdout_and_logs_on_stderr(
         assert capsys.readouterr().out == "buses\ttransit\tactive\ttransit.bus\n"
     finally:
         get_settings.cache_clear()
+
+
+async def test_admin_listings_print_json_on_stdout(
+    committed: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """`methodology sync|versions --json` and `audit verify --json`: one JSON document on
+    stdout, whatever the log level (issue 17, the admin commands)."""
+    url = committed.url.render_as_string(hide_password=False).replace("+asyncpg", "")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("CARBON_POINTS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CARBON_POINTS_LOG_LEVEL", "INFO")
+    from service.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert await asyncio.to_thread(cli_main, ["methodology", "sync", "--json"]) == 0
+        synced = json.loads(capsys.readouterr().out)
+        assert synced["done"] and "shipped methodologies" in synced["done"][0]
+        assert await asyncio.to_thread(cli_main, ["methodology", "versions", "--json"]) == 0
+        versions = json.loads(capsys.readouterr().out)
+        assert any(v["methodology_id"] == "transit.metro" for v in versions)
+        assert all({"version", "action_type", "effective_from"} <= set(v) for v in versions)
+        assert await asyncio.to_thread(cli_main, ["audit", "verify", "--json"]) == 0
+        verified = json.loads(capsys.readouterr().out)
+        assert verified["ok"] is True and verified["problems"] == []
+    finally:
+        get_settings.cache_clear()
