@@ -309,9 +309,7 @@ async def test_a_retraction_reverses_the_credit_and_frees_the_cap(live: Live) ->
     assert retracted.status == again.status == "retracted"
     # The outcome says what was taken back: all of it from the balance, nothing owed.
     taken = [r for r in retracted.reasons if r.code == "points_taken_back"]
-    assert [r.message for r in taken] == [
-        f"{retracted.points} points taken back from the balance"
-    ]
+    assert [r.message for r in taken] == [f"{retracted.points} points taken back from the balance"]
     assert retracted.points > 0
     assert [r.code for r in again.reasons] == [r.code for r in retracted.reasons]
     assert await live.balance(rider) == 0
