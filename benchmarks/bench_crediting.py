@@ -84,7 +84,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import ssl
 import statistics
 import subprocess
@@ -96,6 +95,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 # Runnable as `python benchmarks/bench_crediting.py` from a checkout.
@@ -112,15 +112,17 @@ from sqlalchemy.engine import make_url
 
 from benchmarks._harness import (
     CpuSample,
+    Server,
     admin,
-    children_of,
     cpu_seconds,
     database_url_for,
     describe_machine,
+    floor_command,
     free_port,
     machine_busy_seconds,
     pids_named,
     ratio,
+    redis_url_with_db,
     service_command,
 )
 from benchmarks.floor_app import create_minimal_schema
@@ -227,107 +229,7 @@ async def populate(database_url: str, secrets_env: dict[str, str], participants:
     return Setup(database_url, issued.partner_id, issued.key_id, issued.secret, cards)
 
 
-def redis_url_with_db(url: str, db: int) -> str:
-    if url.startswith("unix://"):
-        return url.split("?", 1)[0] + f"?db={db}"
-    base = url.rstrip("/")
-    scheme, rest = base.split("://", 1)
-    host = rest.split("/", 1)[0]
-    return f"{scheme}://{host}/{db}"
-
-
 # --- the servers ----------------------------------------------------------------------------
-
-
-def floor_command(port: int, workers: int) -> list[str]:
-    # The service's uvicorn settings (service/cli.py): uvloop, httptools, no access log.
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "floor_app:app",
-        "--app-dir",
-        str(ROOT / "benchmarks"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-
-
-class Server:
-    def __init__(
-        self,
-        command: Callable[[int, int], list[str]],
-        env: dict[str, str],
-        workers: int,
-        log_path: Path,
-    ) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            command(self.port, workers),
-            env=env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.workers = workers
-
-    async def wait_ready(self, limit: float = 60.0) -> None:
-        deadline = time.monotonic() + limit
-        async with httpx.AsyncClient(base_url=self.base_url) as http:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"server exited; see {self.log_path}")
-                try:
-                    ready = (await http.get("/readyz", timeout=2.0)).status_code == 200
-                    if ready and len(self.worker_pids()) >= self.workers:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"server not ready after {limit} s; see {self.log_path}")
-
-    def worker_pids(self) -> list[int]:
-        if self.workers == 1:
-            return [self.process.pid]
-        # uvicorn's supervisor spawns its workers (multiprocessing also runs a resource tracker,
-        # which is no worker: keep the children that listen, i.e. those running the app).
-        pids = []
-        for pid in children_of(self.process.pid):
-            try:
-                cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"resource_tracker" not in cmdline:
-                pids.append(pid)
-        return pids
-
-    def all_pids(self) -> list[int]:
-        return [self.process.pid, *children_of(self.process.pid)]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
 
 
 # --- CPU accounting from /proc --------------------------------------------------------------
@@ -1406,9 +1308,10 @@ def main() -> None:
                     "FLOOR_PEPPER": pepper,
                     "FLOOR_POOL": str(args.pool),
                 }
-                command = floor_command
+                command = partial(floor_command, "floor_app")
             log = workdir / f"{target.replace(' ', '-')}.log"
-            targets.append(Target(target, setup, Server(command, env, args.workers, log)))
+            server = Server(target, command(free_port(), args.workers), env, args.workers, log)
+            targets.append(Target(target, setup, server))
         ok = asyncio.run(run(args, targets))
         summary(args, targets, ok)
     finally:
