@@ -89,8 +89,8 @@ DbSession = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 async def driver(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under `session`, for a hot path's statements sent straight to
-    the driver (asyncpg's `$1` placeholders): about 20 microseconds of Python a statement
-    against 110 through `AsyncSession.execute` (measured, docs/performance.md, issue 12).
+    the driver (asyncpg's `$1` placeholders): about 100 microseconds less Python a statement
+    than through `AsyncSession.execute` (`benchmarks/micro_driver.py`, docs/performance.md).
 
     The statements run in the session's transaction. SQLAlchemy sends BEGIN lazily, with
     its own first statement, so a statement sent here before any would run in autocommit:

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import driver, json_rows, json_text
@@ -426,9 +425,6 @@ _FIND_HOLD = select(*_HOLD_COLUMNS).where(
 )
 
 
-_GET_RESOLUTION = select(_resolutions).where(_resolutions.c.hold_id == bindparam("hold_id"))
-
-
 _FIND_RESOLUTION = select(_resolutions).where(
     _resolutions.c.origin == bindparam("origin"),
     _resolutions.c.idempotency_key == bindparam("key"),
@@ -474,18 +470,10 @@ async def find_hold(session: AsyncSession, origin: str, key: str) -> StoredHold 
     return _hold((await session.execute(_FIND_HOLD, {"origin": origin, "key": key})).first())
 
 
-async def get_resolution(session: AsyncSession, hold_id: int) -> HoldResolution | None:
-    return _resolution((await session.execute(_GET_RESOLUTION, {"hold_id": hold_id})).first())
-
-
 async def find_resolution(session: AsyncSession, origin: str, key: str) -> HoldResolution | None:
     return _resolution(
         (await session.execute(_FIND_RESOLUTION, {"origin": origin, "key": key})).first()
     )
-
-
-async def insert_resolution(session: AsyncSession, row: dict[str, Any]) -> None:
-    await session.execute(insert(_resolutions).values(row))
 
 
 async def overdue_holds(session: AsyncSession, now: datetime, limit: int) -> list[int]:

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import driver
@@ -47,15 +46,6 @@ async def expired_from_lot(session: AsyncSession, lot_id: int) -> int:
         )
     )
     return -int(total or 0)
-
-
-async def insert_lots(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
-    if not rows:
-        return []
-    result = await session.execute(
-        insert(_lots).returning(_lots.c.id, sort_by_parameter_order=True), list(rows)
-    )
-    return [row[0] for row in result]
 
 
 async def insert_movements(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
