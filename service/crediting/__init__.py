@@ -8,6 +8,7 @@ PUBLIC_MODULES = (
     "dependencies",
     "endpoints",
     "group_commit",
+    "identity",
     "privacy",
     "reads",
     "reports",
