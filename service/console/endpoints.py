@@ -92,8 +92,6 @@ PAGE_SIZE = 50
 async def read_form(request: Request) -> dict[str, str]:
     """An `application/x-www-form-urlencoded` body, bounded; the first value of each name."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise ConsoleError(BadRequestError("send the console's form"))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         raise ConsoleError(PayloadTooLargeError(f"a form is at most {MAX_FORM_BYTES} bytes"))
@@ -102,6 +100,10 @@ async def read_form(request: Request) -> dict[str, str]:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise ConsoleError(PayloadTooLargeError(f"a form is at most {MAX_FORM_BYTES} bytes"))
+    if not body:
+        return {}  # a button alone (approve, log out): only the CSRF header can vouch for it
+    if kind != "application/x-www-form-urlencoded":
+        raise ConsoleError(BadRequestError("send the console's form"))
     try:
         pairs = parse_qsl(
             body.decode("utf-8"),
@@ -356,7 +358,8 @@ async def create_draft(request: Request, admin: Author, session: DbSession) -> R
     check_csrf(request, admin, form)
     try:
         body = DraftIn(source_yaml=form.get("source_yaml", "").replace("\r\n", "\n"))
-        draft = await lifecycle.create_draft(session, admin.actor, body.source_yaml)
+        async with session.begin_nested():  # a refusal undoes the act, and only the act
+            draft = await lifecycle.create_draft(session, admin.actor, body.source_yaml)
     except ValidationError as invalid:
         message = {
             "status": 422,
@@ -365,7 +368,6 @@ async def create_draft(request: Request, admin: Author, session: DbSession) -> R
         }
         return await _methodologies_with_error(request, admin, session, message, form)
     except ProblemError as problem:
-        await session.rollback()
         message = _problem_message(request, problem)
         return await _methodologies_with_error(request, admin, session, message, form)
     return RedirectResponse(f"/admin/methodologies/drafts/{draft.id}", status_code=303)
@@ -511,9 +513,9 @@ async def approve(
 ) -> Response:
     check_csrf(request, admin, await read_form(request))
     try:
-        await lifecycle.approve(session, admin.actor, draft_id)
+        async with session.begin_nested():  # a refusal undoes the act, and only the act
+            await lifecycle.approve(session, admin.actor, draft_id)
     except ProblemError as problem:
-        await session.rollback()
         return await _draft_page(
             request,
             admin,
@@ -540,15 +542,15 @@ async def schedule(
     check_csrf(request, admin, form)
     try:
         at = _local_instant(form.get("activate_at", ""), _zone(request))
-        await lifecycle.schedule(
-            session,
-            admin.actor,
-            draft_id,
-            at,
-            min_lead=timedelta(seconds=settings.methodology_min_lead_seconds),
-        )
+        async with session.begin_nested():  # a refusal undoes the act, and only the act
+            await lifecycle.schedule(
+                session,
+                admin.actor,
+                draft_id,
+                at,
+                min_lead=timedelta(seconds=settings.methodology_min_lead_seconds),
+            )
     except ProblemError as problem:
-        await session.rollback()
         return await _draft_page(
             request,
             admin,
