@@ -58,10 +58,10 @@ _environment.filters["local"] = _local
 _environment.filters["hex"] = lambda value: bytes(value).hex()
 
 
-def json_for_script(data: Any) -> str:
-    """JSON to embed in a `<script type="application/json">`: `<` escaped, so no string in it
-    can close the element."""
-    return orjson.dumps(data).decode().replace("<", "\\u003c")
+def chart_json(data: Any) -> str:
+    """A chart's data as JSON text, for a canvas's `data-values` attribute (the template
+    escapes it like any attribute: no markup can come out of it)."""
+    return orjson.dumps(data).decode()
 
 
 # Content-Security-Policy: scripts and styles only from the console's own static files (no

@@ -20,6 +20,9 @@ from service.admin import totp
 from service.db import _read_session as get_read_session
 from service.db import get_session, get_streaming_session
 from service.models import Admin
+from tests.crediting.conftest import live
+
+__all__ = ["live"]  # the crediting tests' fixture: the real app, committing
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

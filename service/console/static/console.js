@@ -1,29 +1,29 @@
-// carbon-points console: draws the charts whose data the page embeds as JSON
-// (<script type="application/json">), on load and after each htmx swap. No inline script:
+// carbon-points console: draws the charts whose data the page gives as JSON in each
+// canvas's data-values attribute, on load and after each htmx swap. No inline script:
 // the console's Content-Security-Policy allows scripts from its own files only.
 (function () {
   "use strict";
   var palette = { green: "#1f7a4d", light: "#8cc7a5", amber: "#c98a00", red: "#b3261e", blue: "#2f6db5" };
 
   function data(canvas) {
-    var source = document.getElementById(canvas.dataset.source);
-    return source ? JSON.parse(source.textContent) : null;
+    return canvas.dataset.values ? JSON.parse(canvas.dataset.values) : null;
   }
 
-  function options(extra) {
-    var base = { animation: false, responsive: true, maintainAspectRatio: true, aspectRatio: 2,
-                 plugins: { legend: { position: "bottom" } }, scales: { y: { beginAtZero: true } } };
-    return Object.assign(base, extra || {});
+  // Counts and points are whole numbers: no 0.5 on their axes.
+  function options() {
+    return { animation: false, responsive: true, maintainAspectRatio: true, aspectRatio: 2,
+             plugins: { legend: { position: "bottom" } },
+             scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } };
   }
 
   var kinds = {
     reductions: function (canvas, d) {
-      return { type: "bar", data: { labels: d.reductions.labels, datasets: [
-        { label: canvas.dataset.label, data: d.reductions.grams.map(function (g) { return g / 1000; }),
+      return { type: "bar", data: { labels: d.labels, datasets: [
+        { label: canvas.dataset.label, data: d.grams.map(function (g) { return g / 1000; }),
           backgroundColor: palette.green } ] }, options: options() };
     },
     points: function (canvas, d) {
-      var p = d.points;
+      var p = d;
       return { type: "bar", data: { labels: p.labels, datasets: [
         { type: "line", label: canvas.dataset.labelOutstanding, data: p.outstanding, borderColor: palette.green,
           backgroundColor: palette.green, tension: 0.2 },
@@ -32,9 +32,9 @@
         { label: canvas.dataset.labelExpired, data: p.expired, backgroundColor: palette.amber } ] }, options: options() };
     },
     hours: function (canvas, d) {
-      return { type: "bar", data: { labels: d.hours.labels, datasets: [
-        { label: canvas.dataset.labelEvents, data: d.hours.events, backgroundColor: palette.green },
-        { label: canvas.dataset.labelRejected, data: d.hours.rejected, backgroundColor: palette.red } ] },
+      return { type: "bar", data: { labels: d.labels, datasets: [
+        { label: canvas.dataset.labelEvents, data: d.events, backgroundColor: palette.green },
+        { label: canvas.dataset.labelRejected, data: d.rejected, backgroundColor: palette.red } ] },
         options: options() };
     },
     backtest: function (canvas, d) {
