@@ -30,10 +30,10 @@ from service.console import session as sessions
 from service.console.dependencies import (
     STATIC,
     ConsoleAdmin,
+    chart_json,
     check_csrf,
     check_origin,
     console_language,
-    chart_json,
     render,
     require_page,
     set_session_cookie,

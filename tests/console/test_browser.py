@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,6 +280,16 @@ def _log_in(driver: WebDriver, server: Server, who: Who, *, screenshot: str | No
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["secure"]
 
 
+def _downloaded(folder: Path, seconds: float = 20) -> list[Path]:
+    """The CSV files the browser finished writing into `folder`, waiting for the first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        files = [p for p in folder.glob("*.csv") if p.stat().st_size > 0]
+        if files or time.monotonic() > deadline:
+            return files
+        time.sleep(0.2)
+
+
 def _rendered(driver: WebDriver, canvas_id: str) -> dict[str, Any]:
     """The chart Chart.js drew on the canvas: its type and data (labels, datasets)."""
     _wait(driver).until(
@@ -388,16 +398,10 @@ async def test_download_a_report(
     assert seeded.partner_name in table.text
     _shot(browser, "reports")
     browser.find_element(By.ID, "download-csv").click()
-    deadline = time.monotonic() + 20
-    files: list[Path] = []
-    while time.monotonic() < deadline:
-        files = [p for p in tmp_path.glob("*.csv") if p.stat().st_size > 0]
-        if files:
-            break
-        await asyncio.sleep(0.2)
-    assert len(files) == 1, list(tmp_path.iterdir())
+    files = await asyncio.to_thread(_downloaded, tmp_path)
+    assert len(files) == 1, files
     assert files[0].name == f"reductions-{today.replace(day=1).isoformat()}-{today.isoformat()}.csv"
-    content = files[0].read_bytes()
+    content = await asyncio.to_thread(files[0].read_bytes)
     assert content.startswith(b"\xef\xbb\xbf")  # so spreadsheet programs read UTF-8
     assert seeded.partner_name in content.decode("utf-8-sig")
 
