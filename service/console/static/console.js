@@ -26,7 +26,7 @@
       var p = d;
       return { type: "bar", data: { labels: p.labels, datasets: [
         { type: "line", label: canvas.dataset.labelOutstanding, data: p.outstanding, borderColor: palette.green,
-          backgroundColor: palette.green, tension: 0.2 },
+          backgroundColor: palette.green, tension: 0 },
         { label: canvas.dataset.labelIssued, data: p.issued, backgroundColor: palette.light },
         { label: canvas.dataset.labelRedeemed, data: p.redeemed, backgroundColor: palette.blue },
         { label: canvas.dataset.labelExpired, data: p.expired, backgroundColor: palette.amber } ] }, options: options() };
