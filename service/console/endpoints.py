@@ -408,8 +408,11 @@ async def _draft_page(
     done: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    draft = await lifecycle.get_draft(session, draft_id)
-    difference = await lifecycle.diff_draft(session, draft_id)
+    try:
+        draft = await lifecycle.get_draft(session, draft_id)
+        difference = await lifecycle.diff_draft(session, draft_id)
+    except ProblemError as problem:  # no such draft: a page saying so
+        raise ConsoleError(problem) from None
     zone = _zone(request)
     today = _today(zone)
     settings = request.app.state.settings
@@ -450,10 +453,7 @@ async def draft_page(
     session: DbSession,
     done: Annotated[Literal["approved", "scheduled"] | None, Query()] = None,
 ) -> Response:
-    try:
-        return await _draft_page(request, admin, session, draft_id, done=done)
-    except ProblemError as problem:
-        raise ConsoleError(problem) from None
+    return await _draft_page(request, admin, session, draft_id, done=done)
 
 
 @router.post("/methodologies/drafts/{draft_id}/backtest")

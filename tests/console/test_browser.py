@@ -366,8 +366,9 @@ async def test_back_test_a_draft_and_schedule_it_as_a_second_administrator(
     _wait(browser).until(ec.presence_of_element_located((By.ID, "schedule")))
     assert browser.find_element(By.ID, "draft-status").get_attribute("data-status") == "approved"
     browser.find_element(By.ID, "schedule").click()  # the suggested instant: past the lead
-    done = _wait(browser).until(ec.presence_of_element_located((By.ID, "done")))
-    assert "Scheduled" in done.text
+    # The approved page said "Approved." in the same place: wait for the next page's words.
+    _wait(browser).until(ec.text_to_be_present_in_element((By.ID, "done"), "Scheduled"))
+    assert browser.find_element(By.ID, "draft-status").get_attribute("data-status") == "scheduled"
     _shot(browser, "scheduled")
 
     async with live.sessionmaker() as session:

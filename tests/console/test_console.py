@@ -528,7 +528,14 @@ async def test_a_malformed_schedule_instant_is_refused_not_a_500(
         "/admin/methodologies/drafts/99999999999999999999",
     ):
         assert (await browser.get(path)).status_code == 422
-    assert (await browser.get("/admin/methodologies/drafts/424242")).status_code == 404
+    for missing in (
+        await browser.get("/admin/methodologies/drafts/424242"),
+        await browser.post(
+            "/admin/methodologies/drafts/424242/approve", data={"csrf_token": token}
+        ),
+    ):
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == HTML  # a page, not problem JSON
 
 
 # --- reports and the language -------------------------------------------------------------------
