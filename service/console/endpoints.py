@@ -44,6 +44,7 @@ from service.console.navigation import (
     METHODOLOGY_APPROVERS,
     METHODOLOGY_AUTHORS,
     METHODOLOGY_READERS,
+    ORGANISATION_ADMINS,
     ORGANISATION_READERS,
     REPORT_READERS,
     landing,
@@ -56,11 +57,13 @@ from service.errors import (
     ProblemError,
     ValidationProblem,
 )
-from service.fields import AUDIT_ACTION_MAX_LENGTH, CURSOR_PATTERN, INT64_MAX
+from service.fields import AUDIT_ACTION_MAX_LENGTH, CODE_PATTERN, CURSOR_PATTERN, INT64_MAX
 from service.i18n import translate
 from service.ledger import service as ledger
+from service.merchants.auth import MerchantKeys
 from service.methodologies import lifecycle
 from service.methodologies.backtest import backtest as run_backtest
+from service.partners.auth import PartnerCredentials
 from service.reports import service as reports
 from service.reports import spreadsheets
 
@@ -573,8 +576,8 @@ async def organisations(
     request: Request,
     admin: OrganisationReader,
     session: DbSession,
-    partners_after: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] = None,
-    merchants_after: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] = None,
+    partners_after: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
+    merchants_after: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
 ) -> Response:
     partners, next_partners = await partner_admin.list_partners(
         session, cursor=partners_after, limit=PAGE_SIZE
@@ -590,10 +593,58 @@ async def organisations(
             "next_partners": next_partners,
             "merchants": merchants,
             "next_merchants": next_merchants,
+            "may_suspend": admin.may(ORGANISATION_ADMINS),
             "timezone": _zone(request),
         },
         admin=admin,
     )
+
+
+OrganisationAdmin = Annotated[ConsoleAdmin, Depends(require_page(*ORGANISATION_ADMINS))]
+OrganisationCode = Annotated[str, Path(pattern=CODE_PATTERN)]
+StatusAct = Literal["suspend", "reinstate"]
+_NEW_STATUS = {"suspend": "suspended", "reinstate": "active"}
+
+
+@router.post("/partners/{code}/{act}")
+async def partner_status(
+    request: Request,
+    code: OrganisationCode,
+    act: StatusAct,
+    admin: OrganisationAdmin,
+    session: DbSession,
+    partner_keys: PartnerCredentials,
+) -> Response:
+    """Suspend (every request the partner signs is refused) or reinstate a partner, as the
+    API does: audited, and this process's key cache cleared at once."""
+    check_csrf(request, admin, await read_form(request))
+    try:
+        async with session.begin_nested():
+            await partner_admin.set_status(session, admin.actor, code, _NEW_STATUS[act])
+    except ProblemError as problem:
+        raise ConsoleError(problem) from None
+    partner_keys.clear()
+    return RedirectResponse("/admin/organisations", status_code=303)
+
+
+@router.post("/merchants/{code}/{act}")
+async def merchant_status(
+    request: Request,
+    code: OrganisationCode,
+    act: StatusAct,
+    admin: OrganisationAdmin,
+    session: DbSession,
+    merchant_keys: MerchantKeys,
+) -> Response:
+    """Suspend (its keys are refused) or reinstate a merchant, as the API does."""
+    check_csrf(request, admin, await read_form(request))
+    try:
+        async with session.begin_nested():
+            await merchant_admin.set_status(session, admin.actor, code, _NEW_STATUS[act])
+    except ProblemError as problem:
+        raise ConsoleError(problem) from None
+    merchant_keys.clear()
+    return RedirectResponse("/admin/organisations", status_code=303)
 
 
 # --- reports ------------------------------------------------------------------------------------

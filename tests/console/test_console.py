@@ -242,7 +242,9 @@ async def test_every_console_form_refuses_a_missing_forged_or_cross_site_token(
     app: FastAPI, db: AsyncSession, browser: httpx.AsyncClient
 ) -> None:
     _, draft = await _draft(app, db)
-    await _signed_in(app, db, browser, "methodology-approver", "methodology-author", "auditor")
+    await _signed_in(
+        app, db, browser, "methodology-approver", "methodology-author", "auditor", "program-admin"
+    )
     page = await browser.get(f"/admin/methodologies/drafts/{draft.id}")
     good = csrf_of(page.text)
     # Another session's token is no good here.
@@ -256,15 +258,23 @@ async def test_every_console_form_refuses_a_missing_forged_or_cross_site_token(
         ),
         ("/admin/methodologies/drafts", {"source_yaml": metro_v2()}),
         ("/admin/logout", {}),
+        ("/admin/partners/no-such/suspend", {}),
+        ("/admin/merchants/no-such/reinstate", {}),
     ]
     posted = {
         route.path
         for route in console_router.routes
         if isinstance(route, APIRoute) and "POST" in route.methods
     }
-    assert {re.sub(r"/\d+/", "/{draft_id}/", path) for path, _ in forms} | {
-        "/admin/login"
-    } == posted
+    templates = {
+        re.sub(
+            r"/(partners|merchants)/no-such/\w+",
+            r"/\1/{code}/{act}",
+            re.sub(r"/\d+/", "/{draft_id}/", path),
+        )
+        for path, _ in forms
+    }
+    assert templates | {"/admin/login"} == posted
     for path, fields in forms:
         for token in (None, "", other):
             data = dict(fields) if token is None else {**fields, "csrf_token": token}
@@ -349,6 +359,10 @@ SAME_ROLES = [
     ),
     ("GET", "/admin/organisations", "GET", "/v1/admin/partners"),
     ("GET", "/admin/organisations", "GET", "/v1/admin/merchants"),
+    ("POST", "/admin/partners/{code}/{act}", "POST", "/v1/admin/partners/{code}/suspend"),
+    ("POST", "/admin/partners/{code}/{act}", "POST", "/v1/admin/partners/{code}/reinstate"),
+    ("POST", "/admin/merchants/{code}/{act}", "POST", "/v1/admin/merchants/{code}/suspend"),
+    ("POST", "/admin/merchants/{code}/{act}", "POST", "/v1/admin/merchants/{code}/reinstate"),
     ("GET", "/admin/audit", "GET", "/v1/admin/audit"),
     ("GET", "/admin", "GET", "/v1/admin/me"),
     ("POST", "/admin/logout", "GET", "/v1/admin/me"),
@@ -536,6 +550,53 @@ async def test_a_malformed_schedule_instant_is_refused_not_a_500(
     ):
         assert missing.status_code == 404
         assert missing.headers["content-type"] == HTML  # a page, not problem JSON
+
+
+async def test_a_programme_administrator_suspends_and_reinstates_a_partner_and_a_merchant(
+    app: FastAPI, db: AsyncSession, browser: httpx.AsyncClient
+) -> None:
+    from service.merchants import service as merchants
+    from service.partners import service as partners
+
+    partner = await partners.create_partner(
+        db, code="console-metro", name="南昌地铁", kind="transit", action_types=["transit.metro"]
+    )
+    merchant = await merchants.create_merchant(db, code="console-shop", name="Shop", region=None)
+    who = await _signed_in(app, db, browser, "program-admin")
+    page = await browser.get("/admin/organisations")
+    assert "南昌地铁" in page.text and 'id="partners-console-metro-suspend"' in page.text
+    token = csrf_of(page.text)
+    for path in ("/admin/partners/console-metro/suspend", "/admin/merchants/console-shop/suspend"):
+        assert (await browser.post(path, data={"csrf_token": token})).status_code == 303
+    await db.refresh(partner)
+    await db.refresh(merchant)
+    assert partner.status == "suspended" and merchant.status == "suspended"
+    page = await browser.get("/admin/organisations")
+    assert 'id="partners-console-metro-reinstate"' in page.text
+    assert (
+        await browser.post("/admin/partners/console-metro/reinstate", data={"csrf_token": token})
+    ).status_code == 303
+    await db.refresh(partner)
+    assert partner.status == "active"
+    acts = (
+        await db.scalars(
+            select(AdminAuditEntry.action).where(AdminAuditEntry.admin_id == who.admin.id)
+        )
+    ).all()
+    assert {"partner.suspend", "merchant.suspend", "partner.reinstate"} <= set(acts)
+    missing = await browser.post("/admin/partners/no-such/suspend", data={"csrf_token": token})
+    assert missing.status_code == 404 and missing.headers["content-type"] == HTML
+    bad = await browser.post("/admin/partners/console-metro/delete", data={"csrf_token": token})
+    assert bad.status_code == 422
+    # An auditor reads the list, without the buttons, and may not act.
+    browser.cookies.clear()
+    await _signed_in(app, db, browser, "auditor")
+    page = await browser.get("/admin/organisations")
+    assert page.status_code == 200 and "partners-console-metro-suspend" not in page.text
+    refused = await browser.post(
+        "/admin/partners/console-metro/suspend", data={"csrf_token": csrf_of(page.text)}
+    )
+    assert refused.status_code == 403 and 'data-problem-type="role-required"' in refused.text
 
 
 # --- reports and the language -------------------------------------------------------------------
