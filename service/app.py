@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from service.accounts.endpoints import router as accounts_router
 from service.admin.endpoints import router as admin_router
 from service.config import Settings, get_settings
+from service.console.endpoints import install_console
 from service.crediting.dependencies import crediting_settings
 from service.crediting.endpoints import router as crediting_router
 from service.crediting.group_commit import GroupCommitter
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalogue_router)
     app.include_router(admin_router)
     app.include_router(reports_router)
+    install_console(app)  # the admin web console at /admin (HTML, not in the OpenAPI document)
     return app
 
 
