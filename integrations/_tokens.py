@@ -39,7 +39,15 @@ ALGORITHM = "HS256"
 
 
 class TokenError(ValueError):
-    """A token that is malformed, wrongly signed, of the wrong type or expired."""
+    """A token that is malformed, wrongly signed, of the wrong type or expired.
+
+    `kind` says which, for callers that word it themselves: `malformed` (not a token, or a
+    required claim missing or mistyped), `signature`, `type` (the other kind of token),
+    `expired`, or `key` (a key the verifier does not accept)."""
+
+    def __init__(self, message: str, kind: str = "malformed") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _key(secret: str) -> bytes:
@@ -143,21 +151,21 @@ def verify_token(
                 options={"verify_exp": False, "verify_aud": False, "require": ["exp", "jti"]},
             )
         except jwt.InvalidSignatureError:
-            raise TokenError("the token's signature does not match") from None
+            raise TokenError("the token's signature does not match", "signature") from None
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"invalid token: {exc}") from None
     else:
         payload, signature = token.split(".")
         if not hmac.compare_digest(_legacy_signature(secret, payload), signature):
-            raise TokenError("the token's signature does not match")
+            raise TokenError("the token's signature does not match", "signature")
         claims = _legacy_claims(payload)
     if claims.get("typ") != expected_type:
-        raise TokenError(f"expected a {expected_type} token")
+        raise TokenError(f"expected a {expected_type} token", "type")
     expires = claims.get("exp")
     if isinstance(expires, bool) or not isinstance(expires, int | float):
         raise TokenError("the token has no expiry")
     if expires < (time.time() if now is None else now):
-        raise TokenError("the token has expired")
+        raise TokenError("the token has expired", "expired")
     if not isinstance(claims.get("jti"), str) or not claims["jti"]:
         raise TokenError("the token has no id")
     return claims

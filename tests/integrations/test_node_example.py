@@ -212,4 +212,14 @@ async def test_the_service_accepts_what_the_node_example_makes(live: Live) -> No
         )
         assert refused.status_code == 422
         assert refused.json()["type"].endswith("/partner-token-invalid")
+        # The app's default language is Chinese; English on request.
+        assert refused.json()["detail"] == "令牌签名与合作方的密钥不符"
+        in_english = await http.post(
+            "/v1/app/vouchers",
+            json={"token": forged},
+            headers={**bearer(user.access_token), "accept-language": "en"},
+        )
+        assert in_english.json()["detail"] == (
+            "the token's signature does not match its partner's key"
+        )
     assert await live.balance(user.participant_id) == 2 * 576

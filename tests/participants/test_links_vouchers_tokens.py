@@ -94,8 +94,16 @@ async def test_bad_partner_tokens_are_refused(live: Live, tamper: str) -> None:
             token_id="x",
             ttl_seconds=-1,
         )
-    with pytest.raises(links.PartnerTokenInvalidError):
+    with pytest.raises(links.PartnerTokenInvalidError) as refused:
         await _verified(live, token, "link")
+    assert (
+        str(refused.value.detail)
+        == {
+            "signature": "the token's signature does not match its partner's key",
+            "type": "this is not a link token",
+            "expired": "the token has expired: ask the partner's app for a new one",
+        }[tamper]
+    )
 
 
 async def test_a_voucher_is_accepted_once_even_concurrently(live: Live) -> None:
