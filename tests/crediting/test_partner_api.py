@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -327,7 +328,12 @@ async def test_ingestion_survives_losing_redis(live: Live) -> None:
     await live.link(rider, metro_co, "6222020000000001")
     working = live.app.state.redis
     dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    events = [metro(f"t{i}", occurred_at=TRIP_AT + timedelta(minutes=10 * i)) for i in range(12)]
+    # Two hours of trips inside one local day (the cap is daily in the programme's time zone):
+    # from TRIP_AT they would span local midnight when the test runs between 00:00 and 02:00.
+    zone = ZoneInfo(live.app.state.settings.program_timezone)
+    morning = datetime.now(zone).replace(hour=8, minute=0, second=0, microsecond=0)
+    start = morning - timedelta(days=1)
+    events = [metro(f"t{i}", occurred_at=start + timedelta(minutes=10 * i)) for i in range(12)]
 
     async def send(chunk: list[Event]) -> list[str | None]:
         async with live.client(metro_co) as client:
