@@ -9,8 +9,8 @@
 //   node partner.mjs voucher '{"external_id":...,"action_type":...}' [TTL_SECONDS] -> a JWT
 //   node partner.mjs token '{"typ":"link",...}'     -> a JWT of exactly these claims (vectors)
 //
-// A JWT library does the same as makeToken: with jsonwebtoken,
-//   jwt.sign(claims, secret, { algorithm: "HS256", keyid: keyId, noTimestamp: true })
+// A JWT library makes an equivalent token (the header's keys may come in another order):
+// with jsonwebtoken, jwt.sign(claims, secret, { algorithm: "HS256", keyid: keyId, noTimestamp: true })
 import { createHmac, randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 
