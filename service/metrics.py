@@ -73,6 +73,9 @@ HOLDS_RESOLVED = Counter(
     ["outcome"],
 )
 HOLD_OUTCOMES = ("posted", "voided", "expired")
+# Every child made once (a dict lookup per count, and each shows at 0 before its first count).
+_FLOW_CHILDREN = {flow: POINTS_FLOWS.labels(flow) for flow in POINT_FLOWS}
+_HOLD_CHILDREN = {outcome: HOLDS_RESOLVED.labels(outcome) for outcome in HOLD_OUTCOMES}
 DB_CONNECTIONS_IN_USE = Gauge(
     "carbon_points_db_connections_in_use",
     "Database connections checked out of the pools",
@@ -132,17 +135,19 @@ _PENDING = "carbon_points.metrics.pending"
 
 def count_points(session: AsyncSession | Session, flow: str, points: int) -> None:
     """Count `points` of `flow` when the session's transaction commits."""
-    if flow not in POINT_FLOWS:
+    child = _FLOW_CHILDREN.get(flow)
+    if child is None:
         raise ValueError(f"unknown points flow {flow!r}")
     if points > 0:
-        _after_commit(session, POINTS_FLOWS.labels(flow), points)
+        _after_commit(session, child, points)
 
 
 def count_hold(session: AsyncSession | Session, outcome: str) -> None:
     """Count a hold resolved with `outcome` when the session's transaction commits."""
-    if outcome not in HOLD_OUTCOMES:
+    child = _HOLD_CHILDREN.get(outcome)
+    if child is None:
         raise ValueError(f"unknown hold outcome {outcome!r}")
-    _after_commit(session, HOLDS_RESOLVED.labels(outcome), 1)
+    _after_commit(session, child, 1)
 
 
 def _after_commit(session: AsyncSession | Session, child: Any, amount: int) -> None:
@@ -156,6 +161,8 @@ def _after_commit(session: AsyncSession | Session, child: Any, amount: int) -> N
 
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
+    if _PENDING not in session.info:  # every commit of every session comes here: be quick
+        return
     # Also fired when a savepoint is released: count only once the outermost transaction,
     # the one that makes the work durable, has committed.
     root = session.get_transaction()
