@@ -4,6 +4,7 @@ stops the process cleanly."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -116,8 +117,21 @@ def test_sigterm_stops_the_worker_cleanly(test_settings: Settings) -> None:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    assert process.stdout is not None
+    started: list[bytes] = []
     try:
-        time.sleep(3)
+        # Wait for the worker to say it started (its signal handlers are then in place), not
+        # a fixed time: on a loaded machine its imports alone can take several seconds.
+        deadline = time.monotonic() + 60
+        while not any(b"worker started" in line for line in started):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, b"".join(started).decode(errors="replace")
+            ready, _, _ = select.select([process.stdout], [], [], remaining)
+            if ready:
+                line = process.stdout.readline()
+                assert line, "the worker exited on its own: " + b"".join(started).decode()
+                started.append(line)
+        time.sleep(1)  # a few ticks of the 0.2 s webhooks job
         assert process.poll() is None, "the worker exited on its own"
         os.killpg(process.pid, signal.SIGTERM)
         code = process.wait(timeout=30)
@@ -125,8 +139,9 @@ def test_sigterm_stops_the_worker_cleanly(test_settings: Settings) -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.stdout is not None
-    output = process.stdout.read().decode(errors="replace")
+    output = b"".join(started).decode(errors="replace") + process.stdout.read().decode(
+        errors="replace"
+    )
     assert code == 0, output
     assert "worker started" in output and "worker stopping" in output, output
     assert "Traceback" not in output, output
