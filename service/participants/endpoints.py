@@ -80,8 +80,10 @@ class RedemptionTokenOut(BaseModel):
 
 
 @router.get("/balance", summary="Available, on hold, owed, and what expires when")
-async def get_balance(user: CurrentReader, app_reader: AppReader) -> BalanceOut:
-    return await reads.balance(app_reader, user.participant_id)
+async def get_balance(
+    user: CurrentReader, app_reader: AppReader, settings: AppSettings
+) -> BalanceOut:
+    return await reads.balance(app_reader, user.participant_id, ZoneInfo(settings.program_timezone))
 
 
 @router.get("/reductions", summary="Grams of CO2e by month and action type, newest first")
@@ -301,9 +303,15 @@ async def claim_voucher_code(
     summary="A single-use code for a till, valid two minutes",
     status_code=201,
 )
-async def create_redemption_token(user: CurrentUser, session: DbSession) -> RedemptionTokenOut:
+async def create_redemption_token(
+    user: CurrentUser, session: DbSession, settings: AppSettings
+) -> RedemptionTokenOut:
     issued = await create_token(session, user.participant_id, now=datetime.now(UTC))
-    return RedemptionTokenOut(token=issued.token, expires_at=issued.expires_at)
+    # Shown to the citizen: in the programme's time zone (the same instant).
+    return RedemptionTokenOut(
+        token=issued.token,
+        expires_at=issued.expires_at.astimezone(ZoneInfo(settings.program_timezone)),
+    )
 
 
 privacy_router = APIRouter(prefix="/v1/app/me", tags=["app-privacy"])

@@ -55,13 +55,28 @@ async def verified_claims(
         key_id, _, _ = read_token(token)
         credential = await cache.get(sessionmaker, partner_key, key_id)
         if credential is None or credential.revoked or not credential.active:
-            raise TokenError("unknown or revoked key")
+            raise TokenError("unknown or revoked key", "key")
         if credential.expires_at is not None and credential.expires_at <= now:
-            raise TokenError("key past its rotation overlap")
+            raise TokenError("key past its rotation overlap", "key")
         claims = verify_token(token, credential.secret, expected_type, now=now.timestamp())
     except TokenError as exc:
-        raise PartnerTokenInvalidError(str(exc)) from None
+        raise PartnerTokenInvalidError(_why(exc, expected_type)) from None
     return credential.partner, claims
+
+
+def _why(error: TokenError, expected_type: str) -> str:
+    """Why a partner token was refused, in words the citizen's language has."""
+    if error.kind == "signature":
+        return _("the token's signature does not match its partner's key")
+    if error.kind == "expired":
+        return _("the token has expired: ask the partner's app for a new one")
+    if error.kind == "key":
+        return _("the token's key is unknown, revoked or retired")
+    if error.kind == "type":
+        if expected_type == "link":
+            return _("this is not a link token")
+        return _("this is not a voucher")
+    return _("the token is malformed or lacks a required claim")
 
 
 async def link_with_token(

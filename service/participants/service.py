@@ -53,8 +53,11 @@ class CreditNotFoundError(NotFoundError):
     title = "Credit not found"
 
 
-async def balance(source: AsyncSession | Reader, participant_id: uuid.UUID) -> BalanceOut:
-    """Available, on hold, owed, pending, grams, and what expires when."""
+async def balance(
+    source: AsyncSession | Reader, participant_id: uuid.UUID, tz: ZoneInfo | None = None
+) -> BalanceOut:
+    """Available, on hold, owed, pending, grams, and what expires when (in `tz`, the
+    programme's time zone, when given: the same instants, read as local times)."""
     current = await ledger.balance(source, participant_id)
     return BalanceOut(
         available=current.available,
@@ -62,7 +65,10 @@ async def balance(source: AsyncSession | Reader, participant_id: uuid.UUID) -> B
         debt=current.debt,
         pending_events=await crediting_reads.pending_events(source, participant_id),
         grams_co2e=current.grams,
-        expiring=[ExpiringPoints(expires_at=at, points=n) for at, n in current.expiring],
+        expiring=[
+            ExpiringPoints(expires_at=at if tz is None else at.astimezone(tz), points=n)
+            for at, n in current.expiring
+        ],
     )
 
 

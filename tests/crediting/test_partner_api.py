@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -253,16 +254,26 @@ async def test_the_same_trip_from_two_partners_credits_once(live: Live) -> None:
     assert await live.balance(rider) == 2 * TRIP_GRAMS
 
 
+def _yesterday_morning(live: Live) -> datetime:
+    """08:00 yesterday in the programme's time zone: trips of the next hours fall in one local
+    day whatever the time now (from TRIP_AT, three hours ago, they cross local midnight when a
+    test runs in the small hours, and a daily cap then rightly allows more)."""
+    zone = ZoneInfo(live.app.state.settings.program_timezone)
+    morning = datetime.now(zone).replace(hour=8, minute=0, second=0, microsecond=0)
+    return morning - timedelta(days=1)
+
+
 async def test_concurrent_batches_at_a_cap_boundary_never_exceed_it(live: Live) -> None:
     # transit.daily: 2,000 g a day across metro and bus (a program choice in the library).
     metro_co = await live.partner("metro-co")
     rider = await live.participant()
     await live.link(rider, metro_co, "6222020000000001")
 
+    start = _yesterday_morning(live)
+
     async def batch(n: int) -> None:
         events = [
-            metro(f"b{n}-{i}", occurred_at=TRIP_AT + timedelta(minutes=10 * n + i))
-            for i in range(2)
+            metro(f"b{n}-{i}", occurred_at=start + timedelta(minutes=10 * n + i)) for i in range(2)
         ]
         async with live.client(metro_co) as client:
             await client.submit_events(events)
@@ -327,7 +338,9 @@ async def test_ingestion_survives_losing_redis(live: Live) -> None:
     await live.link(rider, metro_co, "6222020000000001")
     working = live.app.state.redis
     dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    events = [metro(f"t{i}", occurred_at=TRIP_AT + timedelta(minutes=10 * i)) for i in range(12)]
+    # Two hours of trips inside one local day (the cap is daily in the programme's time zone).
+    start = _yesterday_morning(live)
+    events = [metro(f"t{i}", occurred_at=start + timedelta(minutes=10 * i)) for i in range(12)]
 
     async def send(chunk: list[Event]) -> list[str | None]:
         async with live.client(metro_co) as client:

@@ -11,9 +11,13 @@ from pathlib import Path
 import httpx
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 import service.metrics
-import service.observability  # noqa: F401
+import service.observability
+from integrations import RateLimitedError
+from service.config import Settings
+from service.db import create_engine
 from service.ledger import service as ledger
 from tests.crediting.conftest import Live, live, metro
 
@@ -64,6 +68,55 @@ async def test_a_batch_is_counted_and_the_liability_read_at_the_scrape(live: Liv
     assert _value(after, "carbon_points_points_liability", part="posted") >= balance.posted > 0
     assert ("carbon_points_webhook_outbox_pending", ()) in after
     assert ("carbon_points_webhook_dead_letters", ()) in after
+
+
+async def test_the_pool_gauge_follows_the_connections_checked_out(test_settings: Settings) -> None:
+    engine = create_engine(test_settings.database_url, pool_size=3)
+    service.metrics.watch_pool(engine)
+
+    def in_use() -> float:
+        return REGISTRY.get_sample_value("carbon_points_db_connections_in_use") or 0.0
+
+    try:
+        before = in_use()
+        async with engine.connect() as one, engine.connect() as two:
+            await one.execute(text("SELECT 1"))
+            await two.execute(text("SELECT 1"))
+            assert in_use() == before + 2
+        assert in_use() == before  # given back to the pool: no longer in use
+    finally:
+        await engine.dispose()
+
+
+async def test_rate_limit_refusals_are_counted_per_partner(live: Live) -> None:
+    from sqlalchemy import update
+
+    from service.models import Partner
+
+    slow = await live.partner("slow-metrics")
+    async with live.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Partner).where(Partner.code == "slow-metrics").values(rate_limit_per_second=1)
+        )
+    live.app.state.partner_credentials.clear()
+
+    def refused() -> float:
+        sample = REGISTRY.get_sample_value(
+            "carbon_points_rate_limited_total", {"partner": "slow-metrics"}
+        )
+        return sample or 0.0
+
+    before = refused()
+    statuses = []
+    async with live.client(slow, max_retries=0) as client:
+        for i in range(6):
+            try:
+                await client.submit_event(metro(f"rl{i}", card="card-rl"))
+                statuses.append(200)
+            except RateLimitedError:
+                statuses.append(429)
+    assert statuses.count(429) >= 3
+    assert refused() - before == statuses.count(429)
 
 
 def test_the_dashboard_names_only_real_metrics() -> None:

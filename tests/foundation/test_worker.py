@@ -118,19 +118,20 @@ def test_sigterm_stops_the_worker_cleanly(test_settings: Settings) -> None:
         start_new_session=True,
     )
     assert process.stdout is not None
-    seen: list[bytes] = []
+    started: list[bytes] = []
     try:
-        # SIGTERM once it says it started (its handler is in place by then), however long a
-        # loaded machine takes to import it; then a moment of running jobs.
+        # Wait for the worker to say it started (its signal handlers are then in place), not
+        # a fixed time: on a loaded machine its imports alone can take several seconds.
         deadline = time.monotonic() + 60
-        while not any(b"worker started" in line for line in seen):
-            assert time.monotonic() < deadline, b"".join(seen).decode(errors="replace")
-            ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        while not any(b"worker started" in line for line in started):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, b"".join(started).decode(errors="replace")
+            ready, _, _ = select.select([process.stdout], [], [], remaining)
             if ready:
                 line = process.stdout.readline()
-                assert line, "the worker exited on its own: " + b"".join(seen).decode()
-                seen.append(line)
-        time.sleep(1)
+                assert line, "the worker exited on its own: " + b"".join(started).decode()
+                started.append(line)
+        time.sleep(1)  # a few ticks of the 0.2 s webhooks job
         assert process.poll() is None, "the worker exited on its own"
         os.killpg(process.pid, signal.SIGTERM)
         code = process.wait(timeout=30)
@@ -138,7 +139,9 @@ def test_sigterm_stops_the_worker_cleanly(test_settings: Settings) -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    output = (b"".join(seen) + process.stdout.read()).decode(errors="replace")
+    output = b"".join(started).decode(errors="replace") + process.stdout.read().decode(
+        errors="replace"
+    )
     assert code == 0, output
     assert "worker started" in output and "worker stopping" in output, output
     assert "Traceback" not in output, output

@@ -205,3 +205,28 @@ def _section_for(table: str) -> str:
         "partner_token_uses": "link_tokens_used",
         "redemptions": "redemptions",
     }[table]
+
+
+async def test_times_the_citizen_reads_are_in_the_programmes_timezone(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(live.app.state.settings.program_timezone)
+    user, _credit = await _citizen_with_a_trip(live, http, "card-tz")
+    auth = bearer(user.access_token)
+
+    def local(text: str) -> datetime:
+        moment = datetime.fromisoformat(text)
+        assert moment.utcoffset() == moment.astimezone(zone).utcoffset(), text
+        return moment
+
+    balance = (await http.get("/v1/app/balance", headers=auth)).json()
+    (expiring,) = balance["expiring"]
+    expires = local(expiring["expires_at"])
+    assert expires > datetime.now(UTC) and expiring["points"] == 576
+    history = (await http.get("/v1/app/history", headers=auth)).json()["items"]
+    assert [local(item["at"]) <= datetime.now(UTC) for item in history] == [True]
+    code = (await http.post("/v1/app/redemption-tokens", headers=auth)).json()
+    assert local(code["expires_at"]) > datetime.now(UTC)

@@ -79,7 +79,10 @@ async def test_bad_partner_tokens_are_refused(live: Live, tamper: str) -> None:
     metro_co = await live.partner("metro-co")
     if tamper == "signature":
         token = make_link_token(
-            key_id=metro_co.key_id, secret="cpsk_other", subject_ref="c", token_id="x"
+            key_id=metro_co.key_id,
+            secret="cpsk_another_partners_secret_of_the_usual_length",
+            subject_ref="c",
+            token_id="x",
         )
     elif tamper == "type":
         token = make_voucher(key_id=metro_co.key_id, secret=metro_co.secret, event=metro("v1"))
@@ -91,8 +94,16 @@ async def test_bad_partner_tokens_are_refused(live: Live, tamper: str) -> None:
             token_id="x",
             ttl_seconds=-1,
         )
-    with pytest.raises(links.PartnerTokenInvalidError):
+    with pytest.raises(links.PartnerTokenInvalidError) as refused:
         await _verified(live, token, "link")
+    assert (
+        str(refused.value.detail)
+        == {
+            "signature": "the token's signature does not match its partner's key",
+            "type": "this is not a link token",
+            "expired": "the token has expired: ask the partner's app for a new one",
+        }[tamper]
+    )
 
 
 async def test_a_voucher_is_accepted_once_even_concurrently(live: Live) -> None:

@@ -231,3 +231,33 @@ async def test_payload_is_sent_as_json_types(env: Env) -> None:
     await env.deliver(soon())
     body = orjson.loads(env.receiver.requests[0].content)
     assert body["data"] == {"at": "2026-11-30T08:00:00+00:00", "id": str(ident)}
+
+
+async def test_the_outbox_state_and_its_gauges_show_pending_lag_and_dead_letters(
+    env: Env,
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from service import metrics
+
+    async with env.sessionmaker() as session:
+        before = await service.outbox_state(session, now=datetime.now(UTC))
+    issued = await env.endpoint()
+    await env.enqueue()
+    await env.enqueue()
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    async with env.sessionmaker() as session:
+        waiting = await service.outbox_state(session, now=later)
+    assert waiting.pending == before.pending + 2
+    assert waiting.lag_seconds >= 119  # due since they were written, two minutes ago by then
+
+    async with env.sessionmaker() as session, session.begin():
+        await service.disable_endpoint(session, issued.endpoint_id, now=datetime.now(UTC))
+    assert await env.deliver() == 2
+    async with env.sessionmaker() as session:
+        after = await service.outbox_state(session, now=datetime.now(UTC))
+    assert (after.pending, after.dead) == (before.pending, before.dead + 2)
+
+    await metrics.refresh_from_database(env.sessionmaker, force=True)
+    assert REGISTRY.get_sample_value("carbon_points_webhook_dead_letters") == after.dead
+    assert REGISTRY.get_sample_value("carbon_points_webhook_outbox_pending") == after.pending

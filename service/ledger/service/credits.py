@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import metrics
 from service.ledger import repository as repo
 from service.ledger.errors import (
     InvalidAmountError,
@@ -194,6 +195,7 @@ async def post_credits(
     del context.transaction_ids[: len(writes.tx_id)]
     del context.lot_ids[: len(writes.lot_id)]
     await repo.write_credits(session, writes)
+    metrics.count_points(session, "issued", sum(r.points for r in requests))
     return writes.results
 
 
@@ -216,4 +218,5 @@ async def _apply_credits(
         known_transactions=inserted,
     )
     await repo.write_credits(session, writes)
+    metrics.count_points(session, "issued", sum(r.points for r in ordered))
     return {(r.origin, r.key): result for r, result in zip(ordered, writes.results, strict=True)}

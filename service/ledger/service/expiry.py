@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import metrics
 from service.ledger import repository as repo
 from service.ledger.chain import transaction_digest
 from service.ledger.errors import (
@@ -63,6 +64,7 @@ async def expire_lots(session: AsyncSession, *, now: datetime, batch_size: int =
     inserted = await repo.insert_transactions(session, list(rows.values()))
     writer = _Writer(states)
     expired = 0
+    points = 0
     for account_id, amounts in sorted(amounts_by_account.items()):
         row = rows[account_id]
         key: str = row["idempotency_key"]
@@ -82,7 +84,9 @@ async def expire_lots(session: AsyncSession, *, now: datetime, batch_size: int =
         writer.post(tx_id, digest, account_id, -total)
         writer.post(tx_id, digest, expiry_account, total)
         expired += len(amounts)
+        points += total
     await writer.flush(session)
+    metrics.count_points(session, "expired", points)
     return expired
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import metrics
 from service.i18n import _
 from service.ledger import repository as repo
 from service.ledger.chain import transaction_digest
@@ -343,6 +344,8 @@ async def post_hold(
             "request": content,
         },
     )
+    metrics.count_points(session, "redeemed", amount)
+    metrics.count_hold(session, "posted")
     return ResolutionResult(
         Status.CREATED, hold_id, "posted", amount, tx.id, hold_expires_at=start.expires_at
     )
@@ -529,6 +532,8 @@ async def void_hold(
             "request": content,
         },
     )
+    if outcome in metrics.HOLD_OUTCOMES:
+        metrics.count_hold(session, outcome)
     return ResolutionResult(Status.CREATED, hold_id, outcome, 0, None)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import metrics
 from service.ledger import repository as repo
 from service.ledger.chain import transaction_digest
 from service.ledger.errors import (
@@ -83,6 +84,7 @@ async def refund(
         movements=lots.movements,
         remainders=lots.remainders,
     )
+    metrics.count_points(session, "refunded", amount)
     return TransferResult(Status.CREATED, tx_id, amount)
 
 
@@ -159,6 +161,7 @@ async def reverse_credit(
     writer.post(tx_id, digest, account(Asset.DEBT), left)
     writer.post(tx_id, digest, ids[issuance[Asset.DEBT]], -left)
     await writer.flush(session)
+    metrics.count_points(session, "reversed", clawed)
     return TransferResult(Status.CREATED, tx_id, clawed, unrecovered=left)
 
 
