@@ -4,15 +4,23 @@ for other domains (the participants' balance, reductions and credit explanations
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crediting import repository
-from service.crediting.repository import ReductionTotals
+from service.crediting.repository import PoolableCredit, ReductionTotals
 from service.db import Reader
 from service.models import Credit
 
-__all__ = ["ReductionTotals", "credit_for", "pending_events", "reductions"]
+__all__ = [
+    "PoolableCredit",
+    "ReductionTotals",
+    "credit_for",
+    "pending_events",
+    "poolable_credits",
+    "reductions",
+]
 
 
 async def pending_events(source: AsyncSession | Reader, participant_id: uuid.UUID) -> int:
@@ -40,3 +48,30 @@ async def credit_for(
 ) -> tuple[Credit, str] | None:
     """The participant's credit and its event's status, or None (unknown, or someone else's)."""
     return await repository.credit_for(session, participant_id, credit_id)
+
+
+async def poolable_credits(
+    session: AsyncSession,
+    *,
+    methodology_id: str,
+    version_min: int,
+    version_max: int,
+    region: str,
+    vintage_start: datetime,
+    vintage_end: datetime,
+    received_before: datetime,
+    limit: int,
+) -> list[PoolableCredit]:
+    """The credits a reductions pool may gather now, by event id, at most `limit`: the one
+    place where pooling's eligibility rule lives (`repository.poolable_credits`)."""
+    return await repository.poolable_credits(
+        session,
+        methodology_id=methodology_id,
+        version_min=version_min,
+        version_max=version_max,
+        region=region,
+        vintage_start=vintage_start,
+        vintage_end=vintage_end,
+        received_before=received_before,
+        limit=limit,
+    )
