@@ -61,6 +61,15 @@ class BlockRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistryTotal:
+    vintage: str
+    methodology_id: str
+    issued_kg: int
+    transferred_kg: int
+    retired_kg: int
+
+
+@dataclass(frozen=True, slots=True)
 class BatchCheckRow:
     batch: ReductionBatch
     pool: ReductionPool
@@ -370,7 +379,12 @@ class ReductionRepository:
         return await self.session.get(ReductionRetirement, retirement_id)
 
     async def block_rows(
-        self, *, block_id: int | None = None, live_only: bool = True
+        self,
+        *,
+        block_id: int | None = None,
+        live_only: bool = True,
+        offset: int = 0,
+        limit: int | None = None,
     ) -> list[BlockRow]:
         """Blocks with their batch, pool, holder and retirement, by serial."""
         query = (
@@ -387,6 +401,8 @@ class ReductionRepository:
             query = query.where(ReductionBlock.id == block_id)
         if live_only:
             query = query.where(ReductionBlock.status != "split")
+        if limit is not None:
+            query = query.offset(offset).limit(limit)
         rows = await self.session.execute(query)
         return [BlockRow(*row) for row in rows]
 
@@ -399,3 +415,25 @@ class ReductionRepository:
         return (
             await self.session.scalars(select(ReductionRetirement).order_by(ReductionRetirement.id))
         ).all()
+
+    async def registry_totals(self) -> list[RegistryTotal]:
+        """Kilograms issued, held by organisations and retired, by vintage and methodology."""
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT p.vintage, p.methodology_id,
+                       sum(b.serial_last - b.serial_first + 1),
+                       coalesce(sum(b.serial_last - b.serial_first + 1)
+                                FILTER (WHERE b.holder_id IS NOT NULL), 0),
+                       coalesce(sum(b.serial_last - b.serial_first + 1)
+                                FILTER (WHERE b.status = 'retired'), 0)
+                FROM reduction_blocks AS b
+                JOIN reduction_batches AS bt ON bt.id = b.batch_id
+                JOIN reduction_pools AS p ON p.id = bt.pool_id
+                WHERE b.status <> 'split'
+                GROUP BY p.vintage, p.methodology_id
+                ORDER BY p.vintage, p.methodology_id
+                """
+            )
+        )
+        return [RegistryTotal(v, m, int(i), int(t), int(r)) for v, m, i, t, r in rows]

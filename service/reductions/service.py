@@ -61,6 +61,7 @@ from service.reductions.repository import (
     ProvenanceGroup,
     ProvenanceRow,
     ReductionRepository,
+    RegistryTotal,
 )
 from service.reductions.serials import vintage_period
 
@@ -484,6 +485,19 @@ async def block(session: AsyncSession, block_id: int) -> BlockRow:
     return rows[0]
 
 
-async def registry_blocks(session: AsyncSession) -> list[BlockRow]:
-    """Every live block (not split) by serial: the public registry's rows."""
-    return await ReductionRepository.from_session(session).block_rows()
+@dataclass(frozen=True, slots=True)
+class Registry:
+    totals: list[RegistryTotal]
+    blocks: list[BlockRow]
+    next_offset: int | None
+
+
+async def registry(session: AsyncSession, *, offset: int, limit: int) -> Registry:
+    """The totals, and a page of the live blocks (not split) by serial."""
+    repo = ReductionRepository.from_session(session)
+    rows = await repo.block_rows(offset=offset, limit=limit + 1)
+    return Registry(
+        await repo.registry_totals(),
+        rows[:limit],
+        offset + limit if len(rows) > limit else None,
+    )
