@@ -4,4 +4,4 @@ registry. Owns the `reduction_*` tables; moves grams only through the ledger's A
 
 # The modules other domains may import; the rest (the repository first) are this
 # domain's own. `tests/architecture/test_domain_boundaries.py` holds everyone to it.
-PUBLIC_MODULES = ("commands", "endpoints", "errors", "schemas", "service", "verify")
+PUBLIC_MODULES = ("commands", "endpoints", "errors", "examples", "schemas", "service", "verify")

@@ -31,6 +31,7 @@ from service.reductions.schemas import (
     PoolIn,
     PoolOut,
     PoolPositionOut,
+    RegistryOut,
     RetireIn,
     TransferIn,
 )
@@ -275,7 +276,7 @@ async def get_retirement_certificate(
 
 @public_router.get(
     "/v1/app/registry",
-    response_model=Document,
+    response_model=RegistryOut,
     tags=[REGISTRY],
     responses=_formats("text/html"),
     summary="The public registry: totals by vintage and methodology, and the serial blocks",

@@ -35,7 +35,7 @@ class PoolIn(_In):
     version_max: int = Field(ge=1, le=1_000_000)
     region: str = Field(max_length=REGION_MAX_LENGTH, pattern=REGION_PATTERN)
     vintage: str = Field(
-        pattern=VINTAGE_PATTERN, description="`2026` (a year), `2026-Q3` or `2026-07`"
+        pattern=VINTAGE_PATTERN, max_length=7, description="`2026` (a year), `2026-Q3` or `2026-07`"
     )
     min_kilograms: int = Field(
         ge=1, le=MAX_KILOGRAMS, description="The smallest batch a run may issue, in kg."
@@ -118,3 +118,36 @@ class RetireIn(_In):
     kilograms: int | None = Field(default=None, ge=1, le=MAX_KILOGRAMS)
     beneficiary: str = plain_text(REDUCTION_BENEFICIARY_MAX_LENGTH, 1)
     reason: str = plain_text(REDUCTION_REASON_MAX_LENGTH, 1)
+
+
+class RegistryTotalOut(BaseModel):
+    vintage: str
+    methodology_id: str
+    issued_kg: int
+    transferred_kg: int = Field(description="Held by organisations (retired or not).")
+    retired_kg: int
+
+
+class RegistryBlockOut(BaseModel):
+    block_id: int
+    batch_id: int
+    serials: str
+    serial_first: str
+    serial_last: str
+    kilograms: int
+    methodology_id: str
+    region: str
+    vintage: str
+    status: str
+    holder: str | None = Field(description="The organisation's name; null: the programme.")
+    retirement_id: int | None
+    retired_at: datetime | None
+
+
+class RegistryOut(BaseModel):
+    programme: str
+    unit: str
+    grams_per_serial: int
+    totals: list[RegistryTotalOut]
+    blocks: list[RegistryBlockOut]
+    next_cursor: str | None
