@@ -23,7 +23,8 @@ MAX_KILOGRAMS = 10**12
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: quantities are integers, never floats (2.0) or strings ("2").
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class PoolIn(_In):
