@@ -196,3 +196,30 @@ async def test_two_racing_runs_pool_each_credit_once(programme: Programme) -> No
     assert pooled[0][2] == sum(g for _, g in rides)
     assert all([await programme.grams(r) == 0 for r in programme.riders])
     assert (await programme.verify()).breaches == []
+
+
+_NOT_THE_RUN = (
+    "SELECT current_setting('jit')",
+    "WITH RECURSIVE typeinfo_tree",
+    "SELECT set_config('jit'",
+)
+
+
+async def test_a_run_is_a_fixed_number_of_statements(
+    programme: Programme, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set-based: a run of 2 credits and a run of 12 send the same statements (the pool's
+    first run also creates its ledger account: two more)."""
+    from tests.round_trips import round_trips
+
+    await programme.pool()
+    counts = []
+    for riders in (2, 2, 12):
+        people = [await programme.rider() for _ in range(riders)]
+        await programme.rides([(p, 30000) for p in people])
+        with round_trips(monkeypatch) as queries:
+            await programme.run()
+        counts.append([q for q in queries if not q.startswith(_NOT_THE_RUN)])
+    assert len(counts[0]) == len(counts[1]) + 2
+    assert len(counts[1]) == len(counts[2]), counts
+    assert len(counts[2]) <= 20, counts[2]
