@@ -223,3 +223,36 @@ async def test_a_run_is_a_fixed_number_of_statements(
     assert len(counts[0]) == len(counts[1]) + 2
     assert len(counts[1]) == len(counts[2]), counts
     assert len(counts[2]) <= 20, counts[2]
+
+
+async def test_reversals_racing_a_run_leave_every_gram_accounted_for(
+    programme: Programme,
+) -> None:
+    """Retractions sent while a run pools the same credits: each credit ends either reversed
+    before it was pooled (skipped, its grams back from the participant) or pooled and then
+    reversed (its grams back from the pool: a shortfall). Neither ledger nor reductions
+    verify finds anything, and no participant keeps a gram of a reversed credit."""
+    from service.ledger.verify import verify_ledger
+
+    riders = [await programme.rider() for _ in range(8)]
+    rides = await programme.rides([(r, 30000) for r in riders])
+    await programme.pool()
+
+    async def run() -> object:
+        try:
+            return await programme.run()
+        except (NothingToPoolError, PoolBelowMinimumError) as error:
+            return error
+
+    retracted = rides[::2]
+    await asyncio.gather(run(), *(programme.retract(external_id) for external_id, _ in retracted))
+    assert (await programme.verify()).breaches == []
+    engine = programme.live.sessionmaker.kw["bind"]
+    assert (await verify_ledger(engine)).violations == []
+    async with programme.live.sessionmaker() as session:
+        position = await reductions.pool_position(session, "jx-metro")
+    pooled = await programme.sql("SELECT coalesce(sum(grams), 0) FROM reduction_batch_credits")
+    reversed_after = sum(c.grams for c in position.shortfall_credits)
+    assert position.balance == int(pooled[0][0]) - reversed_after  # type: ignore[call-overload]
+    for rider in riders:
+        assert await programme.grams(rider) == 0  # pooled, or reversed: never both, never left

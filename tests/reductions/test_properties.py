@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.errors import ProblemError
+from service.ledger.verify import verify_ledger
 from service.methodologies.service import sync_library
 from service.models import GRAMS_PER_SERIAL
 from service.reductions import service as reductions
@@ -286,3 +287,6 @@ async def test_random_sequences_keep_every_rule(
         assert stored == sorted(
             ((b.id, b.first, b.last, b.status) for b in model.blocks), key=lambda t: t[1]
         )
+    # The ledger's own invariants hold with the pool accounts in it (balances, chains, zero-sum).
+    engine = programme.live.sessionmaker.kw["bind"]
+    assert (await verify_ledger(engine)).violations == []
