@@ -262,3 +262,34 @@ async def test_the_cli_exits_1_naming_the_breach(
         assert "BREACH serials: batch 1's blocks end at 6, not 7" in out
     finally:
         get_settings.cache_clear()
+
+
+async def test_the_cli_runs_a_pool_and_refuses_in_one_line(
+    programme: Programme, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    people = [await programme.rider() for _ in range(2)]
+    await programme.rides([(p, 40000) for p in people])  # 3736 g
+    await programme.pool()
+    url = programme.live.sessionmaker.kw["bind"].url.render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", url.replace("+asyncpg", ""))
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    from service.config import get_settings
+
+    get_settings.cache_clear()
+    capsys.readouterr()  # the app's request log lines so far
+    try:
+        argv = ["reductions", "run", "jx-metro", "--json"]
+        assert await asyncio.to_thread(cli_main, argv) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert (doc["kilograms"], doc["carried_out_grams"]) == (3, 736)
+        assert await asyncio.to_thread(cli_main, ["reductions", "run", "jx-metro"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == "error: pool 'jx-metro' has no eligible credits"
+    finally:
+        get_settings.cache_clear()
+    audit = await programme.sql(
+        "SELECT actor, action FROM admin_audit_log WHERE action = 'reductions.batch.issue'"
+    )
+    assert audit == [("cli", "reductions.batch.issue")]
