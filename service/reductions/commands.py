@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,7 +80,8 @@ def cmd_reductions(args: argparse.Namespace, settings: Settings) -> int:
     async def run(session: AsyncSession) -> Output:
         actor = audit.Actor(None, CLI_ACTOR_LOGIN, "program-admin", "cli")
         batch = await service.run_pool(session, actor, args.pool, now=datetime.now(UTC))
-        doc = documents.issuance_json(await service.issuance(session, batch.id))
+        zone = ZoneInfo(settings.program_timezone)
+        doc = documents.issuance_json(await service.issuance(session, batch.id), zone)
         return Output(
             [
                 f"batch {doc['batch_id']}: {doc['kilograms']} kg issued, {doc['serials']}",

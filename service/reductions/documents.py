@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -19,10 +21,17 @@ from service.reductions.serials import PROGRAMME, block_label, kilograms, serial
 from service.reductions.service import Certificate, Issuance, Registry
 
 BOM = "\ufeff"
+
+
+def _at(moment: datetime, zone: ZoneInfo | None) -> str:
+    """An instant with its offset, in the programme's time zone when one is given."""
+    return (moment.astimezone(zone) if zone else moment).isoformat()
+
+
 HASH_RULE = "SHA-256 of one line `event_id,grams\\n` per credit, in ascending event id"
 
 
-def issuance_json(doc: Issuance) -> dict[str, Any]:
+def issuance_json(doc: Issuance, zone: ZoneInfo | None = None) -> dict[str, Any]:
     b, p = doc.batch, doc.pool
     return {
         "document": "issuance",
@@ -34,9 +43,9 @@ def issuance_json(doc: Issuance) -> dict[str, Any]:
         "methodology_versions": {"min": p.version_min, "max": p.version_max},
         "region": p.region,
         "vintage": p.vintage,
-        "vintage_start": p.vintage_start.isoformat(),
-        "vintage_end": p.vintage_end.isoformat(),
-        "issued_at": b.issued_at.isoformat(),
+        "vintage_start": _at(p.vintage_start, zone),
+        "vintage_end": _at(p.vintage_end, zone),
+        "issued_at": _at(b.issued_at, zone),
         "unit": "kgCO2e",
         "serials": block_label(
             p.region, p.methodology_id, p.vintage, b.serial_first, b.serial_last
@@ -74,10 +83,10 @@ def _csv(rows: list[list[object]]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def issuance_csv(doc: Issuance) -> bytes:
+def issuance_csv(doc: Issuance, zone: ZoneInfo | None = None) -> bytes:
     """UTF-8 with a byte order mark: the batch's fields as `field,value` rows, then its
     provenance as `section,key,credits,grams` rows."""
-    data = issuance_json(doc)
+    data = issuance_json(doc, zone)
     rows: list[list[object]] = [["field", "value"]]
     for key, value in data.items():
         if isinstance(value, dict) and key == "methodology_versions":
@@ -113,7 +122,7 @@ def _block_fields(row: BlockRow) -> dict[str, Any]:
     }
 
 
-def certificate_json(cert: Certificate) -> dict[str, Any]:
+def certificate_json(cert: Certificate, zone: ZoneInfo | None = None) -> dict[str, Any]:
     r, row = cert.retirement, cert.row
     return {
         "document": "retirement_certificate",
@@ -125,10 +134,10 @@ def certificate_json(cert: Certificate) -> dict[str, Any]:
         "retired_by": row.holder.name if row.holder else "programme",
         "beneficiary": r.beneficiary,
         "reason": r.reason,
-        "retired_at": r.retired_at.isoformat(),
+        "retired_at": _at(r.retired_at, zone),
         "issuance": {
             "batch_id": row.batch.id,
-            "issued_at": row.batch.issued_at.isoformat(),
+            "issued_at": _at(row.batch.issued_at, zone),
             "credits_sha256": row.batch.credits_hash.hex(),
         },
     }
@@ -156,9 +165,9 @@ def _table(rows: list[tuple[str, object]]) -> str:
     return f"<table>{cells}</table>"
 
 
-def certificate_html(cert: Certificate) -> str:
+def certificate_html(cert: Certificate, zone: ZoneInfo | None = None) -> str:
     """A printable page of the certificate (every value escaped)."""
-    data = certificate_json(cert)
+    data = certificate_json(cert, zone)
     body = (
         f"<h1>Retirement certificate {data['retirement_id']}</h1>"
         f"<p class=serial>{escape(data['serials'])}</p>"
@@ -181,7 +190,7 @@ def certificate_html(cert: Certificate) -> str:
     return _page(f"Retirement certificate {data['retirement_id']}", body)
 
 
-def registry_json(registry: Registry) -> dict[str, Any]:
+def registry_json(registry: Registry, zone: ZoneInfo | None = None) -> dict[str, Any]:
     """The totals by vintage and methodology (issued, transferred: held by an organisation,
     retired; in kg) and a page of the live blocks with their status and holder."""
     return {
@@ -204,7 +213,7 @@ def registry_json(registry: Registry) -> dict[str, Any]:
                 "status": row.block.status,
                 "holder": row.holder.name if row.holder else None,
                 "retirement_id": row.retirement.id if row.retirement else None,
-                "retired_at": row.retirement.retired_at.isoformat() if row.retirement else None,
+                "retired_at": _at(row.retirement.retired_at, zone) if row.retirement else None,
             }
             for row in registry.blocks
         ],

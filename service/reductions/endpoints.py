@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.responses import HTMLResponse, Response
 
 from service.admin.dependencies import AdminPrincipal, require
+from service.config import Settings
 from service.db import DbSession
 from service.dependencies import AppSettings
 from service.fields import (
@@ -63,6 +65,10 @@ def _formats(*media: str) -> dict[int | str, dict[str, Any]]:
             }
         }
     }
+
+
+def _zone(settings: Settings) -> ZoneInfo:
+    return ZoneInfo(settings.program_timezone)
 
 
 def _pool_out(pool: ReductionPool) -> PoolOut:
@@ -146,9 +152,11 @@ async def get_reduction_pool(code: PoolCode, admin: Reader, session: DbSession) 
     tags=[REDUCTIONS],
     summary="Run the pool: pool its eligible credits and issue a batch (its issuance document)",
 )
-async def run_reduction_pool(code: PoolCode, admin: ProgramAdmin, session: DbSession) -> Document:
+async def run_reduction_pool(
+    code: PoolCode, admin: ProgramAdmin, session: DbSession, settings: AppSettings
+) -> Document:
     batch = await service.run_pool(session, admin.actor, code, now=datetime.now(UTC))
-    return documents.issuance_json(await service.issuance(session, batch.id))
+    return documents.issuance_json(await service.issuance(session, batch.id), _zone(settings))
 
 
 @router.get(
@@ -162,6 +170,7 @@ async def get_reduction_batch(
     batch_id: BatchId,
     admin: Reader,
     session: DbSession,
+    settings: AppSettings,
     format: Annotated[
         Literal["json", "csv"], Query(description="`csv`: UTF-8 with a byte order mark.")
     ] = "json",
@@ -169,12 +178,13 @@ async def get_reduction_batch(
     doc = await service.issuance(session, batch_id)
     if format == "csv":
         return Response(
-            documents.issuance_csv(doc),
+            documents.issuance_csv(doc, _zone(settings)),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": f'attachment; filename="batch-{batch_id}.csv"'},
         )
     return Response(
-        documents.json_bytes(documents.issuance_json(doc)), media_type="application/json"
+        documents.json_bytes(documents.issuance_json(doc, _zone(settings))),
+        media_type="application/json",
     )
 
 
@@ -236,7 +246,11 @@ async def transfer_reduction_block(
     summary="Retire a block (or its first kilograms) once, for a beneficiary; its certificate",
 )
 async def retire_reduction_block(
-    block_id: BlockId, body: RetireIn, admin: ProgramAdmin, session: DbSession
+    block_id: BlockId,
+    body: RetireIn,
+    admin: ProgramAdmin,
+    session: DbSession,
+    settings: AppSettings,
 ) -> Document:
     retirement = await service.retire(
         session,
@@ -248,7 +262,8 @@ async def retire_reduction_block(
         kilograms=body.kilograms,
         now=datetime.now(UTC),
     )
-    return documents.certificate_json(await service.certificate(session, retirement.id))
+    cert = await service.certificate(session, retirement.id)
+    return documents.certificate_json(cert, _zone(settings))
 
 
 @router.get(
@@ -262,15 +277,17 @@ async def get_retirement_certificate(
     retirement_id: RetirementId,
     admin: Reader,
     session: DbSession,
+    settings: AppSettings,
     format: Annotated[Literal["json", "html"], Query(description="`html`: a printable page.")] = (
         "json"
     ),
 ) -> Response:
     cert = await service.certificate(session, retirement_id)
     if format == "html":
-        return HTMLResponse(documents.certificate_html(cert))
+        return HTMLResponse(documents.certificate_html(cert, _zone(settings)))
     return Response(
-        documents.json_bytes(documents.certificate_json(cert)), media_type="application/json"
+        documents.json_bytes(documents.certificate_json(cert, _zone(settings))),
+        media_type="application/json",
     )
 
 
@@ -283,12 +300,13 @@ async def get_retirement_certificate(
 )
 async def get_reductions_registry(
     session: DbSession,
+    settings: AppSettings,
     cursor: Cursor = None,
     limit: Limit = 100,
     format: Annotated[Literal["json", "html"], Query(description="`html`: a page.")] = "json",
 ) -> Response:
     registry = await service.registry(session, offset=cursor_offset(cursor), limit=limit)
-    data = documents.registry_json(registry)
+    data = documents.registry_json(registry, _zone(settings))
     if format == "html":
         return HTMLResponse(documents.registry_html(data))
     return Response(documents.json_bytes(data), media_type="application/json")

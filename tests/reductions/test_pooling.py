@@ -220,7 +220,8 @@ async def test_a_run_is_a_fixed_number_of_statements(
         with round_trips(monkeypatch) as queries:
             await programme.run()
         counts.append([q for q in queries if not q.startswith(_NOT_THE_RUN)])
-    assert len(counts[0]) == len(counts[1]) + 2
+    # (The tests keep the programme's accounts between tests: the pool's may exist already.)
+    assert len(counts[0]) in (len(counts[1]), len(counts[1]) + 2)
     assert len(counts[1]) == len(counts[2]), counts
     assert len(counts[2]) <= 20, counts[2]
 
