@@ -28,14 +28,14 @@ from service.models import ReductionBlock, ReductionHolder, ReductionPool
 from service.reductions import documents, service
 from service.reductions.schemas import (
     BlockOut,
+    BlockRetireIn,
+    BlockTransferIn,
     HolderIn,
     HolderOut,
     PoolIn,
     PoolOut,
     PoolPositionOut,
     RegistryOut,
-    RetireIn,
-    TransferIn,
 )
 from service.reductions.serials import block_label, kilograms
 
@@ -222,7 +222,7 @@ async def get_reduction_block(block_id: BlockId, admin: Reader, session: DbSessi
     summary="Split off the first kilograms of a block (all by default) to an organisation",
 )
 async def transfer_reduction_block(
-    block_id: BlockId, body: TransferIn, admin: ProgramAdmin, session: DbSession
+    block_id: BlockId, body: BlockTransferIn, admin: ProgramAdmin, session: DbSession
 ) -> list[BlockOut]:
     made = await service.transfer(
         session,
@@ -247,7 +247,7 @@ async def transfer_reduction_block(
 )
 async def retire_reduction_block(
     block_id: BlockId,
-    body: RetireIn,
+    body: BlockRetireIn,
     admin: ProgramAdmin,
     session: DbSession,
     settings: AppSettings,

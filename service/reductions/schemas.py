@@ -98,7 +98,7 @@ class BlockOut(BaseModel):
     holder: str | None = Field(description="The organisation's code; null: the programme.")
 
 
-class TransferIn(_In):
+class BlockTransferIn(_In):
     to_holder: str = Field(pattern=CODE_PATTERN, max_length=REDUCTION_CODE_MAX_LENGTH)
     from_holder: str | None = Field(
         default=None,
@@ -109,7 +109,7 @@ class TransferIn(_In):
     kilograms: int | None = Field(default=None, ge=1, le=MAX_KILOGRAMS)
 
 
-class RetireIn(_In):
+class BlockRetireIn(_In):
     holder: str | None = Field(
         default=None,
         pattern=CODE_PATTERN,
