@@ -45,6 +45,8 @@ from service.partners.auth import CredentialCache
 from service.redemption.endpoints import catalogue_router
 from service.redemption.endpoints import router as redemption_router
 from service.redis import create_redis
+from service.reductions.endpoints import public_router as registry_router
+from service.reductions.endpoints import router as reductions_router
 from service.reports.endpoints import router as reports_router
 
 API_DESCRIPTION = """
@@ -122,6 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(reports_router)
     install_console(app)  # the admin web console at /admin (HTML, not in the OpenAPI document)
+    app.include_router(reductions_router)
+    app.include_router(registry_router)
     return app
 
 

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     from service.partners.commands import register as register_partners
     from service.platform_commands import register as register_platform
     from service.redemption.commands import register as register_redemption
+    from service.reductions.commands import register as register_reductions
     from service.webhooks.cli import register as register_webhooks
 
     parser = argparse.ArgumentParser(prog="carbon-points", description=_DESCRIPTION)
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_merchants(commands)
     register_crediting(commands)
     register_redemption(commands)
+    register_reductions(commands)
 
     methodology = commands.add_parser(
         "methodology",

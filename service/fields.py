@@ -26,6 +26,9 @@ from service.models import (
     Organisation,
     Participant,
     Partner,
+    ReductionHolder,
+    ReductionPool,
+    ReductionRetirement,
 )
 
 INT64_MAX = 2**63 - 1
@@ -117,6 +120,11 @@ METHODOLOGY_ID_MAX_LENGTH = column_length(MethodologyVersion.methodology_id)
 AUDIT_ACTION_MAX_LENGTH = column_length(AdminAuditEntry.action)
 PARTNER_NAME_MAX_LENGTH = column_length(Partner.name)
 MERCHANT_NAME_MAX_LENGTH = column_length(Merchant.name)
+# Certified reductions (service/reductions): lengths from their columns.
+REDUCTION_CODE_MAX_LENGTH = column_length(ReductionPool.code)
+REDUCTION_HOLDER_NAME_MAX_LENGTH = column_length(ReductionHolder.name)
+REDUCTION_BENEFICIARY_MAX_LENGTH = column_length(ReductionRetirement.beneficiary)
+REDUCTION_REASON_MAX_LENGTH = column_length(ReductionRetirement.reason)
 # A text document (an uploaded YAML methodology): tabs and line breaks belong to it, the
 # other C0 controls, DEL and the C1 controls do not.
 TEXT_DOCUMENT_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"

@@ -77,11 +77,25 @@ TAGS: list[dict[str, str]] = [
         " the liability, merchants' settlement, partners' health), as JSON or CSV (auditors and"
         " programme administrators).",
     },
+    {
+        "name": "admin-reductions",
+        "description": "Administrators: certified reductions: pools, pooling runs and their"
+        " issuance documents, organisation accounts, transfers and retirements of serial blocks"
+        " (program-admin acts; auditors read).",
+    },
+    {
+        "name": "app-registry",
+        "description": "The public registry of certified reductions: totals and serial blocks"
+        " (no personal data); JSON or a page.",
+    },
     {"name": "operations", "description": "Liveness and readiness, for load balancers."},
 ]
 TAG_GROUPS = [
     {"name": "Partners", "tags": ["partner-events"]},
-    {"name": "Mobile app", "tags": ["app-accounts", "app-points", "app-privacy", "app-offers"]},
+    {
+        "name": "Mobile app",
+        "tags": ["app-accounts", "app-points", "app-privacy", "app-offers", "app-registry"],
+    },
     {"name": "Merchants", "tags": ["merchant-redemptions"]},
     {
         "name": "Administrators",
@@ -92,6 +106,7 @@ TAG_GROUPS = [
             "admin-partners",
             "admin-merchants",
             "admin-reports",
+            "admin-reductions",
         ],
     },
     {"name": "Operations", "tags": ["operations"]},
@@ -217,6 +232,7 @@ _RETRY_AFTER = {
 
 ADMIN_LOGIN_PATH = "/v1/admin/login"
 _PUBLIC_APP_PATHS = {
+    "/v1/app/registry",
     "/v1/app/register",
     "/v1/app/login",
     "/v1/app/token/refresh",
@@ -257,6 +273,15 @@ _MORE_STATUSES: dict[str, set[int]] = {
     "revoke_merchant_key": {404, 409},
     "suspend_merchant": {404},
     "reinstate_merchant": {404},
+    "create_reduction_pool": {409},
+    "get_reduction_pool": {404},
+    "run_reduction_pool": {404, 409},
+    "get_reduction_batch": {404},
+    "create_reduction_holder": {409},
+    "get_reduction_block": {404},
+    "transfer_reduction_block": {404, 409},
+    "retire_reduction_block": {404, 409},
+    "get_retirement_certificate": {404},
 }
 
 

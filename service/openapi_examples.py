@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.reductions.examples import REDUCTION_EXAMPLES
+
 _USER = "6f1c2a4e-8b7d-4c3e-9a1f-2d5e6b7c8a90"
 _PARTICIPANT = "0b7e3f52-1c4d-4a8e-b6f9-3e2d1c0b9a87"
 _ORGANISATION = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
@@ -902,3 +904,4 @@ _ORGANISATION_EXAMPLES: dict[str, Any] = {
     },
 }
 EXAMPLES.update(_ORGANISATION_EXAMPLES)
+EXAMPLES.update(REDUCTION_EXAMPLES)

@@ -10,11 +10,19 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crediting import repository
-from service.crediting.repository import ReductionTotals
+from service.crediting.repository import PoolableCredit, ReductionTotals
 from service.db import Reader
 from service.models import Credit
 
-__all__ = ["ReductionTotals", "credit_for", "credited_grams", "pending_events", "reductions"]
+__all__ = [
+    "PoolableCredit",
+    "ReductionTotals",
+    "credit_for",
+    "credited_grams",
+    "pending_events",
+    "poolable_credits",
+    "reductions",
+]
 
 
 async def pending_events(source: AsyncSession | Reader, participant_id: uuid.UUID) -> int:
@@ -50,3 +58,30 @@ def credited_grams(
     """Grams credited to each of `participant_ids` in [start, end), retracted events left out:
     a statement for the leaderboard to rank (it never runs on its own)."""
     return repository.credited_grams(participant_ids, start, end)
+
+
+async def poolable_credits(
+    session: AsyncSession,
+    *,
+    methodology_id: str,
+    version_min: int,
+    version_max: int,
+    region: str,
+    vintage_start: datetime,
+    vintage_end: datetime,
+    received_before: datetime,
+    limit: int,
+) -> list[PoolableCredit]:
+    """The credits a reductions pool may gather now, by event id, at most `limit`: the one
+    place where pooling's eligibility rule lives (`repository.poolable_credits`)."""
+    return await repository.poolable_credits(
+        session,
+        methodology_id=methodology_id,
+        version_min=version_min,
+        version_max=version_max,
+        region=region,
+        vintage_start=vintage_start,
+        vintage_end=vintage_end,
+        received_before=received_before,
+        limit=limit,
+    )

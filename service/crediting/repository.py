@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Reader, json_rows, json_text, reader
+from service.ledger import credit_unpooled_and_standing_sql
 from service.models import CapUsage, Credit, IdentityLink, PartnerEvent
 
 _events = cast(Table, PartnerEvent.__table__)
@@ -1007,3 +1008,70 @@ def credited_grams(
         )
         .group_by(_credits.c.participant_id)
     )
+
+
+# --- pooling into certified reductions (`service.reductions`) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolableCredit:
+    event_id: int
+    transaction_id: int
+    participant_id: uuid.UUID
+    grams: int
+    action_type: str
+    methodology_version: int
+
+
+_POOLABLE = text(
+    # THE eligibility rule of a pooling run, in one statement: credited grams of the pool's
+    # methodology (version range), region and vintage, received at least the settle period
+    # ago (past the window in which partners retract), neither reversed nor pooled already
+    # (the ledger's condition). A further rule (e.g. "not under review") is one more clause.
+    """
+    SELECT c.event_id, c.transaction_id, c.participant_id, c.grams, c.action_type,
+           c.methodology_version
+    FROM credits AS c
+    WHERE c.methodology_id = :methodology_id
+      AND c.methodology_version BETWEEN :version_min AND :version_max
+      AND c.region = :region
+      AND c.occurred_at >= :vintage_start AND c.occurred_at < :vintage_end
+      AND c.received_at <= :received_before
+      AND c.status IN ('credited', 'capped')
+      AND c.grams > 0
+      AND c.transaction_id IS NOT NULL
+      AND """  # noqa: S608 (the ledger's constant condition, never a value)
+    + credit_unpooled_and_standing_sql("c.transaction_id")
+    + """
+    ORDER BY c.event_id
+    LIMIT :limit
+    """
+)
+
+
+async def poolable_credits(
+    session: AsyncSession,
+    *,
+    methodology_id: str,
+    version_min: int,
+    version_max: int,
+    region: str,
+    vintage_start: datetime,
+    vintage_end: datetime,
+    received_before: datetime,
+    limit: int,
+) -> list[PoolableCredit]:
+    rows = await session.execute(
+        _POOLABLE,
+        {
+            "methodology_id": methodology_id,
+            "version_min": version_min,
+            "version_max": version_max,
+            "region": region,
+            "vintage_start": vintage_start,
+            "vintage_end": vintage_end,
+            "received_before": received_before,
+            "limit": limit,
+        },
+    )
+    return [PoolableCredit(*row) for row in rows]

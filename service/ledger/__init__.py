@@ -12,10 +12,12 @@ from service.ledger.privacy import (
     export_participant,
 )
 from service.ledger.repository import hold_is_live_sql
+from service.ledger.repository.pooling import credit_unpooled_and_standing_sql
 
 __all__ = [
     "PRIVACY_TABLES",
     "LedgerExport",
+    "credit_unpooled_and_standing_sql",
     "erase_participant",
     "export_participant",
     "hold_is_live_sql",

@@ -164,3 +164,9 @@ def plan_credits(
             writes.lot_expires_at.append(spec.expires_at)
         writes.results.append(CreditResult(Status.CREATED, tx_id, lot_id, paid))
     return writes
+
+
+def pool_account_code(pool_id: int) -> str:
+    """The GCO2E account of a reductions pool: the grams its pooling runs took from
+    participants, less those of pooled credits reversed since."""
+    return f"program:pool:{pool_id}:GCO2E"

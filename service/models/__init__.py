@@ -12,6 +12,7 @@ from service.models.ledger_hold import LedgerHold
 from service.models.ledger_hold_resolution import LedgerHoldResolution
 from service.models.ledger_lot import LedgerLot
 from service.models.ledger_lot_movement import LedgerLotMovement
+from service.models.ledger_pooled_credit import LedgerPooledCredit
 from service.models.ledger_posting import LedgerPosting
 from service.models.ledger_transaction import LedgerTransaction
 from service.models.merchant import Merchant
@@ -29,6 +30,15 @@ from service.models.partner_event import PartnerEvent
 from service.models.partner_token_use import PartnerTokenUse
 from service.models.redemption import Redemption
 from service.models.redemption_token import RedemptionToken
+from service.models.reduction import (
+    GRAMS_PER_SERIAL,
+    ReductionBatch,
+    ReductionBatchCredit,
+    ReductionBlock,
+    ReductionHolder,
+    ReductionPool,
+    ReductionRetirement,
+)
 from service.models.refresh_token import RefreshToken
 from service.models.user import User
 from service.models.webhook_attempt import WebhookAttempt
@@ -37,6 +47,7 @@ from service.models.webhook_message import WebhookMessage
 
 __all__ = [
     "ADMIN_ROLES",
+    "GRAMS_PER_SERIAL",
     "Admin",
     "AdminAuditEntry",
     "Base",
@@ -49,6 +60,7 @@ __all__ = [
     "LedgerHoldResolution",
     "LedgerLot",
     "LedgerLotMovement",
+    "LedgerPooledCredit",
     "LedgerPosting",
     "LedgerTransaction",
     "Merchant",
@@ -67,6 +79,12 @@ __all__ = [
     "PartnerTokenUse",
     "Redemption",
     "RedemptionToken",
+    "ReductionBatch",
+    "ReductionBatchCredit",
+    "ReductionBlock",
+    "ReductionHolder",
+    "ReductionPool",
+    "ReductionRetirement",
     "RefreshToken",
     "User",
     "WebhookAttempt",

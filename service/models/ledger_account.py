@@ -27,7 +27,7 @@ class LedgerAccount(Base):
         CheckConstraint("owner_type IN ('participant', 'merchant', 'program')", name="owner"),
         CheckConstraint("asset IN ('POINTS', 'GCO2E', 'DEBT')", name="asset"),
         CheckConstraint(
-            "kind IN ('participant', 'issuance', 'settlement', 'expiry')", name="kind_known"
+            "kind IN ('participant', 'issuance', 'settlement', 'expiry', 'pool')", name="kind_known"
         ),
         CheckConstraint("held >= 0", name="held_non_negative"),
         # Invariant 2, enforced where the data lives: available = posted - held >= 0.

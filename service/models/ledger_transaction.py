@@ -26,7 +26,8 @@ class LedgerTransaction(Base):
     __table_args__ = (
         UniqueConstraint("origin", "idempotency_key"),
         CheckConstraint(
-            "kind IN ('credit', 'reversal', 'redemption', 'refund', 'expiry', 'debt_payment')",
+            "kind IN ('credit', 'reversal', 'redemption', 'refund', 'expiry', 'debt_payment',"
+            " 'pooling')",
             name="kind_known",
         ),
         CheckConstraint("length(idempotency_key) BETWEEN 1 AND 200", name="key_length"),

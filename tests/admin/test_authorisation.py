@@ -193,6 +193,47 @@ MATRIX += [
     )
     for name in ("reductions", "points", "settlement", "partner-health")
 ]
+REDUCTION_READERS = {"program-admin", "auditor"}
+_POOL = {
+    "code": "matrix-pool",
+    "methodology_id": "transit.metro",
+    "version_min": 1,
+    "version_max": 1,
+    "region": "CN-JX",
+    "vintage": "2026",
+    "min_kilograms": 1,
+    "settle_hours": 0,
+}
+_R = "/v1/admin/reductions"
+MATRIX += [
+    ("POST", f"{_R}/pools", f"{_R}/pools", _POOL, PA),
+    ("GET", f"{_R}/pools/{{code}}", f"{_R}/pools/no-such", None, REDUCTION_READERS),
+    ("POST", f"{_R}/pools/{{code}}/runs", f"{_R}/pools/no-such/runs", None, PA),
+    ("GET", f"{_R}/batches/{{batch_id}}", f"{_R}/batches/{NO_SUCH}", None, REDUCTION_READERS),
+    ("POST", f"{_R}/holders", f"{_R}/holders", {"code": "matrix-holder", "name": "M"}, PA),
+    ("GET", f"{_R}/blocks/{{block_id}}", f"{_R}/blocks/{NO_SUCH}", None, REDUCTION_READERS),
+    (
+        "POST",
+        f"{_R}/blocks/{{block_id}}/transfer",
+        f"{_R}/blocks/{NO_SUCH}/transfer",
+        {"to_holder": "matrix-holder"},
+        PA,
+    ),
+    (
+        "POST",
+        f"{_R}/blocks/{{block_id}}/retire",
+        f"{_R}/blocks/{NO_SUCH}/retire",
+        {"beneficiary": "b", "reason": "r"},
+        PA,
+    ),
+    (
+        "GET",
+        f"{_R}/retirements/{{retirement_id}}",
+        f"{_R}/retirements/{NO_SUCH}",
+        None,
+        REDUCTION_READERS,
+    ),
+]
 PUBLIC = {("POST", "/v1/admin/login")}
 
 

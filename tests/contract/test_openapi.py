@@ -107,6 +107,7 @@ def test_security_schemes_are_named_without_spaces_and_cover_every_caller(
             "/v1/app/token/refresh",
             "/v1/app/logout",
             "/v1/app/offers",
+            "/v1/app/registry",
         }:
             assert required == {"AppAccessToken"}, path
         elif path.startswith("/v1/admin/") and path != "/v1/admin/login":
@@ -231,8 +232,9 @@ def test_every_list_takes_cursor_and_answers_next_cursor(document: dict[str, Any
             }, (path, array_members)
         assert "after" not in parameters or operation["operationId"] == "list_outcomes"
     # Outcomes, history, reductions, identity links, two leaderboards, offers; administrators,
-    # the audit trail, methodology versions and drafts, partners and merchants.
-    assert lists == 13
+    # the audit trail, methodology versions and drafts, partners and merchants; the public
+    # registry of certified reductions.
+    assert lists == 14
 
 
 def test_every_request_integer_is_bounded_to_int64(document: dict[str, Any]) -> None:

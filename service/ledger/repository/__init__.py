@@ -10,6 +10,7 @@ from service.ledger.plan import (
     merchant_account_code,
     merchant_account_codes,
     participant_account_code,
+    pool_account_code,
 )
 from service.ledger.repository.credits import (
     ensure_participant_accounts_and_reserve,
@@ -134,6 +135,7 @@ __all__ = [
     "participant_side_totals",
     "points_flows",
     "points_position",
+    "pool_account_code",
     "post_and_save",
     "postings_of_accounts",
     "resolution_and_taken_lots",

@@ -40,6 +40,16 @@ from service.ledger.service._common import DEBT_ORIGIN, JOBS_ORIGIN, MAX_VALIDIT
 from service.ledger.service.credits import CreditContext, credit, lock_for_credits, post_credits
 from service.ledger.service.expiry import expire_lots, void_overdue_holds
 from service.ledger.service.holds import open_merchant_accounts, place_hold, post_hold, void_hold
+from service.ledger.service.pooling import (
+    PoolCandidate,
+    PoolingResult,
+    PoolLedgerSummary,
+    ReversedPooledCredit,
+    pool_balance,
+    pool_credits,
+    pool_summaries,
+    reversed_pooled_credits,
+)
 from service.ledger.service.reads import balance, history, hold_state, settlement_lines
 from service.ledger.service.refunds import refund, reverse_credit
 from service.ledger.service.reports import (
@@ -62,7 +72,11 @@ __all__ = [
     "MerchantSettlementTotal",
     "PointsFlows",
     "PointsPosition",
+    "PoolCandidate",
+    "PoolLedgerSummary",
+    "PoolingResult",
     "ResolutionResult",
+    "ReversedPooledCredit",
     "SettlementLine",
     "Status",
     "TransferResult",
@@ -77,10 +91,14 @@ __all__ = [
     "place_hold",
     "points_flows",
     "points_position",
+    "pool_balance",
+    "pool_credits",
+    "pool_summaries",
     "post_credits",
     "post_hold",
     "refund",
     "reverse_credit",
+    "reversed_pooled_credits",
     "settlement_lines",
     "void_hold",
     "void_overdue_holds",

@@ -17,6 +17,7 @@ from service.ledger.errors import (
     TransactionNotFoundError,
 )
 from service.ledger.repository import StoredTransaction
+from service.ledger.repository import pooling as pooling_repo
 from service.ledger.schemas import (
     Asset,
     Status,
@@ -129,6 +130,12 @@ async def reverse_credit(
         await repo.account_ids_by_code(session, [*issuance.values(), repo.EXPIRY_ACCOUNT_CODE])
     )
     states = await repo.lock_accounts(session, ids.values())
+    # A credit whose grams a reductions pool took: they come back from the pool's account
+    # (locked last, after every other account: the order pooling takes them in), and the
+    # pool's batches record the shortfall (`service.reductions`).
+    pooled = await pooling_repo.pooled_credit(session, credit_id)
+    if pooled is not None:
+        states.update(await repo.lock_accounts(session, [pooled.pool_account_id]))
 
     own = await repo.lot_of_transaction(session, credit_id)
     expired = await repo.expired_from_lot(session, own.id) if own else 0
@@ -156,7 +163,7 @@ async def reverse_credit(
     writer.post(tx_id, digest, ids[issuance[Asset.POINTS]], clawed)
     writer.post(tx_id, digest, ids[repo.EXPIRY_ACCOUNT_CODE], -expired)
     writer.post(tx_id, digest, ids[issuance[Asset.POINTS]], expired)
-    writer.post(tx_id, digest, account(Asset.GRAMS), -grams)
+    writer.post(tx_id, digest, pooled.pool_account_id if pooled else account(Asset.GRAMS), -grams)
     writer.post(tx_id, digest, ids[issuance[Asset.GRAMS]], grams)
     writer.post(tx_id, digest, account(Asset.DEBT), left)
     writer.post(tx_id, digest, ids[issuance[Asset.DEBT]], -left)
