@@ -63,7 +63,7 @@ async def test_per_address(
 async def test_counts_live_in_redis_with_a_window(client: httpx.AsyncClient, redis: Redis) -> None:
     user = await register(client)
     await log_in(client, user.login, "wrong password")
-    keys = sorted(k.decode() for k in await redis.keys("cp:login:*"))
+    keys = sorted(k.decode() for k in await redis.keys("cp:{login-*"))
     assert len(keys) == 2
     for key in keys:
         assert 0 < await redis.ttl(key) <= 15 * 60
