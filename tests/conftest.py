@@ -221,6 +221,20 @@ async def redis(test_settings: Settings) -> AsyncIterator[RedisClient]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A real Redis Cluster for this run: 3 masters, a replica each (so that killing a master
+    fails over), from Debian's redis-server on free local ports; skipped, with the reason,
+    where redis-server is not installed."""
+    if reason := missing_redis_cluster():
+        pytest.skip(reason)
+    cluster = RedisClusterServer(Path(tempfile.mkdtemp(prefix="cp-test-cluster-")), replicas=1)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
 async def app(test_settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(test_settings)
     async with application.router.lifespan_context(application):
