@@ -35,6 +35,11 @@ def missing_redis_cluster() -> str | None:
 def missing_pgbouncer() -> str | None:
     if not os.access(PGBOUNCER, os.X_OK):
         return f"{PGBOUNCER} is not installed (apt-get install pgbouncer): no PgBouncer"
+    if not os.environ.get("DATABASE_URL"):
+        return (
+            "DATABASE_URL is unset: the embedded PostgreSQL listens on a private socket, and"
+            " PgBouncer goes in front of a server (set DATABASE_URL)"
+        )
     return None
 
 
@@ -267,3 +272,15 @@ def _user_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+async def redis_keys(client: object, pattern: str) -> list[str]:
+    """KEYS `pattern` on one Redis, or on every master of a cluster (the cluster client
+    sends KEYS to one random node unless told otherwise)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        found = await client.keys(pattern, target_nodes=RedisCluster.PRIMARIES)
+    else:
+        found = await client.keys(pattern)  # type: ignore[attr-defined]
+    return sorted(k.decode() for k in found)
