@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from integrations import Event
 from service.app import create_app
 from service.config import Settings
 from service.db import (
@@ -65,7 +66,7 @@ def bounced_url(bouncer: PgBouncerServer, test_settings: Settings) -> str:
     return bouncer.url(database)
 
 
-async def _hop_between_servers(engine: AsyncEngine, read_pool: object | None) -> int:
+async def _hop_between_servers(engine: AsyncEngine, read_pool: asyncpg.Pool | None) -> int:
     """Forty clients' autocommit reads (the app's read session and read pool), transactions
     and parameterised statements, interleaved over a pool of two server connections."""
     read = create_read_sessionmaker(engine)
@@ -88,7 +89,7 @@ async def _hop_between_servers(engine: AsyncEngine, read_pool: object | None) ->
             if read_pool is None:
                 total += 2 * i
                 continue
-            async with read_pool.acquire() as connection:  # type: ignore[attr-defined]
+            async with read_pool.acquire() as connection:
                 total += int(await connection.fetchval("SELECT $1::int * 2", i))
         return total
 
@@ -191,14 +192,14 @@ async def test_crediting_through_pgbouncer_is_exactly_once(bounced_live: Live) -
         for i in range(15)
     ]
 
-    async def batches(chunk: list[object]) -> dict[str, str | None]:
+    async def batches(chunk: list[Event]) -> dict[str, str | None]:
         async with live.client(metro_co) as client:
-            outcomes = await client.submit_events(chunk, batch_size=5)  # type: ignore[arg-type]
+            outcomes = await client.submit_events(chunk, batch_size=5)
         return {o.external_id: o.credit_id for o in outcomes}
 
-    async def singles(chunk: list[object]) -> dict[str, str | None]:
+    async def singles(chunk: list[Event]) -> dict[str, str | None]:
         async with live.client(metro_co) as client:
-            outcomes = [await client.submit_event(e) for e in chunk]  # type: ignore[arg-type]
+            outcomes = [await client.submit_event(e) for e in chunk]
         return {o.external_id: o.credit_id for o in outcomes}
 
     halves = [events[0::2], events[1::2]]

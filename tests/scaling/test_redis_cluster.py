@@ -23,9 +23,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from sqlalchemy import func, select
 
-from integrations import Event
+from integrations import Event, Outcome
 from service.accounts.throttle import LoginThrottle
 from service.models import Credit, PartnerEvent
+from service.partners.credentials import IssuedCredential
 from service.redis import create_redis, key
 from tests.crediting.conftest import TRIP_AT, Live, metro
 from tests.scaling_servers import RedisClusterServer, redis_keys
@@ -122,8 +123,8 @@ async def test_the_service_keys_live_on_the_cluster(
     assert int(await on_cluster.get(address) or 0) == 1
 
 
-async def _send_all(live: Live, credential: object, events: list[Event]) -> list[object]:
-    async with live.client(credential) as client:  # type: ignore[arg-type]
+async def _send_all(live: Live, credential: IssuedCredential, events: list[Event]) -> list[Outcome]:
+    async with live.client(credential) as client:
         return list(await client.submit_events(events, batch_size=5))
 
 
@@ -148,7 +149,7 @@ async def test_a_master_killed_mid_run_loses_nothing_acknowledged(
         for i in range(20)
     ]
     victim = redis_cluster.master_of(key(f"partner:{metro_co.partner_id}", "rate", 0))
-    acknowledged: dict[str, object] = {}
+    acknowledged: dict[str, Outcome] = {}
     killed = asyncio.Event()
     slowest: list[float] = []
 
@@ -159,7 +160,7 @@ async def test_a_master_killed_mid_run_loses_nothing_acknowledged(
             outcomes = await _send_all(live, metro_co, batch)
             slowest.append(time.monotonic() - sent)
             for outcome in outcomes:
-                acknowledged[outcome.external_id] = outcome  # type: ignore[attr-defined]
+                acknowledged[outcome.external_id] = outcome
             if len(acknowledged) >= 30 and not killed.is_set():
                 killed.set()
                 redis_cluster.kill(victim)
@@ -187,14 +188,13 @@ async def test_a_master_killed_mid_run_loses_nothing_acknowledged(
         ).all()
         credits = int(await session.scalar(select(func.count()).select_from(Credit)) or 0)
     assert {external: count for external, count in rows} == {e.external_id: 1 for e in events}
-    credited = {o.credit_id for o in acknowledged.values() if o.credit_id}  # type: ignore[attr-defined]
+    credited = {o.credit_id for o in acknowledged.values() if o.credit_id}
     assert credits == len(credited) > 0
 
     # Everything sent again (a partner retrying after the outage): the same answers, no credit.
     again = await _send_all(live, metro_co, events)
-    assert {o.external_id: o.credit_id for o in again} == {  # type: ignore[attr-defined]
-        e: o.credit_id  # type: ignore[attr-defined]
-        for e, o in acknowledged.items()
+    assert {o.external_id: o.credit_id for o in again} == {
+        e: o.credit_id for e, o in acknowledged.items()
     }
     async with live.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Credit)) == credits
