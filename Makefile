@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck importlint pytest install migrate seed bench clean-data fuzz lock i18n hadolint
+.PHONY: run test lint typecheck importlint pytest pytest-scaling install migrate seed bench clean-data fuzz lock i18n hadolint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,8 @@ run: install
 	$(BIN)/carbon-points worker & worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
 		$(BIN)/carbon-points serve
 
-## make test: lint, format check, mypy --strict, import-linter, then pytest
-test: install lint typecheck importlint pytest
+## make test: lint, format check, mypy --strict, import-linter, pytest, then pytest-scaling
+test: install lint typecheck importlint pytest pytest-scaling
 
 lint:
 	$(BIN)/ruff check .
@@ -46,6 +46,32 @@ hadolint: install
 
 pytest:
 	$(BIN)/pytest
+
+## make pytest-scaling: the Redis-dependent tests again on a real 3-master Redis Cluster
+## (CARBON_POINTS_TEST_REDIS_CLUSTER=1), and crediting, redemption, reads and the worker again
+## through PgBouncer in transaction pooling mode (CARBON_POINTS_TEST_PGBOUNCER=1); both
+## servers are started from Debian's packages on free local ports (docs/scaling.md). A pass
+## whose server is not installed is skipped, and says so.
+SCALING_REDIS_TESTS := tests/accounts tests/admin/test_login.py tests/crediting/test_partner_api.py \
+	tests/participants tests/partners tests/foundation/test_readiness.py
+SCALING_PGBOUNCER_TESTS := tests/crediting tests/merchants tests/participants \
+	tests/foundation/test_worker.py
+pytest-scaling:
+	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then \
+		echo "pytest-scaling: the Redis-dependent tests on a Redis Cluster"; \
+		CARBON_POINTS_TEST_REDIS_CLUSTER=1 $(BIN)/pytest $(SCALING_REDIS_TESTS); \
+	else \
+		echo "pytest-scaling: SKIPPED the Redis Cluster pass: redis-server is not installed"; \
+	fi
+	@if [ -z "$$DATABASE_URL" ]; then \
+		echo "pytest-scaling: SKIPPED the PgBouncer pass: DATABASE_URL is unset (the embedded"; \
+		echo "  PostgreSQL listens on a private socket; PgBouncer goes in front of a server)"; \
+	elif [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null; then \
+		echo "pytest-scaling: crediting, redemption and reads through PgBouncer"; \
+		CARBON_POINTS_TEST_PGBOUNCER=1 $(BIN)/pytest $(SCALING_PGBOUNCER_TESTS); \
+	else \
+		echo "pytest-scaling: SKIPPED the PgBouncer pass: pgbouncer is not installed"; \
+	fi
 
 ## make i18n: extract every translatable message (problem titles and details, explanation labels,
 ## reason templates) into service/i18n/locale/messages.pot, merge it into each catalogue (new

@@ -134,6 +134,7 @@ from service.ledger.verify import verify_ledger
 from service.methodologies.service import sync_library
 from service.partners.credentials import issue_credential, subject_hash
 from service.partners.service import create_partner
+from tests.scaling_servers import PgBouncerServer, missing_pgbouncer
 
 ROOT = Path(__file__).resolve().parents[1]
 CREDITED = frozenset({"credited", "capped"})
@@ -1212,6 +1213,18 @@ def parse_args() -> argparse.Namespace:
         help="ledger verify on the same-writes floor's database too (slow: it holds the most)",
     )
     parser.add_argument("--keep-database", action="store_true")
+    parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="the service reaches PostgreSQL through a PgBouncer in transaction pooling mode"
+        " (Debian's pgbouncer, started for the run; CARBON_POINTS_DB_PGBOUNCER=true); set-up,"
+        " checks and ledger verify go direct",
+    )
+    parser.add_argument(
+        "--pgbouncer-pool",
+        type=int,
+        help="PgBouncer's server connections (default: --workers x --pool)",
+    )
     args = parser.parse_args()
     if args.single_duration is None:
         args.single_duration = args.duration
@@ -1250,6 +1263,7 @@ def main() -> None:
         asyncio.run(admin(server_url, f'CREATE DATABASE "{database}"'))
     ok = False
     targets: list[Target] = []
+    bouncer: PgBouncerServer | None = None
     try:
         started = time.perf_counter()
         setups: dict[str, Setup] = {}
@@ -1284,13 +1298,28 @@ def main() -> None:
             f"{wanted_connections}",
             flush=True,
         )
+        service_url = setups[SERVICE].database_url if SERVICE in wanted else ""
+        if args.pgbouncer and SERVICE in wanted:
+            if reason := missing_pgbouncer(for_tests=False):
+                raise SystemExit(f"--pgbouncer: {reason}")
+            pool = args.pgbouncer_pool or args.workers * args.pool
+            bouncer = PgBouncerServer(
+                Path(tempfile.mkdtemp(prefix="bench-pgbouncer-")), server_url, pool_size=pool
+            ).start()
+            service_url = bouncer.url(databases[SERVICE])
+            print(
+                f"the service goes through PgBouncer (transaction pooling, {pool} server"
+                f" connections) at {service_url}",
+                flush=True,
+            )
         for target in wanted:
             setup = setups[target]
             if target == SERVICE:
                 env = {
                     **os.environ,
                     **secrets_env,
-                    "DATABASE_URL": setup.database_url,
+                    "DATABASE_URL": service_url,
+                    "CARBON_POINTS_DB_PGBOUNCER": "true" if bouncer else "false",
                     "REDIS_URL": redis_url_with_db(args.redis_url, args.redis_db),
                     "CARBON_POINTS_LOG_LEVEL": "WARNING",
                     "CARBON_POINTS_DATA_DIR": str(workdir / "data"),
@@ -1317,6 +1346,8 @@ def main() -> None:
     finally:
         for t in targets:
             t.server.stop()
+        if bouncer is not None:
+            bouncer.stop()
         for target in wanted:
             database = databases[target]
             if args.keep_database:

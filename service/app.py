@@ -73,14 +73,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         load_catalogues()  # once here, so that no request reads a file
         app.state.settings = settings
         app.state.secrets = load_secrets(settings)
-        app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, pgbouncer=settings.db_pgbouncer
+        )
         watch_pool(app.state.engine)
         app.state.sessionmaker = create_sessionmaker(app.state.engine)
         app.state.read_sessionmaker = create_read_sessionmaker(app.state.engine)
         app.state.read_pool = await create_read_pool(
             app.state.engine, size=settings.db_read_pool_size
         )
-        app.state.redis = create_redis(settings.redis_url)
+        app.state.redis = create_redis(settings.redis_url, cluster=settings.redis_cluster)
         app.state.shipped_migrations = code_migrations()
         app.state.partner_credentials = CredentialCache()
         app.state.merchant_keys = MerchantKeyCache()

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "CARBON_POINTS_REDIS_URL")
     )
     data_dir: Path = Path(".data")
+    # DATABASE_URL is a PgBouncer in transaction pooling mode: no prepared statement or
+    # session state outlives a transaction (service.db.pgbouncer_connect_args).
+    db_pgbouncer: bool = False
+    # REDIS_URL is a Redis Cluster node (also implied by a `redis+cluster://` URL): the
+    # service uses redis-py's cluster client (service.redis).
+    redis_cluster: bool = False
 
     # Secrets. Unset in development: generated once under data_dir.
     jwt_signing_key: SecretStr | None = None

@@ -25,11 +25,19 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from service.config import get_settings
 from service.embedded import to_sqlalchemy_url
 
 
-def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, pool_size: int = 10, pgbouncer: bool | None = None
+) -> AsyncEngine:
     """One engine per process, created at start-up.
+
+    `pgbouncer` (default: the `CARBON_POINTS_DB_PGBOUNCER` setting): the URL is a PgBouncer
+    in transaction pooling mode, where consecutive transactions of one client connection may
+    run on different server connections, so nothing may outlive a transaction on the server
+    (`pgbouncer_connect_args`; docs/scaling.md).
 
     No `pool_pre_ping`: it cost three round trips on every checkout (SQLAlchemy's asyncpg
     ping is BEGIN, `;`, ROLLBACK), a third of a balance read's. A checkout instead refuses,
@@ -37,6 +45,11 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     connections' sockets see EOF), and SQLAlchemy recycles the whole pool when a statement
     meets a dead connection, so a restart costs at most the requests in flight at that moment.
     """
+    if pgbouncer is None:
+        pgbouncer = get_settings().db_pgbouncer
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": "carbon-points"}}
+    if pgbouncer:
+        connect_args.update(pgbouncer_connect_args())
     engine = create_async_engine(
         to_sqlalchemy_url(database_url),
         pool_size=pool_size,
@@ -45,10 +58,35 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         # json/jsonb columns decoded by orjson, not the standard library (history pages
         # decode a document per row).
         json_deserializer=orjson.loads,
-        connect_args={"server_settings": {"application_name": "carbon-points"}},
+        connect_args=connect_args,
+        execution_options={_PGBOUNCER_OPTION: pgbouncer},
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed)
     return engine
+
+
+_PGBOUNCER_OPTION = "carbon_points_pgbouncer"
+
+
+def pgbouncer_connect_args() -> dict[str, Any]:
+    """The connect arguments for a PgBouncer in transaction pooling mode (1.18 and older:
+    no prepared statements across transactions).
+
+    - asyncpg's statement cache off (`statement_cache_size=0`): asyncpg then prepares every
+      statement unnamed and marks it unprepared, so its Parse travels with its Bind and
+      Execute before one Sync (asyncpg's own PgBouncer handling), and no statement is ever
+      looked up on a server connection that may by then serve another client;
+    - SQLAlchemy's prepared-statement cache off (`prepared_statement_cache_size=0`) for the
+      same reason; its statements stay unnamed too (the dialect's default name function):
+      a uniquely named statement (SQLAlchemy's other suggestion) would be prepared and
+      executed in two Syncs, which in an autocommit read can land on two servers.
+    """
+    return {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+
+
+def behind_pgbouncer(engine: AsyncEngine) -> bool:
+    """Whether `engine` was made for a PgBouncer in transaction pooling mode."""
+    return bool(engine.get_execution_options().get(_PGBOUNCER_OPTION, False))
 
 
 def _refuse_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -221,8 +259,21 @@ async def create_read_pool(engine: AsyncEngine, *, size: int) -> Any:
     before them), connecting exactly where `engine` does (the same connect arguments, so a
     URL's socket or host options mean the same to both). Its sessions are read-only
     (`default_transaction_read_only`): nothing can write through it. Connections open on
-    demand."""
+    demand.
+
+    Behind PgBouncer (`behind_pgbouncer(engine)`) its statements are unnamed and re-parsed
+    (`statement_cache_size=0`), and its sessions are not made read-only: PgBouncer 1.18
+    refuses a startup parameter other than a few (application_name, client_encoding, ...),
+    and a session-level SET would stay on whichever server connection ran it. The pool's
+    statements are SELECTs in code either way (service/participants, service/accounts)."""
     args, options = engine.dialect.create_connect_args(engine.url)
+    server_settings = {"application_name": "carbon-points-reads"}
+    extra: dict[str, Any] = {}
+    if behind_pgbouncer(engine):
+        extra["statement_cache_size"] = 0
+    else:
+        server_settings["default_transaction_read_only"] = "on"
+    options = {**options, **extra}
     return await asyncpg.create_pool(
         *args,
         **options,
@@ -234,10 +285,7 @@ async def create_read_pool(engine: AsyncEngine, *, size: int) -> Any:
         command_timeout=READ_TIMEOUT_SECONDS,
         reset=_as_left,
         init=_json_codecs,
-        server_settings={
-            "application_name": "carbon-points-reads",
-            "default_transaction_read_only": "on",
-        },
+        server_settings=server_settings,
     )
 
 
@@ -252,18 +300,24 @@ AppReader = Annotated[Reader, Depends(_app_reader, scope="function")]
 
 @asynccontextmanager
 async def try_advisory_lock(engine: AsyncEngine, key: int) -> AsyncIterator[bool]:
-    """Hold PostgreSQL's session advisory lock `key` on a connection of its own for the
-    block, if no one else holds it: yields whether it was had (a periodic job's "am I the one
-    running this now"). Released at the end of the block, or by the server if the process dies."""
+    """Hold PostgreSQL's advisory lock `key` for the block, if no one else holds it: yields
+    whether it was had (a periodic job's "am I the one running this now").
+
+    A transaction-level lock (`pg_try_advisory_xact_lock`) in a transaction of its own,
+    left open (idle, no snapshot held under READ COMMITTED) on a connection of its own for
+    the block, and ended with it: so it works unchanged behind PgBouncer in transaction
+    pooling mode, which keeps a server connection to one client only for a transaction (a
+    session-level lock would stay on a server connection that PgBouncer hands to others,
+    and its unlock could reach another). Released at the end of the block, or by the server
+    when the connection goes (a process that dies: PgBouncer closes a server connection left
+    in a transaction)."""
     async with engine.connect() as connection:
-        got = bool(await connection.scalar(_TRY_LOCK, {"key": key}))
+        transaction = await connection.begin()
         try:
+            got = bool(await connection.scalar(_TRY_LOCK, {"key": key}))
             yield got
         finally:
-            if got:
-                await connection.execute(_UNLOCK, {"key": key})
-            await connection.commit()
+            await transaction.rollback()  # the lock goes with the transaction
 
 
-_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
-_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
@@ -27,6 +26,7 @@ from service.dev_secrets import Secrets
 from service.errors import request_language
 from service.methodologies.service import RegistryCache
 from service.migrations import CodeMigrations
+from service.redis import RedisClient as AnyRedis
 
 
 async def _settings(request: Request) -> Settings:
@@ -49,8 +49,8 @@ async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     return sessionmaker
 
 
-async def _redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
+async def _redis(request: Request) -> AnyRedis:
+    redis: AnyRedis = request.app.state.redis
     return redis
 
 
@@ -76,8 +76,9 @@ Engine = Annotated[AsyncEngine, Depends(_engine)]
 SessionMaker = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 """For work that must not share the request's transaction (a cache miss's own read)."""
 
-RedisClient = Annotated[Redis, Depends(_redis)]
-"""The process's Redis client: an accelerator, never the source of truth."""
+RedisClient = Annotated[AnyRedis, Depends(_redis)]
+"""The process's Redis client (one Redis or a cluster, `service.redis`): an accelerator, never
+the source of truth."""
 
 ShippedMigrations = Annotated[CodeMigrations, Depends(_shipped_migrations)]
 """The migrations this code ships, its heads among them (readiness compares the database's)."""

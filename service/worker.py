@@ -11,10 +11,12 @@ The intervals are settings (`CARBON_POINTS_WORKER_WEBHOOKS_SECONDS`, `..._HOLDS_
 `..._PENDING_...`, `..._LOTS_...`).
 
 Each job runs on its own schedule, a run at a time. Several workers may run at once (one per
-host, or a spare): a run first takes the job's PostgreSQL advisory lock (`pg_try_advisory_lock`
-on its own connection) and a worker that does not get it skips that tick, so no job ever runs
-twice at once. The jobs are safe to interrupt anyway: each commits batch by batch and picks
-up where the last commit ended.
+host, or a spare): a run first takes the job's PostgreSQL advisory lock
+(`pg_try_advisory_xact_lock` in a transaction of its own, held open for the run:
+`service.db.try_advisory_lock`, which works behind PgBouncer's transaction pooling too) and
+a worker that does not get it skips that tick, so no job ever runs twice at once. The jobs
+are safe to interrupt anyway: each commits batch by batch and picks up where the last
+commit ended.
 
 SIGTERM or SIGINT stops the schedule: a run in progress finishes its current batch loop (up to
 `--grace` seconds), then the process exits 0. A run that fails is logged (to stderr) and
@@ -128,7 +130,7 @@ async def run_worker(
     """Run the jobs (`only` some of them) until `stop` is set, SIGTERM or SIGINT; with
     `once`, run each once and return what each did (None: another worker held it)."""
     # A connection per job for its advisory lock, and one per job for its work.
-    engine = create_engine(database_url, pool_size=8)
+    engine = create_engine(database_url, pool_size=8, pgbouncer=settings.db_pgbouncer)
     sessionmaker = create_sessionmaker(engine)
     stop = stop or asyncio.Event()
     try:

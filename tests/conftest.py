@@ -6,12 +6,22 @@ way the suite gets a fresh database built by `alembic upgrade head`, and each
 test runs inside a transaction that is rolled back. Tests that need real
 commits across connections (concurrency) use `committed` and get every table
 truncated afterwards.
+
+Two switches run the same tests on the scaled-out layout (docs/scaling.md; `make
+pytest-scaling` runs both):
+- `CARBON_POINTS_TEST_REDIS_CLUSTER=1`: Redis is a 3-master Redis Cluster started for the
+  run from Debian's redis-server (`tests/scaling_servers.py`);
+- `CARBON_POINTS_TEST_PGBOUNCER=1`: the app, its engines and the tests' own reach PostgreSQL
+  through a PgBouncer in transaction pooling mode started for the run
+  (`CARBON_POINTS_DB_PGBOUNCER` on); migrations and database creation go direct.
+Either is refused with the reason when its server is not installed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +30,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from hypothesis import settings
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -31,6 +40,13 @@ from service.config import Settings
 from service.db import create_engine, get_session, get_streaming_session
 from service.embedded import resolve_servers, to_asyncpg_dsn
 from service.models import Base
+from service.redis import RedisClient, create_redis
+from tests.scaling_servers import (
+    PgBouncerServer,
+    RedisClusterServer,
+    missing_pgbouncer,
+    missing_redis_cluster,
+)
 
 # CI replays the same examples on every run (a red build must be reproducible); locally,
 # Hypothesis explores new ones each time.
@@ -43,6 +59,10 @@ TEST_DATA_DIR = Path(__file__).resolve().parents[1] / ".data" / "test"
 TEST_DATABASE = f"carbon_points_test_{os.getpid()}"
 # Redis has no per-process databases; a second suite run beside this one picks another db.
 TEST_REDIS_DB = int(os.environ.get("CARBON_POINTS_TEST_REDIS_DB", "15"))
+TEST_REDIS_CLUSTER = os.environ.get("CARBON_POINTS_TEST_REDIS_CLUSTER", "") == "1"
+TEST_PGBOUNCER = os.environ.get("CARBON_POINTS_TEST_PGBOUNCER", "") == "1"
+# The test database's URL on the server itself (not through PgBouncer): set by test_settings.
+_DIRECT: dict[str, str] = {}
 
 
 async def _on_server(server_url: str, *statements: str) -> None:
@@ -89,18 +109,44 @@ def test_settings() -> Iterator[Settings]:
     servers = resolve_servers(base, database_name="postgres")
     database_url = asyncio.run(recreate_database(servers.database_url, TEST_DATABASE))
     migrations.upgrade(database_url)
-    yield base.model_copy(
-        update={"database_url": database_url, "redis_url": _test_redis_url(servers.redis_url)}
-    )
-    asyncio.run(drop_database(servers.database_url, TEST_DATABASE))
+    _DIRECT["database_url"] = database_url
+    update: dict[str, object] = {
+        "database_url": database_url,
+        "redis_url": _test_redis_url(servers.redis_url),
+    }
+    stops = []
+    try:
+        if TEST_REDIS_CLUSTER:
+            if reason := missing_redis_cluster():
+                raise pytest.UsageError(f"CARBON_POINTS_TEST_REDIS_CLUSTER=1, but {reason}")
+            cluster = RedisClusterServer(
+                Path(tempfile.mkdtemp(prefix="cp-test-cluster-")), replicas=0
+            )
+            stops.append(cluster.stop)
+            cluster.start()
+            update.update(redis_url=cluster.url, redis_cluster=True)
+        if TEST_PGBOUNCER:
+            if reason := missing_pgbouncer():
+                raise pytest.UsageError(f"CARBON_POINTS_TEST_PGBOUNCER=1, but {reason}")
+            bouncer = PgBouncerServer(
+                Path(tempfile.mkdtemp(prefix="cp-test-pgbouncer-")), servers.database_url
+            )
+            stops.append(bouncer.stop)
+            bouncer.start()
+            update.update(database_url=bouncer.url(TEST_DATABASE), db_pgbouncer=True)
+        yield base.model_copy(update=update)
+    finally:
+        for stop in reversed(stops):
+            stop()
+        asyncio.run(drop_database(servers.database_url, TEST_DATABASE))
 
 
 @pytest.fixture(scope="session")
 def server_url(test_settings: Settings) -> str:
-    """A URL to the test server's maintenance database, for tests that make their own."""
-    assert test_settings.database_url is not None
+    """A URL to the test server's maintenance database, for tests that make their own
+    (on the server itself, never through PgBouncer)."""
     return (
-        make_url(test_settings.database_url)
+        make_url(_DIRECT["database_url"])
         .set(database="postgres")
         .render_as_string(hide_password=False)
     )
@@ -109,7 +155,9 @@ def server_url(test_settings: Settings) -> str:
 @pytest.fixture(scope="session")
 async def engine(test_settings: Settings) -> AsyncIterator[AsyncEngine]:
     assert test_settings.database_url is not None
-    engine = create_engine(test_settings.database_url, pool_size=20)
+    engine = create_engine(
+        test_settings.database_url, pool_size=20, pgbouncer=test_settings.db_pgbouncer
+    )
     yield engine
     await engine.dispose()
 
@@ -163,13 +211,27 @@ async def empty_all_tables(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-async def redis(test_settings: Settings) -> AsyncIterator[Redis]:
+async def redis(test_settings: Settings) -> AsyncIterator[RedisClient]:
     assert test_settings.redis_url is not None
-    client: Redis = Redis.from_url(test_settings.redis_url)
+    client = create_redis(test_settings.redis_url, cluster=test_settings.redis_cluster)
     await client.flushdb()
     yield client
     await client.flushdb()
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A real Redis Cluster for this run: 3 masters, a replica each (so that killing a master
+    fails over), from Debian's redis-server on free local ports; skipped, with the reason,
+    where redis-server is not installed."""
+    if reason := missing_redis_cluster():
+        pytest.skip(reason)
+    cluster = RedisClusterServer(Path(tempfile.mkdtemp(prefix="cp-test-cluster-")), replicas=1)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -180,7 +242,9 @@ async def app(test_settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def client(app: FastAPI, db: AsyncSession, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    app: FastAPI, db: AsyncSession, redis: RedisClient
+) -> AsyncIterator[httpx.AsyncClient]:
     """The app over ASGI, its request sessions joined to the test's rolled-back transaction."""
 
     async def test_session() -> AsyncIterator[AsyncSession]:
@@ -197,6 +261,8 @@ async def client(app: FastAPI, db: AsyncSession, redis: Redis) -> AsyncIterator[
 
 def pytest_report_header() -> list[str]:
     return [
-        f"DATABASE_URL: {'set' if os.environ.get('DATABASE_URL') else 'unset (embedded)'}",
-        f"REDIS_URL: {'set' if os.environ.get('REDIS_URL') else 'unset (embedded)'}",
+        f"DATABASE_URL: {'set' if os.environ.get('DATABASE_URL') else 'unset (embedded)'}"
+        + (" (through a PgBouncer, transaction pooling)" if TEST_PGBOUNCER else ""),
+        f"REDIS_URL: {'set' if os.environ.get('REDIS_URL') else 'unset (embedded)'}"
+        + (" (replaced by a 3-master Redis Cluster)" if TEST_REDIS_CLUSTER else ""),
     ]

@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.accounts import repository
@@ -40,6 +39,7 @@ from service.i18n import _
 from service.models import ParticipantKind
 from service.observability import get_logger
 from service.participants import service as participants
+from service.redis import RedisClient
 
 _log = get_logger("carbon_points.accounts")
 DEFAULT_THROTTLE = LoginThrottle()
@@ -142,7 +142,7 @@ async def register(
 
 async def login(
     session: AsyncSession,
-    redis: Redis,
+    redis: RedisClient,
     settings: AccountsSettings,
     *,
     login: str,

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from service.accounts.errors import LoginThrottledError
 from service.i18n import _
 from service.observability import get_logger
+from service.redis import RedisClient, key
 
 _log = get_logger("carbon_points.accounts.throttle")
 # Give an attempt back only while its window lives: a bare DECR on an expired key would
@@ -35,9 +34,9 @@ class LoginThrottle:
     window_seconds: int = 15 * 60
 
     def _keys(self, login_hash: bytes, address: str) -> tuple[str, str]:
-        return f"cp:login:acct:{login_hash.hex()}", f"cp:login:addr:{address}"
+        return key(f"login-account:{login_hash.hex()}"), key(f"login-address:{address}")
 
-    async def attempt(self, redis: Redis, login_hash: bytes, address: str) -> None:
+    async def attempt(self, redis: RedisClient, login_hash: bytes, address: str) -> None:
         """Count an attempt; LoginThrottledError (with Retry-After) when over a limit."""
         account_key, address_key = self._keys(login_hash, address)
         try:
@@ -72,7 +71,7 @@ class LoginThrottle:
             error.headers["retry-after"] = str(retry_after)
             raise error
 
-    async def succeeded(self, redis: Redis, login_hash: bytes, address: str) -> None:
+    async def succeeded(self, redis: RedisClient, login_hash: bytes, address: str) -> None:
         account_key, address_key = self._keys(login_hash, address)
         try:
             # One key a command: the two keys may live on different Redis Cluster slots.

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
@@ -29,6 +28,7 @@ from service.admin.errors import (
 from service.admin.tokens import ADMIN_TOKEN_TTL, mint_admin_token
 from service.errors import NotFoundError
 from service.models import Admin
+from service.redis import RedisClient
 
 THROTTLE = LoginThrottle()
 
@@ -195,7 +195,7 @@ def _login_key(login: str) -> bytes:
 
 async def login(
     session: AsyncSession,
-    redis: Redis,
+    redis: RedisClient,
     keyring: Keyring,
     server_key: str,
     *,

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points_rules import Action, NoMethodologyError, Registry, Usage, explain
+from service import redis as redis_keys
 from service.crediting import reads as crediting_reads
 from service.crediting.schemas import OutcomeOut, ReasonOut, engine_inputs
 from service.db import Reader
@@ -41,6 +41,7 @@ from service.participants.schemas import (
     ReductionRow,
 )
 from service.privacy import PrivacyTables
+from service.redis import RedisClient
 
 _log = get_logger("carbon_points.participants")
 ERASED_NAME = "erased participant"
@@ -232,7 +233,7 @@ def period_window(period: str, now: datetime, tz: str) -> tuple[datetime, dateti
 
 async def leaderboard(
     session: AsyncSession,
-    redis: Redis,
+    redis: RedisClient,
     *,
     scope: str,
     key: str,
@@ -267,7 +268,7 @@ async def leaderboard(
 
 async def _top(
     session: AsyncSession,
-    redis: Redis,
+    redis: RedisClient,
     *,
     scope: str,
     key: str,
@@ -278,8 +279,9 @@ async def _top(
 ) -> Leaderboard:
     limit = LEADERBOARD_SIZE
     start, end, label = period_window(period, now, tz)
-    redis_key = f"cp:leaderboard:{scope}:{key}:{label}"
-    names_key = redis_key + ":names"
+    # One hash tag for the board and its names: the MULTI below writes both (one slot).
+    redis_key = redis_keys.key(f"leaderboard:{scope}:{key}:{label}")
+    names_key = redis_keys.key(f"leaderboard:{scope}:{key}:{label}", "names")
     entries: list[LeaderboardEntry] | None = None
     try:
         raw: Any = await redis.zrevrange(redis_key, 0, limit - 1, withscores=True)

@@ -18,7 +18,6 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations import (
@@ -44,6 +43,7 @@ from service.partners.errors import (
     UnknownKeyError,
 )
 from service.partners.repository import PartnerRepository
+from service.redis import RedisClient, key
 
 TOLERANCE_SECONDS = 300
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -123,7 +123,7 @@ class PartnerGate:
     credentials: CredentialCache
     sessionmaker: async_sessionmaker[AsyncSession]
     partner_key: str
-    redis: Redis
+    redis: RedisClient
 
 
 async def _partner_gate(request: Request) -> PartnerGate:
@@ -204,14 +204,16 @@ async def authenticate_partner(request: Request, gate: PartnerGateDependency) ->
 
 
 async def _replay_and_rate(
-    redis: Redis, key_id: str, webhook_id: str, partner: PartnerContext
+    redis: RedisClient, key_id: str, webhook_id: str, partner: PartnerContext
 ) -> None:
-    """The replay cache and the rate limit in one Redis round trip (a pipeline)."""
+    """The replay cache and the rate limit in one Redis round trip (a pipeline): both keys
+    carry the partner's hash tag, so on a Redis Cluster too they are one node's."""
     window = int(time.time())
-    rate_key = f"cp:rate:{partner.partner_id}:{window}"
+    tag = f"partner:{partner.partner_id}"
+    rate_key = key(tag, "rate", window)
     try:
         pipe = redis.pipeline(transaction=False)
-        pipe.set(f"cp:replay:{key_id}:{webhook_id}", b"1", nx=True, ex=2 * TOLERANCE_SECONDS)
+        pipe.set(key(tag, "replay", key_id, webhook_id), b"1", nx=True, ex=2 * TOLERANCE_SECONDS)
         pipe.incr(rate_key)
         pipe.expire(rate_key, 2)
         fresh, count, _ = await pipe.execute()

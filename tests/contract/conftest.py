@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.accounts.tokens import Keyring
@@ -31,6 +30,7 @@ from service.methodologies.service import sync_library
 from service.models import ADMIN_ROLES
 from service.partners.credentials import IssuedCredential, issue_credential
 from service.partners.service import create_partner
+from service.redis import create_redis
 from tests.conftest import empty_all_tables
 from tests.crediting.conftest import live
 from tests.foundation.test_serve import ROOT, _free_port, _serve_until_ready, _stop
@@ -67,7 +67,7 @@ async def running_service(
     test_settings: Settings, engine: AsyncEngine
 ) -> AsyncIterator[RunningService]:
     assert test_settings.database_url and test_settings.redis_url
-    redis: Redis = Redis.from_url(test_settings.redis_url)
+    redis = create_redis(test_settings.redis_url, cluster=test_settings.redis_cluster)
     await redis.flushdb()
     await empty_all_tables(engine)
     secrets = load_secrets(test_settings)
@@ -113,6 +113,8 @@ async def running_service(
         "REDIS_URL": test_settings.redis_url,
         "CARBON_POINTS_DATA_DIR": str(ROOT / ".data" / "test"),
         "CARBON_POINTS_LOG_LEVEL": "WARNING",
+        "CARBON_POINTS_DB_PGBOUNCER": str(test_settings.db_pgbouncer).lower(),
+        "CARBON_POINTS_REDIS_CLUSTER": str(test_settings.redis_cluster).lower(),
     }
     port = _free_port()
     process, status = _serve_until_ready(env, port)

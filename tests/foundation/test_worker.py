@@ -108,6 +108,7 @@ def test_sigterm_stops_the_worker_cleanly(test_settings: Settings) -> None:
         "CARBON_POINTS_DATA_DIR": str(test_settings.data_dir),
         "CARBON_POINTS_ENVIRONMENT": "test",
         "CARBON_POINTS_WORKER_WEBHOOKS_SECONDS": "0.2",
+        "CARBON_POINTS_DB_PGBOUNCER": str(test_settings.db_pgbouncer).lower(),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "worker"],

@@ -6,6 +6,7 @@ import asyncpg
 import httpx
 import pytest
 
+from service.db import behind_pgbouncer
 from tests.accounts.helpers import bearer
 from tests.crediting.conftest import Live
 from tests.participants.test_app_api import _citizen_with_a_trip, http
@@ -35,6 +36,11 @@ async def test_a_balance_read_is_three_round_trips_and_a_history_page_two(
 
 
 async def test_nothing_can_be_written_through_the_read_pool(live: Live) -> None:
+    if behind_pgbouncer(live.app.state.engine):
+        pytest.skip(
+            "behind PgBouncer 1.18 the read pool cannot ask for read-only sessions (no such"
+            " startup parameter through it): docs/scaling.md"
+        )
     async with live.app.state.read_pool.acquire() as connection:
         with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
             await connection.execute("UPDATE users SET token_generation = token_generation + 1")

@@ -84,7 +84,7 @@ async def test_leaderboards_rank_by_grams_and_cache_in_redis(live: Live) -> None
         (str(heavy), 1728),
         (str(light), 576),
     ]
-    key = f"cp:leaderboard:region:CN-JX:{board.period}"
+    key = f"cp:{{leaderboard:region:CN-JX:{board.period}}}"
     assert await live.app.state.redis.zscore(key, str(heavy)) == 1728
     async with live.sessionmaker() as session:
         again = await reads.leaderboard(
