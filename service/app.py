@@ -18,8 +18,10 @@ from fastapi import FastAPI
 from service.accounts.endpoints import router as accounts_router
 from service.admin.endpoints import router as admin_router
 from service.config import Settings, get_settings
+from service.crediting import flags
 from service.crediting.dependencies import crediting_settings
 from service.crediting.endpoints import router as crediting_router
+from service.crediting.flags import FlagRulesCache
 from service.crediting.group_commit import GroupCommitter
 from service.db import (
     create_engine,
@@ -82,6 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.partner_credentials = CredentialCache()
         app.state.merchant_keys = MerchantKeyCache()
         app.state.registry_cache = RegistryCache()
+        app.state.flag_rules = FlagRulesCache()
+        try:
+            async with app.state.sessionmaker() as session:
+                await app.state.flag_rules.refresh(session)
+        except Exception:
+            log.warning("flag rules not read at start-up", exc_info=True)
+        flag_refresher = flags.start(app.state.flag_rules, app.state.sessionmaker)
         app.state.crediting_validity = timedelta(days=settings.points_validity_days)
         app.state.batch_slots = asyncio.Semaphore(settings.batch_concurrency)
         app.state.single_events = GroupCommitter(
@@ -93,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await flags.stop(flag_refresher)
             await app.state.single_events.drain()
             await app.state.redis.aclose()
             await app.state.read_pool.close()

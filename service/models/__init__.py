@@ -30,6 +30,7 @@ from service.models.partner_token_use import PartnerTokenUse
 from service.models.redemption import Redemption
 from service.models.redemption_token import RedemptionToken
 from service.models.refresh_token import RefreshToken
+from service.models.review import REVIEW_STATUSES, ReviewFlag, ReviewRule
 from service.models.user import User
 from service.models.webhook_attempt import WebhookAttempt
 from service.models.webhook_endpoint import WebhookEndpoint
@@ -37,6 +38,7 @@ from service.models.webhook_message import WebhookMessage
 
 __all__ = [
     "ADMIN_ROLES",
+    "REVIEW_STATUSES",
     "Admin",
     "AdminAuditEntry",
     "Base",
@@ -68,6 +70,8 @@ __all__ = [
     "Redemption",
     "RedemptionToken",
     "RefreshToken",
+    "ReviewFlag",
+    "ReviewRule",
     "User",
     "WebhookAttempt",
     "WebhookEndpoint",

@@ -47,6 +47,11 @@ from service.ledger.service.reports import (
     points_flows,
     points_position,
 )
+from service.ledger.service.review import (
+    reject_reviewed_credit,
+    release_review_hold,
+    review_hold_id,
+)
 
 __all__ = [
     "DEBT_ORIGIN",
@@ -80,7 +85,10 @@ __all__ = [
     "post_credits",
     "post_hold",
     "refund",
+    "reject_reviewed_credit",
+    "release_review_hold",
     "reverse_credit",
+    "review_hold_id",
     "settlement_lines",
     "void_hold",
     "void_overdue_holds",
