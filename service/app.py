@@ -47,6 +47,7 @@ from service.redemption.endpoints import catalogue_router
 from service.redemption.endpoints import router as redemption_router
 from service.redis import create_redis
 from service.reports.endpoints import router as reports_router
+from service.review.endpoints import router as review_router
 
 API_DESCRIPTION = """
 carbon-points credits verified low-carbon actions under published, versioned
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalogue_router)
     app.include_router(admin_router)
     app.include_router(reports_router)
+    app.include_router(review_router)
     return app
 
 

@@ -77,6 +77,12 @@ TAGS: list[dict[str, str]] = [
         " the liability, merchants' settlement, partners' health), as JSON or CSV (auditors and"
         " programme administrators).",
     },
+    {
+        "name": "admin-review",
+        "description": "Administrators: the review queue of flagged credits (reviewers assign,"
+        " approve and reject; programme administrators and auditors read) and the flag rules"
+        " (programme administrators set them).",
+    },
     {"name": "operations", "description": "Liveness and readiness, for load balancers."},
 ]
 TAG_GROUPS = [
@@ -92,6 +98,7 @@ TAG_GROUPS = [
             "admin-partners",
             "admin-merchants",
             "admin-reports",
+            "admin-review",
         ],
     },
     {"name": "Operations", "tags": ["operations"]},

@@ -174,3 +174,10 @@ class ReviewRepository:
             .order_by(ReviewFlag.event_id)
         )
         return list(rows)
+
+    async def clear_notes(self, participant_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(ReviewFlag)
+            .where(ReviewFlag.participant_id == participant_id, ReviewFlag.note.is_not(None))
+            .values(note=None)
+        )
