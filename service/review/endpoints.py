@@ -187,7 +187,6 @@ async def set_rule(
     view = await service.set_rule(
         session, admin.actor, rule, enabled=body.enabled, params=body.params
     )
-    await session.commit()
     # This process sees the change at once; the others within their refresh interval.
     await request.app.state.flag_rules.refresh(session)
     return _rule_out(view)
