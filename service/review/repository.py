@@ -110,7 +110,7 @@ class ReviewRepository:
         if where.status is not None:
             query = query.where(ReviewFlag.status == where.status)
         if where.rule is not None:
-            query = query.where(ReviewFlag.rules.any(where.rule))  # type: ignore[arg-type]
+            query = query.where(ReviewFlag.rules.contains([where.rule]))
         if where.partner_id is not None:
             query = query.where(ReviewFlag.partner_id == where.partner_id)
         if where.participant_id is not None:
