@@ -729,6 +729,15 @@ async def retract(
     if row.credit_transaction_id is not None and row.participant_id is not None:
         # The reversal locks the participant's accounts, the same row locks crediting takes
         # before it reads cap usage: the usage given back below is never lost to a credit.
+        # A credit under review has its lot held: release it first, so the reversal takes
+        # the credit's own points back (and a later approval has nothing to release).
+        await ledger.release_review_hold(
+            session,
+            origin=LEDGER_ORIGIN,
+            key=f"retract:{row.id}:release",
+            credit_origin=LEDGER_ORIGIN,
+            credit_id=row.credit_transaction_id,
+        )
         # Reversed already by another path (a fraud review): the retraction still stands.
         with contextlib.suppress(AlreadyReversedError):
             reversal = await ledger.reverse_credit(

@@ -396,3 +396,32 @@ async def test_flagging_adds_no_statement_that_grows_with_the_batch(live: Live) 
     # Flags cost at most two statements more than no rules: the flags' insert, nothing else
     # (the rules' reads ride on the statements crediting makes anyway).
     assert len(large) <= len(off_small) + 1, (off_small, large)
+
+
+async def test_a_retracted_flagged_credit_is_taken_back_once_and_approval_releases_nothing(
+    live: Live, reviewers: tuple[SignedIn, SignedIn]
+) -> None:
+    credential, partner = await _partner(live, "metro-co")
+    pid = await rider(live, credential, "6222000000000012")
+    outcomes = await send(
+        live,
+        partner,
+        trips("rt", "6222000000000012", [0, 10]),
+        FlagRules(velocity=VelocityParams(max_trips=1)),
+    )
+    first_points = outcomes[0].points
+    async with live.sessionmaker() as session, session.begin():
+        registry = await live.app.state.registry_cache.get(session)
+        await crediting.retract(session, registry, partner, "rt-1", "partner_correction")
+    async with live.sessionmaker() as session:
+        balance = await ledger.balance(session, pid)
+    assert (balance.available, balance.held, balance.debt) == (first_points, 0, 0)
+    async with live.sessionmaker() as session, session.begin():
+        decided = await review.approve(
+            session, actor(reviewers[0]), int(outcomes[1].credit_id or 0)
+        )
+        assert decided.status == "approved"
+    async with live.sessionmaker() as session:
+        after = await ledger.balance(session, pid)
+    assert (after.available, after.held, after.debt) == (first_points, 0, 0)
+    await assert_ledger_whole(live)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.ledger import repository as repo
-from service.ledger.errors import TransactionNotFoundError
+from service.ledger.errors import HoldAlreadyResolvedError, TransactionNotFoundError
 from service.ledger.plan import review_hold_key
 from service.ledger.schemas import ResolutionResult, TransferResult
 from service.ledger.service.holds import void_hold
@@ -28,14 +28,18 @@ async def release_review_hold(
 ) -> ResolutionResult | None:
     """Approve: the hold on credit `credit_id`'s points is voided, exactly once (a retry
     with the same key returns the first result); the points can be spent again, paying any
-    debt first. None when nothing was held."""
+    debt first. None when nothing was held, or the hold was already released under another
+    key (a partner's retraction releases it before reversing the credit)."""
     original = await repo.get_transaction(session, credit_id)
     if original is None or original.kind != "credit":
         raise TransactionNotFoundError(f"no credit transaction {credit_id}")
     hold_id = await review_hold_id(session, credit_origin=credit_origin, credit_id=credit_id)
     if hold_id is None:
         return None
-    return await void_hold(session, origin=origin, key=key, hold_id=hold_id)
+    try:
+        return await void_hold(session, origin=origin, key=key, hold_id=hold_id)
+    except HoldAlreadyResolvedError:
+        return None
 
 
 async def reject_reviewed_credit(
