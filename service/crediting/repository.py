@@ -407,10 +407,10 @@ _LOAD_STATE_WITH_TRIPS = text(
     UNION ALL
     SELECT 2, c.participant_id, c.action_type, CAST(NULL AS bigint), CAST(NULL AS bigint),
            c.event_id, c.partner_id, c.occurred_at, c.region, c.inputs ->> 'duration_s'
-    FROM json_to_recordset(CAST(:trips AS json))
-         AS w(p uuid, t text, s timestamptz, e timestamptz)
+    FROM json_to_recordset(CAST(:trips AS json)) AS w(p uuid, s timestamptz, e timestamptz)
     JOIN credits AS c
-        ON c.participant_id = w.p AND c.action_type = w.t AND c.occurred_at BETWEEN w.s AND w.e
+        ON c.participant_id = w.p AND c.action_type = ANY(CAST(:trip_types AS text[]))
+        AND c.occurred_at BETWEEN w.s AND w.e
     JOIN partner_events AS ev ON ev.id = c.event_id
     WHERE ev.status <> 'retracted'
     """
@@ -421,14 +421,17 @@ async def load_state(
     session: AsyncSession,
     usage_slots: Sequence[tuple[uuid.UUID, str]],
     windows: Sequence[tuple[uuid.UUID, str, datetime, datetime]],
-    trips: Sequence[tuple[uuid.UUID, str, datetime, datetime]] = (),
+    trips: Sequence[tuple[uuid.UUID, datetime, datetime]] = (),
+    trip_types: Sequence[str] = (),
 ) -> tuple[dict[tuple[uuid.UUID, str], tuple[int, int]], list[Any], list[Any]]:
     """Cap usage of these (participant, key) slots, and the standing credits in these
-    (participant, action type, start, end) windows. One statement; run it after the
-    participants' accounts are locked, so that it sees every credit committed before."""
+    (participant, action type, start, end) windows; with `trips` (participant, start, end),
+    also the participants' credits of `trip_types` in those windows, for the flag rules. One
+    statement; run it after the participants' accounts are locked, so that it sees every
+    credit committed before."""
     slots = sorted(set(usage_slots), key=lambda s: (str(s[0]), s[1]))
     near = sorted(set(windows), key=lambda w: (str(w[0]), w[1], w[2]))
-    params = {
+    params: dict[str, Any] = {
         "slots": json_rows(p=[s[0] for s in slots], k=[s[1] for s in slots]),
         "windows": json_rows(
             p=[w[0] for w in near],
@@ -438,14 +441,12 @@ async def load_state(
         ),
     }
     if trips:
-        # The trips the flag rules compare with: (participant, action type, start, end).
-        around = sorted(set(trips), key=lambda w: (str(w[0]), w[1], w[2]))
+        # The trips the flag rules compare with: (participant, start, end).
+        around = sorted(trips, key=lambda w: str(w[0]))
         params["trips"] = json_rows(
-            p=[w[0] for w in around],
-            t=[w[1] for w in around],
-            s=[w[2] for w in around],
-            e=[w[3] for w in around],
+            p=[w[0] for w in around], s=[w[1] for w in around], e=[w[2] for w in around]
         )
+        params["trip_types"] = sorted(trip_types)
     result = await session.execute(_LOAD_STATE_WITH_TRIPS if trips else _LOAD_STATE, params)
     usage: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
     standing: list[Any] = []

@@ -394,6 +394,7 @@ async def _decide_and_write(
                 for p, c in crediting
             ],
             _trip_windows(settings.flags, crediting),
+            sorted(settings.flags.trip_types()) if settings.flags.needs_trips else (),
         )
         state = State(
             {slot: Usage(g, p) for slot, (g, p) in usage.items()},
@@ -501,9 +502,9 @@ async def _decide_and_write(
 
 def _trip_windows(
     rules: FlagRules, crediting: Sequence[tuple[uuid.UUID, Candidate]]
-) -> list[tuple[uuid.UUID, str, datetime, datetime]]:
-    """The stored trips the flag rules compare with: per participant and trip type, one window
-    around all of its events in this transaction (empty when no trip rule is on)."""
+) -> list[tuple[uuid.UUID, datetime, datetime]]:
+    """The stored trips the flag rules compare with: per participant, one window around all
+    of its trips in this transaction (empty when no trip rule is on)."""
     if not rules.needs_trips:
         return []
     types = rules.trip_types()
@@ -516,9 +517,7 @@ def _trip_windows(
         low, high = spans.get(participant, (at, at))
         spans[participant] = (min(low, at), max(high, at))
     return [
-        (participant, action_type, low - around, high + around)
-        for participant, (low, high) in spans.items()
-        for action_type in sorted(types)
+        (participant, low - around, high + around) for participant, (low, high) in spans.items()
     ]
 
 

@@ -95,22 +95,16 @@ def evaluate(
     seen: dict[uuid.UUID, list[Trip]] = defaultdict(list)
     for participant, trips in recent.items():
         seen[participant].extend(trips)
+    trip_rules = rules.needs_trips
     for check in checks:
         hits: list[Hit] = []
-        trips = [t for t in seen[check.participant] if t.event_id != check.event_id]
         trip = check.trip
-        if rules.velocity is not None and trip.action_type in rules.velocity.action_types:
-            hit = _velocity(rules, trip, trips)
-            if hit is not None:
-                hits.append(hit)
-        if rules.overlap is not None and trip.action_type in rules.overlap.action_types:
-            hit = _overlap(rules, trip, trips)
-            if hit is not None:
-                hits.append(hit)
-        if rules.travel is not None and trip.action_type in rules.travel.action_types:
-            hit = _travel(rules, trip, trips)
-            if hit is not None:
-                hits.append(hit)
+        # Alone in its windows (the common case), a trip breaks no trip rule: a velocity
+        # limit is at least one trip.
+        known = seen.get(check.participant) if trip_rules else None
+        trips = [t for t in known if t.event_id != check.event_id] if known else []
+        if trips:
+            hits.extend(_trip_hits(rules, trip, trips))
         churn = rules.identity_churn
         if (
             churn is not None
@@ -141,8 +135,27 @@ def evaluate(
             )
         if hits:
             flagged[check.event_id] = hits
-        seen[check.participant].append(trip)
+        if trip_rules:
+            seen[check.participant].append(trip)
     return flagged
+
+
+def _trip_hits(rules: FlagRules, trip: Trip, trips: Sequence[Trip]) -> list[Hit]:
+    hits: list[Hit] = []
+    ordered = sorted(trips, key=lambda t: (t.occurred_at, t.event_id))
+    if rules.velocity is not None and trip.action_type in rules.velocity.action_types:
+        hit = _velocity(rules, trip, ordered)
+        if hit is not None:
+            hits.append(hit)
+    if rules.overlap is not None and trip.action_type in rules.overlap.action_types:
+        hit = _overlap(rules, trip, ordered)
+        if hit is not None:
+            hits.append(hit)
+    if rules.travel is not None and trip.action_type in rules.travel.action_types:
+        hit = _travel(rules, trip, ordered)
+        if hit is not None:
+            hits.append(hit)
+    return hits
 
 
 def _velocity(rules: FlagRules, trip: Trip, others: Sequence[Trip]) -> Hit | None:
@@ -173,7 +186,7 @@ def _velocity(rules: FlagRules, trip: Trip, others: Sequence[Trip]) -> Hit | Non
 def _overlap(rules: FlagRules, trip: Trip, others: Sequence[Trip]) -> Hit | None:
     assert rules.overlap is not None
     tolerance = timedelta(seconds=rules.overlap.tolerance_seconds)
-    for other in sorted(others, key=lambda t: (t.occurred_at, t.event_id)):
+    for other in others:
         if other.action_type not in rules.overlap.action_types:
             continue
         if (
@@ -197,7 +210,7 @@ def _travel(rules: FlagRules, trip: Trip, others: Sequence[Trip]) -> Hit | None:
     if trip.region is None:
         return None
     least = timedelta(minutes=rules.travel.min_minutes_between_regions)
-    for other in sorted(others, key=lambda t: (t.occurred_at, t.event_id)):
+    for other in others:
         if (
             other.region is None
             or other.region == trip.region

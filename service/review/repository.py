@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import any_, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,7 +110,7 @@ class ReviewRepository:
         if where.status is not None:
             query = query.where(ReviewFlag.status == where.status)
         if where.rule is not None:
-            query = query.where(ReviewFlag.rules.contains([where.rule]))
+            query = query.where(literal(where.rule) == any_(ReviewFlag.rules))
         if where.partner_id is not None:
             query = query.where(ReviewFlag.partner_id == where.partner_id)
         if where.participant_id is not None:
