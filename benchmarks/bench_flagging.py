@@ -10,8 +10,11 @@ round credits `--batches` batches of `--batch` metro trips (bench_crediting's ge
 20,000 linked riders, trips in the last hour) once with the rules off and once with every
 rule on at its default thresholds (the partner-volume rule on with no surge: one partner,
 no history), in an order that alternates. Prints each round's events/s and CPU per event, the
-B/A ratio per round, their median, and how many credits the rules flagged. The database is
-created and dropped.
+B/A ratio per round, their median, and how many credits the rules flagged. The generator's
+trips start at random in the last hour, so about a third of a rider's trips overlap another
+and the overlap rule flags them (a heavy case: each flagged credit also writes a hold and a
+flag); `--unbroken` raises the thresholds so nothing is flagged, which measures the rules'
+reads and evaluation alone. The database is created and dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+
 from benchmarks._harness import admin, database_url_for
 from benchmarks.bench_crediting import EventMaker, enable_flag_rules, flagged_share, populate
 from service import migrations
@@ -31,14 +36,29 @@ from service.crediting import service as crediting
 from service.crediting.flags import FlagRulesCache
 from service.crediting.schemas import EventIn
 from service.db import create_engine, create_sessionmaker
+from service.embedded import to_asyncpg_dsn
 from service.methodologies.service import RegistryCache
 from service.partners.auth import PartnerContext
 from service.review.rules import OFF, FlagRules
+
+# --unbroken: every rule on, at thresholds this traffic never breaks, so every event is
+# evaluated (the same reads) and nothing is flagged: the evaluation's cost alone.
+UNBROKEN_SQL = """
+UPDATE review_rules SET params = params || '{"max_trips": 1000}'::jsonb WHERE rule = 'velocity';
+UPDATE review_rules SET params = params || '{"tolerance_seconds": 3600}'::jsonb
+WHERE rule = 'overlap';
+"""
 
 
 async def measure(args: argparse.Namespace, url: str, secrets_env: dict[str, str]) -> None:
     setup = await populate(url, secrets_env, args.participants)
     await enable_flag_rules(url)
+    if args.unbroken:
+        conn = await asyncpg.connect(to_asyncpg_dsn(url))
+        try:
+            await conn.execute(UNBROKEN_SQL)
+        finally:
+            await conn.close()
     engine = create_engine(url, pool_size=2)
     sessionmaker = create_sessionmaker(engine)
     try:
@@ -116,6 +136,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=6)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--unbroken",
+        action="store_true",
+        help="thresholds this traffic never breaks: the rules' evaluation alone, no flags",
+    )
     args = parser.parse_args()
     name = f"carbon_points_bench_flagging_{os.getpid()}"
     server_url = args.database_url
