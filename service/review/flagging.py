@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,23 +28,25 @@ from service.review.rules import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Trip:
-    """A credited trip as the rules see it: when it started, how long it lasted, where."""
+    """A credited trip as the rules see it: when it started, how long it lasted, where.
+    (Not frozen: a frozen dataclass's constructor costs several times more, and the crediting
+    path builds one per credit and per stored trip.)"""
 
     event_id: int
     action_type: str
     occurred_at: datetime
     duration_s: int | None
     region: str | None
+    ends_at: datetime = field(init=False)
 
-    @property
-    def ends_at(self) -> datetime:
+    def __post_init__(self) -> None:
         seconds = min(self.duration_s or 0, MAX_TRIP_MINUTES * 60)
-        return self.occurred_at + timedelta(seconds=max(seconds, 0))
+        self.ends_at = self.occurred_at + timedelta(seconds=max(seconds, 0))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Check:
     """One credit about to be posted, with what the rules need to know about it."""
 
