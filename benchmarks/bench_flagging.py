@@ -1,7 +1,7 @@
 """The flag rules' cost on the crediting path, in one process: the same batches credited with
 every rule off (A) and on (B), interleaved.
 
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
+    PYTHONPATH=. DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
         .venv/bin/python benchmarks/bench_flagging.py [--rounds 8] [--batches 6] [--batch 500]
 
 `crediting.ingest` on one connection, no HTTP, so the noise of a shared machine weighs less
