@@ -5,7 +5,7 @@ endpoint is in the authorisation matrix (`tests/admin/test_authorisation.py`).""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -75,12 +75,13 @@ def _rule_out(view: service.RuleView) -> RuleOut:
 async def list_flags(
     admin: QueueReader,
     session: DbSession,
-    status: Annotated[str | None, Query(pattern=r"^(open|approved|rejected)$")] = "open",
+    status: Literal["open", "approved", "rejected"] | None = "open",
     rule: RuleName | None = None,
     partner_id: uuid.UUID | None = None,
     assignee: Annotated[
         str | None,
         Query(
+            max_length=36,
             pattern=r"^(me|none|[0-9a-fA-F-]{36})$",
             description="An administrator's id, `me`, or `none` (unassigned).",
         ),
