@@ -252,6 +252,10 @@ _MORE_STATUSES: dict[str, set[int]] = {
     "backtest_methodology_draft": {404},
     "unschedule_methodology_draft": {404, 409},
     "list_methodology_versions": {400},  # a cursor this API did not return
+    "get_flag": {404},
+    "assign_flag": {404, 409},
+    "approve_flag": {404, 409},
+    "reject_flag": {404, 409},
     "create_partner": {409},
     "issue_partner_key": {404},
     "rotate_partner_key": {404, 409},

@@ -82,7 +82,8 @@ async def list_flags(
         str | None,
         Query(
             max_length=36,
-            pattern=r"^(me|none|[0-9a-fA-F-]{36})$",
+            pattern=r"^(me|none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
+            r"-[0-9a-fA-F]{12})$",
             description="An administrator's id, `me`, or `none` (unassigned).",
         ),
     ] = None,
