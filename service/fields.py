@@ -21,9 +21,11 @@ from sqlalchemy.orm import InstrumentedAttribute
 from service.models import (
     Admin,
     AdminAuditEntry,
+    Merchant,
     MethodologyVersion,
     Organisation,
     Participant,
+    Partner,
 )
 
 INT64_MAX = 2**63 - 1
@@ -113,6 +115,8 @@ ADMIN_LOGIN_MAX_LENGTH = column_length(Admin.login)
 ADMIN_DISPLAY_NAME_MAX_LENGTH = column_length(Admin.display_name)
 METHODOLOGY_ID_MAX_LENGTH = column_length(MethodologyVersion.methodology_id)
 AUDIT_ACTION_MAX_LENGTH = column_length(AdminAuditEntry.action)
+PARTNER_NAME_MAX_LENGTH = column_length(Partner.name)
+MERCHANT_NAME_MAX_LENGTH = column_length(Merchant.name)
 # A text document (an uploaded YAML methodology): tabs and line breaks belong to it, the
 # other C0 controls, DEL and the C1 controls do not.
 TEXT_DOCUMENT_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"

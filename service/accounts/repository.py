@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Select, Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Reader, reader
-from service.models import Organisation, OrganisationMember, Participant, RefreshToken, User
+from service.models import Organisation, OrganisationMember, RefreshToken, User
 
 _users = cast(Table, User.__table__)
-_participants = cast(Table, Participant.__table__)
 _organisations = cast(Table, Organisation.__table__)
 _members = cast(Table, OrganisationMember.__table__)
 _refresh = cast(Table, RefreshToken.__table__)
@@ -24,21 +23,6 @@ _refresh = cast(Table, RefreshToken.__table__)
 async def login_taken(session: AsyncSession, login_hash: bytes) -> bool:
     found = await session.scalar(select(_users.c.id).where(_users.c.login_hash == login_hash))
     return found is not None
-
-
-async def insert_participant(
-    session: AsyncSession,
-    participant_id: uuid.UUID,
-    *,
-    kind: str,
-    display_name: str,
-    region: str | None,
-) -> None:
-    await session.execute(
-        insert(_participants).values(
-            id=participant_id, kind=kind, display_name=display_name, region=region
-        )
-    )
 
 
 async def insert_user(
@@ -122,30 +106,32 @@ async def next_token_generation(session: AsyncSession, user_id: uuid.UUID) -> in
 
 
 @dataclass(frozen=True, slots=True)
-class Profile:
+class UserRow:
     id: uuid.UUID
     participant_id: uuid.UUID
-    display_name: str
-    region: str | None
     created_at: datetime
 
 
-async def profile(session: AsyncSession, user_id: uuid.UUID) -> Profile | None:
-    """The user's id, participant, display name, region and registration time."""
+async def user_row(session: AsyncSession, user_id: uuid.UUID) -> UserRow | None:
+    """The user's id, participant and registration time."""
     row = (
         await session.execute(
-            select(
-                _users.c.id,
-                _users.c.participant_id,
-                _participants.c.display_name,
-                _participants.c.region,
-                _users.c.created_at,
+            select(_users.c.id, _users.c.participant_id, _users.c.created_at).where(
+                _users.c.id == user_id
             )
-            .join(_participants, _participants.c.id == _users.c.participant_id)
-            .where(_users.c.id == user_id)
         )
     ).first()
-    return Profile(*row) if row is not None else None
+    return UserRow(*row) if row is not None else None
+
+
+def member_participant_ids(organisation_id: uuid.UUID) -> Select[uuid.UUID]:
+    """The participants of the organisation's members (users): a statement for the leaderboard
+    to filter on (exported by the package; it never runs on its own)."""
+    return (
+        select(_users.c.participant_id)
+        .join(_members, _members.c.user_id == _users.c.id)
+        .where(_members.c.organisation_id == organisation_id)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +287,6 @@ async def role_in(
 class OrganisationRow:
     participant_id: uuid.UUID
     name: str
-    region: str | None
     created_at: datetime
 
 
@@ -311,39 +296,35 @@ async def organisation(session: AsyncSession, organisation_id: uuid.UUID) -> Org
             select(
                 _organisations.c.participant_id,
                 _organisations.c.name,
-                _participants.c.region,
                 _organisations.c.created_at,
-            )
-            .join(_participants, _participants.c.id == _organisations.c.participant_id)
-            .where(_organisations.c.participant_id == organisation_id)
+            ).where(_organisations.c.participant_id == organisation_id)
         )
     ).first()
     return OrganisationRow(*row) if row is not None else None
 
 
 @dataclass(frozen=True, slots=True)
-class Member:
+class MemberRow:
     user_id: uuid.UUID
-    display_name: str
+    participant_id: uuid.UUID
     role: str
     added_at: datetime
 
 
-async def members(session: AsyncSession, organisation_id: uuid.UUID) -> list[Member]:
+async def members(session: AsyncSession, organisation_id: uuid.UUID) -> list[MemberRow]:
     """Each member of the organisation, owners first."""
     rows = await session.execute(
         select(
             _members.c.user_id,
-            _participants.c.display_name,
+            _users.c.participant_id,
             _members.c.role,
             _members.c.added_at,
         )
         .join(_users, _users.c.id == _members.c.user_id)
-        .join(_participants, _participants.c.id == _users.c.participant_id)
         .where(_members.c.organisation_id == organisation_id)
         .order_by(_members.c.role.desc(), _members.c.added_at, _members.c.user_id)
     )
-    return [Member(*row) for row in rows]
+    return [MemberRow(*row) for row in rows]
 
 
 # A user's own rows, for export and erasure (privacy)

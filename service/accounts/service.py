@@ -26,7 +26,7 @@ from service.accounts.errors import (
 )
 from service.accounts.logins import login_hash
 from service.accounts.passwords import PASSWORDS, PasswordHashing
-from service.accounts.repository import Member, Membership, OrganisationRow, Profile
+from service.accounts.repository import Membership
 from service.accounts.throttle import LoginThrottle
 from service.accounts.tokens import (
     ACCESS_TOKEN_TTL,
@@ -39,6 +39,7 @@ from service.accounts.tokens import (
 from service.i18n import _
 from service.models import ParticipantKind
 from service.observability import get_logger
+from service.participants import service as participants
 
 _log = get_logger("carbon_points.accounts")
 DEFAULT_THROTTLE = LoginThrottle()
@@ -111,7 +112,7 @@ async def register(
         raise LoginTakenError(_("this login name is registered already; log in instead"))
     password_hash = await settings.passwords.hash(password)
     participant_id, user_id = uuid.uuid4(), uuid.uuid4()
-    await repository.insert_participant(
+    await participants.create_participant(
         session,
         participant_id,
         kind=ParticipantKind.CITIZEN,
@@ -227,10 +228,42 @@ async def logout_everywhere(session: AsyncSession, user_id: uuid.UUID) -> None:
     _log.info("logged_out_everywhere", user_id=str(user_id))
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    display_name: str
+    region: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrganisationView:
+    participant_id: uuid.UUID
+    name: str
+    region: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: uuid.UUID
+    display_name: str
+    role: str
+    added_at: datetime
+
+
 async def me(session: AsyncSession, user_id: uuid.UUID) -> tuple[Profile, list[Membership]]:
-    profile = await repository.profile(session, user_id)
-    if profile is None:  # the caller's token was checked against this row moments ago
+    """The user's profile (its name and region are the participant's) and organisations."""
+    user = await repository.user_row(session, user_id)
+    if user is None:  # the caller's token was checked against this row moments ago
         raise UserNotFoundError(_("no such user"))
+    label = (await participants.participant_labels(session, [user.participant_id]))[
+        user.participant_id
+    ]
+    profile = Profile(
+        user.id, user.participant_id, label.display_name, label.region, user.created_at
+    )
     return profile, await repository.memberships(session, user_id)
 
 
@@ -239,7 +272,7 @@ async def create_organisation(
 ) -> uuid.UUID:
     """A business participant (its own points account) whose first owner is `owner`."""
     organisation_id = uuid.uuid4()
-    await repository.insert_participant(
+    await participants.create_participant(
         session, organisation_id, kind=ParticipantKind.BUSINESS, display_name=name, region=region
     )
     await repository.insert_organisation(session, organisation_id, name=name, created_by=owner)
@@ -299,9 +332,23 @@ async def add_member(
 
 async def organisation(
     session: AsyncSession, *, organisation_id: uuid.UUID, user_id: uuid.UUID
-) -> tuple[OrganisationRow, str, list[Member]]:
+) -> tuple[OrganisationView, str, list[Member]]:
     role = await require_role(session, organisation_id, user_id)
     row = await repository.organisation(session, organisation_id)
     if row is None:  # a member's organisation exists (the memberships' foreign key)
         raise NotAMemberError(_("you are not a member of this organisation"))
-    return row, role, await repository.members(session, organisation_id)
+    members = await repository.members(session, organisation_id)
+    labels = await participants.participant_labels(
+        session, {organisation_id, *(member.participant_id for member in members)}
+    )
+    view = OrganisationView(
+        row.participant_id, row.name, labels[organisation_id].region, row.created_at
+    )
+    return (
+        view,
+        role,
+        [
+            Member(m.user_id, labels[m.participant_id].display_name, m.role, m.added_at)
+            for m in members
+        ],
+    )

@@ -13,13 +13,13 @@ from service.fields import (
     ADMIN_DISPLAY_NAME_MAX_LENGTH,
     ADMIN_LOGIN_MAX_LENGTH,
     CODE_PATTERN,
+    MERCHANT_NAME_MAX_LENGTH,
+    PARTNER_NAME_MAX_LENGTH,
     TEXT_DOCUMENT_PATTERN,
     Instant,
     Region,
-    column_length,
     plain_text,
 )
-from service.models import Merchant, Partner
 
 RoleName = Literal[
     "program-admin", "methodology-author", "methodology-approver", "reviewer", "auditor"
@@ -29,8 +29,6 @@ AdminLoginName = Annotated[
     Field(min_length=3, max_length=ADMIN_LOGIN_MAX_LENGTH, pattern=r"^[a-z0-9][a-z0-9._@-]*$"),
 ]
 MAX_YAML_CHARS = 65_536
-PARTNER_NAME_MAX_LENGTH = column_length(Partner.name)
-MERCHANT_NAME_MAX_LENGTH = column_length(Merchant.name)
 MAX_BACKTEST_WINDOW = timedelta(days=366)
 
 

@@ -9,6 +9,7 @@ PUBLIC_MODULES = (
     "endpoints",
     "flags",
     "group_commit",
+    "identity",
     "privacy",
     "reads",
     "reports",

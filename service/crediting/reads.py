@@ -4,7 +4,9 @@ for other domains (the participants' balance, reductions and credit explanations
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crediting import repository
@@ -12,7 +14,7 @@ from service.crediting.repository import ReductionTotals
 from service.db import Reader
 from service.models import Credit
 
-__all__ = ["ReductionTotals", "credit_for", "pending_events", "reductions"]
+__all__ = ["ReductionTotals", "credit_for", "credited_grams", "pending_events", "reductions"]
 
 
 async def pending_events(source: AsyncSession | Reader, participant_id: uuid.UUID) -> int:
@@ -40,3 +42,11 @@ async def credit_for(
 ) -> tuple[Credit, str] | None:
     """The participant's credit and its event's status, or None (unknown, or someone else's)."""
     return await repository.credit_for(session, participant_id, credit_id)
+
+
+def credited_grams(
+    participant_ids: Select[uuid.UUID], start: datetime, end: datetime
+) -> Select[uuid.UUID, int]:
+    """Grams credited to each of `participant_ids` in [start, end), retracted events left out:
+    a statement for the leaderboard to rank (it never runs on its own)."""
+    return repository.credited_grams(participant_ids, start, end)

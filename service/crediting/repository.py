@@ -11,11 +11,14 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
+    ColumnElement,
     Row,
+    Select,
     String,
     Table,
     Uuid,
     bindparam,
+    delete,
     func,
     or_,
     select,
@@ -807,7 +810,9 @@ _STORED_CREDIT_COLUMNS = (
 )
 
 
-def _credits_in_window(methodology_id: str, start: datetime, end: datetime) -> list[Any]:
+def _credits_in_window(
+    methodology_id: str, start: datetime, end: datetime
+) -> list[ColumnElement[bool]]:
     return [
         _credits.c.methodology_id == methodology_id,
         _credits.c.occurred_at >= start,
@@ -879,7 +884,9 @@ class UncreditedEvent:
 _NOT_AN_UNCREDITED_OUTCOME = ("received", "credited", "capped")
 
 
-def _uncredited_in_window(methodology_id: str, start: datetime, end: datetime) -> list[Any]:
+def _uncredited_in_window(
+    methodology_id: str, start: datetime, end: datetime
+) -> list[ColumnElement[bool]]:
     has_credit = select(_credits.c.event_id).where(_credits.c.event_id == _events.c.id).exists()
     return [
         _events.c.methodology_id == methodology_id,
@@ -1017,3 +1024,99 @@ async def partner_volumes(
         {"hour_ago": hour_ago, "since": hour_ago - timedelta(hours=baseline_hours)},
     )
     return {row.partner_id: (int(row.last_hour), int(row.before)) for row in rows}
+
+
+# --- identity links, for the participants' app and privacy (through `service.crediting.identity`)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveLink:
+    id: int
+    partner_id: uuid.UUID
+    linked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """A link, active or ended: the keyed hash of the identity, never the number itself."""
+
+    id: int
+    subject_hash: bytes
+    linked_at: datetime
+    unlinked_at: datetime | None
+    partner_id: uuid.UUID
+
+
+async def active_links(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[ActiveLink]:
+    rows = await session.execute(
+        select(_links.c.id, _links.c.partner_id, _links.c.linked_at)
+        .where(_links.c.participant_id == participant_id, _links.c.unlinked_at.is_(None))
+        .order_by(_links.c.linked_at, _links.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [ActiveLink(*row) for row in rows]
+
+
+async def end_link(
+    session: AsyncSession, participant_id: uuid.UUID, link_id: int, now: datetime
+) -> bool:
+    """Mark the participant's active link unlinked; False when there is no such link."""
+    result = await session.execute(
+        update(_links)
+        .where(
+            _links.c.id == link_id,
+            _links.c.participant_id == participant_id,
+            _links.c.unlinked_at.is_(None),
+        )
+        .values(unlinked_at=now)
+        .returning(_links.c.id)
+    )
+    return result.scalar() is not None
+
+
+async def link_records(session: AsyncSession, participant_id: uuid.UUID) -> list[LinkRecord]:
+    rows = await session.execute(
+        select(
+            _links.c.id,
+            _links.c.subject_hash,
+            _links.c.linked_at,
+            _links.c.unlinked_at,
+            _links.c.partner_id,
+        )
+        .where(_links.c.participant_id == participant_id)
+        .order_by(_links.c.id)
+    )
+    return [LinkRecord(*row) for row in rows]
+
+
+async def delete_links(session: AsyncSession, participant_id: uuid.UUID) -> None:
+    await session.execute(delete(_links).where(_links.c.participant_id == participant_id))
+
+
+# --- what a leaderboard ranks (through `service.crediting.reads`) -----------------------------
+
+
+def credited_grams(
+    participant_ids: Select[uuid.UUID], start: datetime, end: datetime
+) -> Select[uuid.UUID, int]:
+    """Grams credited to each of `participant_ids` in [start, end), retracted events left
+    out: a statement for the caller to rank, join or limit."""
+    grams = func.sum(_credits.c.grams)
+    return (
+        select(_credits.c.participant_id, grams.label("grams"))
+        .join(_events, _events.c.id == _credits.c.event_id)
+        .where(
+            _credits.c.participant_id.in_(participant_ids),
+            _credits.c.occurred_at >= start,
+            _credits.c.occurred_at < end,
+            _events.c.status != "retracted",
+        )
+        .group_by(_credits.c.participant_id)
+    )

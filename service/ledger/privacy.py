@@ -6,20 +6,19 @@ under is a pseudonym once the participants and accounts domains have erased the 
 `erase_participant` writes nothing: it is here so that privacy asks every domain alike, and so
 that this decision is written where the ledger's tables are.
 
-The SQL is here rather than in `repository.py` only because export is the ledger's one read
-of a participant's whole history; every statement reads the ledger's own tables.
+The statements are the repository's (`repository/reads.py`), typed records out.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.ledger import repository as repo
+from service.ledger.repository.reads import AccountRecord, HoldRecord, LotRecord, PostingRecord
 from service.privacy import PrivacyTables
 
 # The transactions' kind and request go out with their postings. Nothing is erased.
@@ -35,41 +34,6 @@ PRIVACY_TABLES: Final = PrivacyTables(
 
 
 @dataclass(frozen=True, slots=True)
-class AccountRecord:
-    id: int
-    asset: str
-    posted: int
-    held: int
-
-
-@dataclass(frozen=True, slots=True)
-class PostingRecord:
-    id: int
-    account_id: int
-    asset: str
-    amount: int
-    transaction_id: int
-    kind: str
-    request: dict[str, Any]  # the transaction's request document (JSON)
-
-
-@dataclass(frozen=True, slots=True)
-class LotRecord:
-    id: int
-    amount: int
-    remaining: int
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class HoldRecord:
-    id: int
-    amount: int
-    expires_at: datetime
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class LedgerExport:
     accounts: list[AccountRecord]
     postings: list[PostingRecord]
@@ -79,15 +43,11 @@ class LedgerExport:
 
 async def export_participant(session: AsyncSession, participant_id: uuid.UUID) -> LedgerExport:
     """Every account of the participant, with its postings, lots and holds. Four statements."""
-    accounts = [
-        AccountRecord(*row) for row in await repo.participant_accounts(session, participant_id)
-    ]
+    accounts = await repo.participant_accounts(session, participant_id)
     account_ids = [account.id for account in accounts]
-    postings = [
-        PostingRecord(*row) for row in await repo.postings_of_accounts(session, account_ids)
-    ]
-    lots = [LotRecord(*row) for row in await repo.lots_of_accounts(session, account_ids)]
-    holds = [HoldRecord(*row) for row in await repo.holds_of_accounts(session, account_ids)]
+    postings = await repo.postings_of_accounts(session, account_ids)
+    lots = await repo.lots_of_accounts(session, account_ids)
+    holds = await repo.holds_of_accounts(session, account_ids)
     return LedgerExport(accounts=accounts, postings=postings, lots=lots, holds=holds)
 
 

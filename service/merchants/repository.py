@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,3 +90,44 @@ class MerchantRepository:
             update(Merchant).where(Merchant.id == merchant_id).values(status=status)
         )
         return await self.session.get(Merchant, merchant_id, populate_existing=True)
+
+
+# --- offers as the redemption domain reads them (exported by the package) -------------------
+
+# An offer's terms, for the till's one statement that consumes a code: the redemption
+# domain joins this as `(...) AS o ON o.id = $offer AND o.merchant_id = $merchant`.
+OFFER_TERMS_SQL = (
+    "SELECT id, merchant_id, points_price, valid_from, valid_to, stock, per_user_limit FROM offers"
+)
+# A limited offer's row, locked for the rest of the transaction, with its terms as of the lock
+# (a row locked after a wait is its latest version). $1 is the offer's id.
+LOCK_OFFER_SQL = """
+    SELECT points_price, valid_from, valid_to, stock, per_user_limit
+    FROM offers WHERE id = $1 FOR UPDATE
+"""
+
+
+async def offers_on_sale(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    region: str | None,
+    merchant_code: str | None,
+    offset: int,
+    limit: int | None,
+) -> list[tuple[Offer, str, str]]:
+    """Offers valid now at active merchants, cheapest first, with the merchant's code and
+    name. One statement."""
+    query = (
+        select(Offer, Merchant.code, Merchant.name)
+        .join(Merchant, Merchant.id == Offer.merchant_id)
+        .where(Offer.valid_from <= now, Offer.valid_to > now, Merchant.status == "active")
+        .order_by(Offer.points_price, Offer.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    if region is not None:
+        query = query.where(or_(Offer.region.is_(None), Offer.region == region))
+    if merchant_code is not None:
+        query = query.where(Merchant.code == merchant_code)
+    return [(offer, code, name) for offer, code, name in await session.execute(query)]

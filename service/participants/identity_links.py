@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations import TokenError, read_token, verify_token
 from points_rules import Registry
+from service.crediting import identity
 from service.crediting.schemas import OutcomeOut
 from service.crediting.service import CreditingSettings, link_identity
 from service.errors import ConflictError, NotFoundError, ProblemError
@@ -22,6 +23,7 @@ from service.i18n import _
 from service.participants import repository as repo
 from service.participants.repository import LinkView
 from service.partners.auth import CredentialCache, PartnerContext
+from service.partners.service import partner_labels
 
 
 class PartnerTokenInvalidError(ProblemError):
@@ -97,13 +99,20 @@ async def list_links(
     offset: int = 0,
     limit: int | None = None,
 ) -> list[LinkView]:
-    """The participant's active links, oldest first."""
-    return await repo.active_links(session, participant_id, offset=offset, limit=limit)
+    """The participant's active links, oldest first, with each partner's code and name."""
+    links = await identity.active_links(session, participant_id, offset=offset, limit=limit)
+    partners = await partner_labels(session, {link.partner_id for link in links})
+    return [
+        LinkView(
+            link.id, partners[link.partner_id].code, partners[link.partner_id].name, link.linked_at
+        )
+        for link in links
+    ]
 
 
 async def unlink(
     session: AsyncSession, participant_id: uuid.UUID, link_id: int, now: datetime
 ) -> None:
     """Stop crediting this identity to the participant from now on."""
-    if not await repo.end_link(session, participant_id, link_id, now):
+    if not await identity.end_link(session, participant_id, link_id, now):
         raise LinkNotFoundError(_("no active link %(link_id)s on this account", link_id=link_id))

@@ -3,11 +3,12 @@
 Each domain exports and erases its own tables, through its own functions; this module only
 asks them, in the request's one transaction, in one fixed order, and assembles the document:
 
-- participants (`service`): the participant, identity links, link tokens used; erasure renames
-  the participant and deletes the links;
+- participants (`service`): the participant and the link tokens used; erasure renames the
+  participant;
 - accounts (`privacy`): the user, memberships, sessions; erasure clears the login and password
   hashes, ends every token, deletes the sessions and memberships;
-- crediting (`privacy`): events, credits, cap usage; kept;
+- crediting (`privacy`): identity links, events, credits, cap usage; erasure deletes the
+  identity links and keeps the rest;
 - ledger (`privacy`): accounts, postings, lots, holds; kept;
 - redemption (`privacy`): redemptions, redemption codes; erasure deletes the codes;
 - review (`privacy`): flagged credits and their decisions; kept, reviewers' notes cleared.
@@ -57,7 +58,7 @@ SECTIONS: Final = (
     ("user", "accounts"),
     ("organisations", "accounts"),
     ("sessions", "accounts"),
-    ("identity_links", "participants"),
+    ("identity_links", "crediting"),
     ("events", "crediting"),
     ("credits", "crediting"),
     ("accounts", "ledger"),

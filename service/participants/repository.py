@@ -9,24 +9,17 @@ app's read pool), never through the ORM.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.models import (
-    Credit,
-    IdentityLink,
-    OrganisationMember,
-    Participant,
-    Partner,
-    PartnerEvent,
-    PartnerTokenUse,
-    User,
-)
+from service.accounts import member_participant_ids
+from service.crediting.reads import credited_grams
+from service.models import Participant, PartnerTokenUse
 
 ParticipantFilter = ColumnElement[bool]
 """Which participants a leaderboard ranks (a region's, an organisation's)."""
@@ -45,11 +38,7 @@ def region_filter(region: str) -> ParticipantFilter:
 
 def organisation_filter(organisation_id: uuid.UUID) -> ParticipantFilter:
     """Participants who are members (users) of the organisation, and the organisation itself."""
-    members = (
-        select(User.participant_id)
-        .join(OrganisationMember, OrganisationMember.user_id == User.id)
-        .where(OrganisationMember.organisation_id == organisation_id)
-    )
+    members = member_participant_ids(organisation_id)
     return or_(Participant.id.in_(members), Participant.id == organisation_id)
 
 
@@ -60,20 +49,14 @@ async def top_by_grams(
     end: datetime,
     limit: int,
 ) -> list[GramsRank]:
-    grams = func.sum(Credit.grams)
+    """The filter's participants (erased ones left out) by grams credited in [start, end):
+    crediting's sums, ranked here. One statement."""
+    candidates = select(Participant.id).where(participant_filter, Participant.erased_at.is_(None))
+    sums = credited_grams(candidates, start, end).subquery()
     rows = await session.execute(
-        select(Credit.participant_id, Participant.display_name, grams.label("grams"))
-        .join(Participant, Participant.id == Credit.participant_id)
-        .join(PartnerEvent, PartnerEvent.id == Credit.event_id)
-        .where(
-            participant_filter,
-            Credit.occurred_at >= start,
-            Credit.occurred_at < end,
-            PartnerEvent.status != "retracted",
-            Participant.erased_at.is_(None),
-        )
-        .group_by(Credit.participant_id, Participant.display_name)
-        .order_by(grams.desc(), Credit.participant_id)
+        select(sums.c.participant_id, Participant.display_name, sums.c.grams)
+        .join(Participant, Participant.id == sums.c.participant_id)
+        .order_by(sums.c.grams.desc(), sums.c.participant_id)
         .limit(limit)
     )
     return [GramsRank(pid, name, int(total)) for pid, name, total in rows]
@@ -103,41 +86,6 @@ async def use_partner_token(
     return used.scalar() is not None
 
 
-async def active_links(
-    session: AsyncSession,
-    participant_id: uuid.UUID,
-    *,
-    offset: int = 0,
-    limit: int | None = None,
-) -> list[LinkView]:
-    rows = await session.execute(
-        select(IdentityLink.id, Partner.code, Partner.name, IdentityLink.linked_at)
-        .join(Partner, Partner.id == IdentityLink.partner_id)
-        .where(IdentityLink.participant_id == participant_id, IdentityLink.unlinked_at.is_(None))
-        .order_by(IdentityLink.linked_at, IdentityLink.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return [LinkView(*row) for row in rows]
-
-
-async def end_link(
-    session: AsyncSession, participant_id: uuid.UUID, link_id: int, now: datetime
-) -> bool:
-    """Mark the participant's active link unlinked; False when there is no such link."""
-    result = await session.execute(
-        update(IdentityLink)
-        .where(
-            IdentityLink.id == link_id,
-            IdentityLink.participant_id == participant_id,
-            IdentityLink.unlinked_at.is_(None),
-        )
-        .values(unlinked_at=now)
-        .returning(IdentityLink.id)
-    )
-    return result.scalar() is not None
-
-
 # --- a participant's own rows, for export and erasure (privacy) -----------------------------
 
 
@@ -148,17 +96,6 @@ class ParticipantRecord:
     display_name: str
     region: str | None
     created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class IdentityLinkRecord:
-    """A link, active or ended: the keyed hash of the identity, never the number itself."""
-
-    id: int
-    subject_hash: bytes
-    linked_at: datetime
-    unlinked_at: datetime | None
-    partner: str  # the partner's code
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,24 +122,6 @@ async def participant_record(
     return ParticipantRecord(*row) if row is not None else None
 
 
-async def link_records(
-    session: AsyncSession, participant_id: uuid.UUID
-) -> list[IdentityLinkRecord]:
-    rows = await session.execute(
-        select(
-            IdentityLink.id,
-            IdentityLink.subject_hash,
-            IdentityLink.linked_at,
-            IdentityLink.unlinked_at,
-            Partner.code,
-        )
-        .join(Partner, Partner.id == IdentityLink.partner_id)
-        .where(IdentityLink.participant_id == participant_id)
-        .order_by(IdentityLink.id)
-    )
-    return [IdentityLinkRecord(*row) for row in rows]
-
-
 async def token_use_records(
     session: AsyncSession, participant_id: uuid.UUID
 ) -> list[TokenUseRecord]:
@@ -225,8 +144,40 @@ async def erase_participant(
     )
 
 
-async def delete_links(session: AsyncSession, participant_id: uuid.UUID) -> None:
-    await session.execute(delete(IdentityLink).where(IdentityLink.participant_id == participant_id))
+async def insert_participant(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    kind: str,
+    display_name: str,
+    region: str | None,
+) -> None:
+    await session.execute(
+        insert(Participant).values(
+            id=participant_id, kind=kind, display_name=display_name, region=region
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLabel:
+    """How a participant is shown: name and region."""
+
+    display_name: str
+    region: str | None
+
+
+async def labels(
+    session: AsyncSession, participant_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, ParticipantLabel]:
+    if not participant_ids:
+        return {}
+    rows = await session.execute(
+        select(Participant.id, Participant.display_name, Participant.region).where(
+            Participant.id.in_(participant_ids)
+        )
+    )
+    return {pid: ParticipantLabel(name, region) for pid, name, region in rows}
 
 
 async def insert_missing_participants(

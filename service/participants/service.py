@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -25,8 +25,8 @@ from service.ledger import service as ledger
 from service.observability import get_logger
 from service.participants import repository as repo
 from service.participants.repository import (
-    IdentityLinkRecord,
     ParticipantFilter,
+    ParticipantLabel,
     ParticipantRecord,
     TokenUseRecord,
 )
@@ -349,31 +349,28 @@ def region_filter(region: str) -> ParticipantFilter:
 PRIVACY_TABLES: Final = PrivacyTables(
     exported={
         "participants": "participant",
-        "identity_links": "identity_links",
         "partner_token_uses": "link_tokens_used",
     },
-    erased=frozenset({"participants", "identity_links"}),
+    erased=frozenset({"participants"}),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class ParticipantExport:
     participant: ParticipantRecord
-    identity_links: list[IdentityLinkRecord]
     link_tokens_used: list[TokenUseRecord]
 
 
 async def export_participant(
     session: AsyncSession, participant_id: uuid.UUID
 ) -> ParticipantExport | None:
-    """The participant, every identity link (ended ones too) and the link tokens used; None
-    for an unknown participant."""
+    """The participant and the link tokens used; None for an unknown participant (identity
+    links are crediting's: `service.crediting.privacy`)."""
     participant = await repo.participant_record(session, participant_id)
     if participant is None:
         return None
     return ParticipantExport(
         participant=participant,
-        identity_links=await repo.link_records(session, participant_id),
         link_tokens_used=await repo.token_use_records(session, participant_id),
     )
 
@@ -381,10 +378,31 @@ async def export_participant(
 async def erase_participant(
     session: AsyncSession, participant_id: uuid.UUID, now: datetime
 ) -> None:
-    """Overwrite the name and region (the row's lock is the erasure's first), then remove every
-    link to a partner identity: nothing connects the participant id to a person any more."""
+    """Overwrite the name and region (the row's lock is the erasure's first; crediting then
+    deletes the identity links, so that nothing connects the participant id to a person)."""
     await repo.erase_participant(session, participant_id, ERASED_NAME, now)
-    await repo.delete_links(session, participant_id)
+
+
+async def create_participant(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    kind: str,
+    display_name: str,
+    region: str | None,
+) -> None:
+    """A new participant (a citizen's or a business's points account), in the caller's
+    transaction."""
+    await repo.insert_participant(
+        session, participant_id, kind=kind, display_name=display_name, region=region
+    )
+
+
+async def participant_labels(
+    session: AsyncSession, participant_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, ParticipantLabel]:
+    """Each participant's display name and region, by id. One statement."""
+    return await repo.labels(session, participant_ids)
 
 
 async def ensure_participants(

@@ -8,7 +8,7 @@ credential cache: its statement is built once, here, at import.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -27,6 +27,13 @@ _CREDENTIAL_WITH_PARTNER = (
 _ACTIVE_SCOPES = select(Partner.allowed_action_types, Partner.region).where(
     Partner.status == "active"
 )
+
+
+class PartnerLabel(NamedTuple):
+    """How a partner is shown to people: its code and name."""
+
+    code: str
+    name: str
 
 
 class CredentialWithPartner(NamedTuple):
@@ -75,6 +82,15 @@ class PartnerRepository:
 
     async def partner(self, partner_id: uuid.UUID) -> Partner | None:
         return await self.session.get(Partner, partner_id)
+
+    async def labels(self, partner_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, PartnerLabel]:
+        """Each partner's code and name, by id. One statement."""
+        if not partner_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Partner.id, Partner.code, Partner.name).where(Partner.id.in_(partner_ids))
+        )
+        return {pid: PartnerLabel(code, name) for pid, code, name in rows}
 
     async def partner_by_code(self, code: str) -> Partner | None:
         return await self.session.scalar(select(Partner).where(Partner.code == code))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,7 +13,7 @@ from service.fields import CODE_PATTERN
 from service.models import Partner, PartnerCredential
 from service.partners.credentials import IssuedCredential, derive_secret, issue_credential
 from service.partners.errors import PartnerKeyNotFoundError, PartnerNotFoundError
-from service.partners.repository import PartnerRepository
+from service.partners.repository import PartnerLabel, PartnerRepository
 
 KINDS = ("transit", "bikeshare", "maas", "utility", "retail", "waste")
 _CODE = re.compile(CODE_PATTERN)
@@ -57,6 +57,13 @@ async def partner_by_id(session: AsyncSession, partner_id: uuid.UUID) -> Partner
     if partner is None:
         raise PartnerNotFoundError(f"no partner {partner_id}")
     return partner
+
+
+async def partner_labels(
+    session: AsyncSession, partner_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, PartnerLabel]:
+    """Each known partner's code and name, by id (unknown ids are left out)."""
+    return await PartnerRepository.from_session(session).labels(partner_ids)
 
 
 async def partner_by_code(session: AsyncSession, code: str) -> Partner:

@@ -10,22 +10,19 @@ request's cost (docs/performance.md, issue 12).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, delete, func, or_, select, text
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import driver
 from service.ledger import hold_is_live_sql
-from service.models import (
-    Merchant,
-    Offer,
-    Redemption,
-    RedemptionToken,
-)
+from service.merchants import LOCK_OFFER_SQL, OFFER_TERMS_SQL
+from service.models import Redemption, RedemptionToken
 from service.webhooks import subscribed_endpoints_sql
 
 
@@ -83,14 +80,6 @@ class RedemptionCodeRecord:
     used_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogueRow:
-    offer: Offer
-    merchant_code: str
-    merchant_name: str
-    taken: int
-
-
 # With the merchant's webhook subscribers to the event the call will announce: the
 # webhooks domain's own subquery, so that announcing costs no statement when nobody listens.
 _AUTHORISED_SUBSCRIBERS = subscribed_endpoints_sql("'merchant'", "$4", "'redemption.authorised'")
@@ -103,16 +92,13 @@ _CONSUME_CODE = f"""
     )
     SELECT token.participant_id, o.points_price, o.valid_from, o.valid_to, o.stock,
            o.per_user_limit, {_AUTHORISED_SUBSCRIBERS} AS subscribers
-    FROM token LEFT JOIN offers AS o ON o.id = $3 AND o.merchant_id = $4
+    FROM token LEFT JOIN ({OFFER_TERMS_SQL}) AS o ON o.id = $3 AND o.merchant_id = $4
 """  # noqa: S608 (constant SQL; values are bound)
 # Taken: redemptions whose hold is pending or captured (a voided or expired hold gives its
 # stock back without anyone having to remember to).
 # The locked row's terms are returned: a row locked after a wait is its latest version, so
 # its stock and limit are current even if the offer changed while this request waited.
-_LOCK_OFFER = """
-    SELECT points_price, valid_from, valid_to, stock, per_user_limit
-    FROM offers WHERE id = $1 FOR UPDATE
-"""
+_LOCK_OFFER = LOCK_OFFER_SQL
 _OFFER_TAKEN = f"""
     SELECT count(*), count(*) FILTER (WHERE r.participant_id = $2)
     FROM redemptions AS r
@@ -242,38 +228,17 @@ class RedemptionRepository:
         rows = await connection.fetch(_BY_HOLDS, hold_ids)
         return [(RedemptionRow(*row[:8]), list(row[8])) for row in rows]
 
-    async def catalogue(
-        self,
-        *,
-        now: datetime,
-        region: str | None,
-        merchant_code: str | None,
-        offset: int,
-        limit: int | None,
-    ) -> list[CatalogueRow]:
-        """Offers valid now at active merchants, cheapest first, with what is taken of each."""
-        taken = (
-            select(func.count())
-            .select_from(Redemption)
-            .where(Redemption.offer_id == Offer.id, _LIVE_HOLD)
-            .scalar_subquery()
+    async def taken(self, offer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Each offer's stock taken: redemptions whose hold is pending or captured. One
+        statement."""
+        if not offer_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Redemption.offer_id, func.count())
+            .where(Redemption.offer_id.in_(offer_ids), _LIVE_HOLD)
+            .group_by(Redemption.offer_id)
         )
-        query: Any = (
-            select(Offer, Merchant.code, Merchant.name, taken.label("taken"))
-            .join(Merchant, Merchant.id == Offer.merchant_id)
-            .where(Offer.valid_from <= now, Offer.valid_to > now, Merchant.status == "active")
-            .order_by(Offer.points_price, Offer.id)
-            .offset(offset)
-            .limit(limit)
-        )
-        if region is not None:
-            query = query.where(or_(Offer.region.is_(None), Offer.region == region))
-        if merchant_code is not None:
-            query = query.where(Merchant.code == merchant_code)
-        return [
-            CatalogueRow(offer, code, name, int(n))
-            for offer, code, name, n in await self.session.execute(query)
-        ]
+        return {offer_id: int(n) for offer_id, n in rows if offer_id is not None}
 
     async def redemptions_of(self, participant_id: uuid.UUID) -> list[RedemptionRecord]:
         rows = await self.session.execute(

@@ -25,6 +25,7 @@ from service.errors import ConflictError
 from service.i18n import _
 from service.ledger import service as ledger
 from service.ledger.schemas import Status
+from service.merchants import offers_on_sale
 from service.redemption.errors import (
     OfferUnavailableError,
     RedemptionNotFoundError,
@@ -100,24 +101,29 @@ async def catalogue(
     limit: int | None = None,
 ) -> list[OfferOut]:
     """Offers valid now, for the app, cheapest first; filter by region and merchant."""
-    rows = await RedemptionRepository.from_session(session).catalogue(
-        now=now, region=region, merchant_code=merchant_code, offset=offset, limit=limit
+    rows = await offers_on_sale(
+        session, now=now, region=region, merchant_code=merchant_code, offset=offset, limit=limit
+    )
+    taken = await RedemptionRepository.from_session(session).taken(
+        [offer.id for offer, _, _ in rows if offer.stock is not None]
     )
     return [
         OfferOut(
-            id=row.offer.id,
-            merchant_code=row.merchant_code,
-            merchant_name=row.merchant_name,
-            title=row.offer.title,
-            points_price=row.offer.points_price,
-            face_value_fen=row.offer.face_value_fen,
-            stock_left=None if row.offer.stock is None else max(0, row.offer.stock - row.taken),
-            per_user_limit=row.offer.per_user_limit,
-            region=row.offer.region,
-            valid_from=row.offer.valid_from,
-            valid_to=row.offer.valid_to,
+            id=offer.id,
+            merchant_code=merchant_code_,
+            merchant_name=merchant_name,
+            title=offer.title,
+            points_price=offer.points_price,
+            face_value_fen=offer.face_value_fen,
+            stock_left=None
+            if offer.stock is None
+            else max(0, offer.stock - taken.get(offer.id, 0)),
+            per_user_limit=offer.per_user_limit,
+            region=offer.region,
+            valid_from=offer.valid_from,
+            valid_to=offer.valid_to,
         )
-        for row in rows
+        for offer, merchant_code_, merchant_name in rows
     ]
 
 

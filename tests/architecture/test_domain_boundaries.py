@@ -122,3 +122,141 @@ def test_the_public_module_check_sees_a_private_import() -> None:
     sample = "from service.ledger import repository\nfrom service.ledger.service import credit\n"
     assert _reaches_into(sample, "redemption", public) == ["service.ledger.repository"]
     assert _reaches_into(sample, "ledger", public) == []
+
+
+# --- every table has one owner: no other code names it in SQL or queries its model ------------
+
+TABLE_OWNERS = {
+    "admin_audit_log": "audit",
+    "admins": "admin",
+    "cap_usage": "crediting",
+    "credits": "crediting",
+    "identity_links": "crediting",
+    "partner_events": "crediting",
+    "idempotency_keys": "idempotency",
+    "ledger_accounts": "ledger",
+    "ledger_hold_resolutions": "ledger",
+    "ledger_holds": "ledger",
+    "ledger_lot_movements": "ledger",
+    "ledger_lots": "ledger",
+    "ledger_postings": "ledger",
+    "ledger_transactions": "ledger",
+    "merchant_api_keys": "merchants",
+    "merchant_terminals": "merchants",
+    "merchants": "merchants",
+    "offers": "merchants",
+    "methodology_drafts": "methodologies",
+    "methodology_versions": "methodologies",
+    "organisation_members": "accounts",
+    "organisations": "accounts",
+    "refresh_tokens": "accounts",
+    "users": "accounts",
+    "participants": "participants",
+    "partner_token_uses": "participants",
+    "partner_credentials": "partners",
+    "partners": "partners",
+    "redemption_tokens": "redemption",
+    "redemptions": "redemption",
+    "review_flags": "review",
+    "review_rules": "review",
+    "webhook_attempts": "webhooks",
+    "webhook_endpoints": "webhooks",
+    "webhook_messages": "webhooks",
+}
+# `service/fields.py` reads column lengths off the models: the one place a schema's limits
+# come from. It queries nothing.
+SHARED_LIMITS = {"fields.py"}
+SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+([a-z_]+)\b")
+
+
+def _model_tables() -> dict[str, str]:
+    """Model class name -> its table, read from `service/models/` without importing it."""
+    found = {}
+    for path in sorted((ROOT / "models").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for item in node.body:
+                if (
+                    isinstance(item, ast.Assign)
+                    and isinstance(item.targets[0], ast.Name)
+                    and item.targets[0].id == "__tablename__"
+                    and isinstance(item.value, ast.Constant)
+                ):
+                    found[node.name] = str(item.value.value)
+    return found
+
+
+def _annotation_nodes(tree: ast.AST) -> set[int]:
+    """The ids of every node inside an annotation (a type is not a query)."""
+    inside: set[int] = set()
+    roots: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign):
+            roots.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if node.returns is not None:
+                roots.append(node.returns)
+            arguments = node.args
+            for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]:
+                if arg.annotation is not None:
+                    roots.append(arg.annotation)
+    for root in roots:
+        inside.update(id(child) for child in ast.walk(root))
+    return inside
+
+
+def _foreign_tables(source: str, owner: str | None, models: dict[str, str]) -> list[str]:
+    """Other domains' tables this module names in SQL, or whose models it uses as more than a
+    type."""
+    tree = ast.parse(source)
+    found = []
+    foreign_models = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("service.models"):
+            for alias in node.names:
+                table = models.get(alias.name)
+                if table is not None and TABLE_OWNERS.get(table) != owner:
+                    foreign_models[alias.asname or alias.name] = table
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for match in SQL_TABLE.finditer(node.value):
+                table = match.group(1)
+                if table in TABLE_OWNERS and TABLE_OWNERS[table] != owner:
+                    found.append(f"names {table} ({TABLE_OWNERS[table]}'s) in SQL")
+    annotations = _annotation_nodes(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in foreign_models and id(node) not in annotations:
+            table = foreign_models[node.id]
+            found.append(f"queries {node.id} ({TABLE_OWNERS[table]}'s {table})")
+    return sorted(set(found))
+
+
+def test_every_table_is_touched_only_by_its_owner() -> None:
+    models = _model_tables()
+    assert set(models.values()) == set(TABLE_OWNERS), "a table without an owner here"
+    violations = []
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT).parts
+        if parts[0] in ("models", "migrations.py") or parts[0] in SHARED_LIMITS:
+            continue
+        owner = parts[0] if len(parts) > 1 else None
+        for message in _foreign_tables(path.read_text(), owner, models):
+            violations.append(f"{path.relative_to(ROOT.parent)} {message}")
+    assert violations == []
+
+
+def test_the_owner_check_sees_a_foreign_table() -> None:
+    models = {"Credit": "credits", "Participant": "participants"}
+    sample = (
+        "from service.models import Credit, Participant\n"
+        "def rank(p: Participant) -> Credit:\n"
+        "    return select(Credit.grams)\n"
+        "SQL = 'SELECT 1 FROM participants JOIN credits ON true'\n"
+    )
+    assert _foreign_tables(sample, "participants", models) == [
+        "names credits (crediting's) in SQL",
+        "queries Credit (crediting's credits)",
+    ]
+    assert _foreign_tables(sample, "crediting", models) == [
+        "names participants (participants's) in SQL"
+    ]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -23,8 +24,20 @@ from service.models import Participant
 from service.partners.credentials import IssuedCredential, issue_credential
 from service.partners.service import create_partner
 
-# Within every claim window, whatever day the suite runs.
-TRIP_AT = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
+
+def _trip_at(now: datetime) -> datetime:
+    """Three hours ago, inside every claim window (the shortest is three days), unless that
+    is before the programme's midnight (Asia/Shanghai): tests lay trips over the next two and
+    a half hours and count them against daily caps, so they must fall on one programme day.
+    Then 21:00 of the day before."""
+    local_now = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    if local_now.hour >= 3:
+        return (now - timedelta(hours=3)).replace(microsecond=0)
+    evening = (local_now - timedelta(days=1)).replace(hour=21, minute=0, second=0, microsecond=0)
+    return evening.astimezone(UTC)
+
+
+TRIP_AT = _trip_at(datetime.now(UTC))
 
 
 @dataclass

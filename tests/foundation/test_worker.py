@@ -4,6 +4,7 @@ stops the process cleanly."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -116,8 +117,20 @@ def test_sigterm_stops_the_worker_cleanly(test_settings: Settings) -> None:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    assert process.stdout is not None
+    seen: list[bytes] = []
     try:
-        time.sleep(3)
+        # SIGTERM once it says it started (its handler is in place by then), however long a
+        # loaded machine takes to import it; then a moment of running jobs.
+        deadline = time.monotonic() + 60
+        while not any(b"worker started" in line for line in seen):
+            assert time.monotonic() < deadline, b"".join(seen).decode(errors="replace")
+            ready, _, _ = select.select([process.stdout], [], [], 0.5)
+            if ready:
+                line = process.stdout.readline()
+                assert line, "the worker exited on its own: " + b"".join(seen).decode()
+                seen.append(line)
+        time.sleep(1)
         assert process.poll() is None, "the worker exited on its own"
         os.killpg(process.pid, signal.SIGTERM)
         code = process.wait(timeout=30)
@@ -125,8 +138,7 @@ def test_sigterm_stops_the_worker_cleanly(test_settings: Settings) -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.stdout is not None
-    output = process.stdout.read().decode(errors="replace")
+    output = (b"".join(seen) + process.stdout.read()).decode(errors="replace")
     assert code == 0, output
     assert "worker started" in output and "worker stopping" in output, output
     assert "Traceback" not in output, output

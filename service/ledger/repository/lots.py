@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,7 +109,13 @@ async def open_lots_at(session: AsyncSession, account_id: int, now: datetime) ->
     return [OpenLot(row[0], row[1], row[2]) for row in rows]
 
 
-async def due_lots(session: AsyncSession, now: datetime, limit: int) -> list[Any]:
+class DueLot(NamedTuple):
+    id: int
+    account_id: int
+    last_movement: int  # the id of the lot's latest movement
+
+
+async def due_lots(session: AsyncSession, now: datetime, limit: int) -> list[DueLot]:
     """Lots past expiry with points left, with the id of their latest movement."""
     last_movement = (
         select(func.max(_movements.c.id)).where(_movements.c.lot_id == _lots.c.id).scalar_subquery()
@@ -120,7 +126,7 @@ async def due_lots(session: AsyncSession, now: datetime, limit: int) -> list[Any
         .order_by(_lots.c.account_id, _lots.c.id)
         .limit(limit)
     )
-    return list(rows)
+    return [DueLot(*row) for row in rows]
 
 
 async def lots_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, OpenLot]:

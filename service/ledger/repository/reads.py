@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,63 @@ from service.ledger.plan import (
     participant_account_code,
 )
 from service.ledger.repository.postings import _accounts, _holds, _lots, _postings, _transactions
+
+
+class BalanceRow(NamedTuple):
+    """An account of the participant (asset POINTS, GCO2E or DEBT), or the points of its open
+    lots that expire at one time (asset 'LOT', `posted` holding them)."""
+
+    asset: str
+    posted: int
+    held: int
+    expires_at: datetime | None
+
+
+class HistoryRow(NamedTuple):
+    """A posting to the participant's POINTS account, with its transaction."""
+
+    account_seq: int
+    amount: int
+    kind: str
+    request: dict[str, Any]  # the transaction's request document (JSON)
+    created_at: datetime
+    reverses_credit_id: str | None  # on a reversal, the reversed credit's id
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    id: int
+    asset: str
+    posted: int
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostingRecord:
+    id: int
+    account_id: int
+    asset: str
+    amount: int
+    transaction_id: int
+    kind: str
+    request: dict[str, Any]  # the transaction's request document (JSON)
+
+
+@dataclass(frozen=True, slots=True)
+class LotRecord:
+    id: int
+    amount: int
+    remaining: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRecord:
+    id: int
+    amount: int
+    expires_at: datetime
+    created_at: datetime
+
 
 # The app's hot reads: plain SQL with asyncpg's placeholders, run through a `Reader` (the
 # read pool's connection, or a session).
@@ -34,17 +91,18 @@ _BALANCE = """
 """
 
 
-async def balance_rows(source: Reader, participant_id: uuid.UUID) -> Sequence[Any]:
+async def balance_rows(source: Reader, participant_id: uuid.UUID) -> list[BalanceRow]:
     """Rows of (asset, posted, held, expires_at), one round trip: one per account of the
     participant that exists, then one per expiry date of its open points lots (asset 'LOT',
     posted holding the points that expire then), soonest first. The lots are found by
     ix_ledger_lots_open_by_account."""
-    return await source.rows(
+    rows = await source.rows(
         _BALANCE,
         participant_account_code(participant_id, "POINTS"),
         participant_account_code(participant_id, "GCO2E"),
         participant_account_code(participant_id, "DEBT"),
     )
+    return [BalanceRow(*row) for row in rows]
 
 
 # A reversal names the credit transaction it takes back (request.reverses); the join reads
@@ -76,11 +134,11 @@ async def history_rows(
     kinds: Sequence[str] | None,
     since: datetime | None,
     until: datetime | None,
-) -> Sequence[Any]:
+) -> list[HistoryRow]:
     """A page of the participant's POINTS postings, newest first: (account_seq, amount, kind,
     request, created_at, reverses_credit_id). One statement, the account found by its code;
     `reverses_credit_id` is the reversed credit's id on a reversal, else None."""
-    return await source.rows(
+    rows = await source.rows(
         _HISTORY,
         participant_account_code(participant_id, "POINTS"),
         before_seq,
@@ -89,6 +147,7 @@ async def history_rows(
         until,
         limit,
     )
+    return [HistoryRow(*row) for row in rows]
 
 
 _HOLD_STATE = text(
@@ -147,17 +206,21 @@ async def settlement_lines(
     return [(at, kind, tx, amount) for at, kind, tx, amount in rows]
 
 
-async def participant_accounts(session: AsyncSession, participant_id: uuid.UUID) -> list[Any]:
+async def participant_accounts(
+    session: AsyncSession, participant_id: uuid.UUID
+) -> list[AccountRecord]:
     """(id, asset, posted, held) of every account the participant owns."""
     rows = await session.execute(
         select(_accounts.c.id, _accounts.c.asset, _accounts.c.posted, _accounts.c.held)
         .where(_accounts.c.owner_id == participant_id)
         .order_by(_accounts.c.id)
     )
-    return list(rows)
+    return [AccountRecord(*row) for row in rows]
 
 
-async def postings_of_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[Any]:
+async def postings_of_accounts(
+    session: AsyncSession, account_ids: Sequence[int]
+) -> list[PostingRecord]:
     """(id, account, asset, amount, transaction, kind, request) of the accounts' postings."""
     rows = await session.execute(
         select(
@@ -173,24 +236,24 @@ async def postings_of_accounts(session: AsyncSession, account_ids: Sequence[int]
         .where(_postings.c.account_id.in_(account_ids))
         .order_by(_postings.c.id)
     )
-    return list(rows)
+    return [PostingRecord(*row) for row in rows]
 
 
-async def lots_of_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[Any]:
+async def lots_of_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[LotRecord]:
     """(id, amount, remaining, expires_at) of the accounts' lots."""
     rows = await session.execute(
         select(_lots.c.id, _lots.c.amount, _lots.c.remaining, _lots.c.expires_at)
         .where(_lots.c.account_id.in_(account_ids))
         .order_by(_lots.c.id)
     )
-    return list(rows)
+    return [LotRecord(*row) for row in rows]
 
 
-async def holds_of_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[Any]:
+async def holds_of_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[HoldRecord]:
     """(id, amount, expires_at, created_at) of the accounts' holds."""
     rows = await session.execute(
         select(_holds.c.id, _holds.c.amount, _holds.c.expires_at, _holds.c.created_at)
         .where(_holds.c.account_id.in_(account_ids))
         .order_by(_holds.c.id)
     )
-    return list(rows)
+    return [HoldRecord(*row) for row in rows]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +14,7 @@ from service.ledger import repository as repo
 from service.ledger.errors import (
     HoldNotFoundError,
 )
+from service.ledger.repository.reads import HistoryRow
 from service.ledger.schemas import (
     Balance,
     HoldState,
@@ -28,6 +28,7 @@ async def balance(source: AsyncSession | Reader, participant_id: uuid.UUID) -> B
     expiring: list[tuple[datetime, int]] = []
     for asset, posted, held, expires_at in await repo.balance_rows(reader(source), participant_id):
         if asset == "LOT":
+            assert expires_at is not None  # every lot expires (ledger_lots.expires_at NOT NULL)
             expiring.append((expires_at, posted))
         else:
             accounts[asset] = (posted, held)
@@ -68,7 +69,7 @@ async def history(
     kinds: Sequence[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> Sequence[Any]:
+) -> list[HistoryRow]:
     """A page of the participant's points postings, newest first: rows of (account_seq,
     amount, kind, request, created_at, reverses_credit_id: the credit a reversal takes back).
     One statement."""
