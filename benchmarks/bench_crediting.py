@@ -141,9 +141,11 @@ CREDITED = frozenset({"credited", "capped"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 SERVICE = "service"
+SERVICE_FLAGS = "service, flags on"
 MINIMAL = "minimal floor"
 SAME_WRITES = "same-writes floor"
 FLOORS = (MINIMAL, SAME_WRITES)
+SERVICES = (SERVICE, SERVICE_FLAGS)
 
 # PRODUCT.md, Targets ("target now"), each judged in the same run as its floors.
 TARGET_BATCHED = 8_000.0  # credited events/s, signed batches of 500 ...
@@ -228,6 +230,44 @@ async def populate(database_url: str, secrets_env: dict[str, str], participants:
     finally:
         await conn.close()
     return Setup(database_url, issued.partner_id, issued.key_id, issued.secret, cards)
+
+
+# Every flag rule on, at its default thresholds, except the partner-volume rule's floor: the
+# benchmark's one partner has no history, so at its default it would flag every credit after
+# the first minute. Raised above any rate here, the rule still runs (its refresher's query once
+# a minute per worker) without flagging everything.
+FLAG_RULES_SQL = """
+UPDATE review_rules SET enabled = true;
+UPDATE review_rules SET params = params || '{"min_events_per_hour": 100000000}'::jsonb
+WHERE rule = 'partner_volume';
+"""
+
+
+async def enable_flag_rules(database_url: str) -> None:
+    conn = await asyncpg.connect(to_asyncpg_dsn(database_url))
+    try:
+        await conn.execute(FLAG_RULES_SQL)
+    finally:
+        await conn.close()
+
+
+async def flagged_share(database_url: str) -> str:
+    """How many credits the rules flagged (their points held), and by which rules."""
+    conn = await asyncpg.connect(to_asyncpg_dsn(database_url))
+    try:
+        credits = await conn.fetchval("SELECT count(*) FROM credits WHERE points > 0")
+        rows = await conn.fetch(
+            "SELECT rule, count(*) AS n FROM review_flags, unnest(rules) AS rule"
+            " GROUP BY rule ORDER BY rule"
+        )
+        flagged = await conn.fetchval("SELECT count(*) FROM review_flags")
+    finally:
+        await conn.close()
+    rules = ", ".join(f"{r['rule']} {r['n']:,}" for r in rows) or "none"
+    share = flagged / credits if credits else 0.0
+    return (
+        f"flagged: {flagged:,} of {credits:,} credits with points ({share:.1%}); by rule: {rules}"
+    )
 
 
 # --- the servers ----------------------------------------------------------------------------
@@ -949,7 +989,9 @@ async def run(args: argparse.Namespace, targets: list[Target]) -> bool:
         print(f"  {t.name}:")
         await analyze(t.setup.database_url)
         lines = await (check_minimal(t) if t.name == MINIMAL else check(t))
-        verify = t.name == SERVICE or (t.name == SAME_WRITES and args.verify_floor)
+        if t.name == SERVICE_FLAGS:
+            lines.append(await flagged_share(t.setup.database_url))
+        verify = t.name in SERVICES or (t.name == SAME_WRITES and args.verify_floor)
         if verify and not args.skip_verify:
             lines.append(await run_verify(t.setup.database_url))
         for line in lines:
@@ -1074,6 +1116,18 @@ def summary(args: argparse.Namespace, targets: Sequence[Target], ok: bool) -> No
             of_min = ratio(service.throughput, floor_min.throughput if floor_min else None)
             of_same = ratio(service.throughput, floor_same.throughput if floor_same else None)
             print(f"  service / minimal floor: {of_min}; service / same-writes floor: {of_same}")
+        flags = per_server.get(SERVICE_FLAGS)
+        if service and flags:
+            # The flagging cost: the same load, interleaved, with every rule on and off.
+            pairs = " ".join(
+                f"{on / off:.3f}"
+                for on, off in zip(flags.rounds, service.rounds, strict=False)
+                if off
+            )
+            print(
+                f"  flags on / service: {ratio(flags.throughput, service.throughput)} "
+                f"(medians); per round: {pairs}"
+            )
     targets_table(args, by_phase, ok, any(t.name == SERVICE for t in targets))
 
 
@@ -1225,6 +1279,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         help="PgBouncer's server connections (default: --workers x --pool)",
     )
+    parser.add_argument(
+        "--flag-rules",
+        action="store_true",
+        help="also measure the service with every flag rule on (its own database), interleaved"
+        " with the others; the summary gives its ratio to the service",
+    )
     args = parser.parse_args()
     if args.single_duration is None:
         args.single_duration = args.duration
@@ -1243,7 +1303,14 @@ def main() -> None:
         "service": [SERVICE],
         "floors": [MINIMAL, SAME_WRITES],
     }[args.only]
-    databases = {SERVICE: name, MINIMAL: f"{name}_floor", SAME_WRITES: f"{name}_samewrites"}
+    if args.flag_rules and SERVICE in wanted:
+        wanted.insert(wanted.index(SERVICE) + 1, SERVICE_FLAGS)
+    databases = {
+        SERVICE: name,
+        SERVICE_FLAGS: f"{name}_flags",
+        MINIMAL: f"{name}_floor",
+        SAME_WRITES: f"{name}_samewrites",
+    }
     server_url = args.database_url
     secrets_env = {
         "CARBON_POINTS_PARTNER_SECRET_KEY": secrets.token_urlsafe(48),
@@ -1267,11 +1334,13 @@ def main() -> None:
     try:
         started = time.perf_counter()
         setups: dict[str, Setup] = {}
-        for target in (SERVICE, SAME_WRITES):
+        for target in (SERVICE, SERVICE_FLAGS, SAME_WRITES):
             if target in wanted:
                 url = database_url_for(server_url, databases[target])
                 migrations.upgrade(url)
                 setups[target] = asyncio.run(populate(url, secrets_env, args.participants))
+                if target == SERVICE_FLAGS:
+                    asyncio.run(enable_flag_rules(url))
         if MINIMAL in wanted:
             url = database_url_for(server_url, databases[MINIMAL])
             asyncio.run(create_minimal_schema(to_asyncpg_dsn(url)))
@@ -1290,7 +1359,7 @@ def main() -> None:
         # The service's pool is pool_size + max_overflow per worker (service/db.py); a floor's,
         # --pool per worker, closed again when idle.
         wanted_connections = sum(
-            args.workers * args.pool * (2 if w == SERVICE else 1) for w in wanted
+            args.workers * args.pool * (2 if w in SERVICES else 1) for w in wanted
         )
         limit = asyncio.run(max_connections(server_url))
         print(
@@ -1314,7 +1383,7 @@ def main() -> None:
             )
         for target in wanted:
             setup = setups[target]
-            if target == SERVICE:
+            if target in SERVICES:
                 env = {
                     **os.environ,
                     **secrets_env,

@@ -19,8 +19,10 @@ from service.accounts.endpoints import router as accounts_router
 from service.admin.endpoints import router as admin_router
 from service.config import Settings, get_settings
 from service.console.endpoints import install_console
+from service.crediting import flags
 from service.crediting.dependencies import crediting_settings
 from service.crediting.endpoints import router as crediting_router
+from service.crediting.flags import FlagRulesCache
 from service.crediting.group_commit import GroupCommitter
 from service.db import (
     create_engine,
@@ -48,6 +50,7 @@ from service.redis import create_redis
 from service.reductions.endpoints import public_router as registry_router
 from service.reductions.endpoints import router as reductions_router
 from service.reports.endpoints import router as reports_router
+from service.review.endpoints import router as review_router
 
 API_DESCRIPTION = """
 carbon-points credits verified low-carbon actions under published, versioned
@@ -87,6 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.partner_credentials = CredentialCache()
         app.state.merchant_keys = MerchantKeyCache()
         app.state.registry_cache = RegistryCache()
+        app.state.flag_rules = FlagRulesCache()
+        try:
+            async with app.state.sessionmaker() as session:
+                await app.state.flag_rules.refresh(session)
+        except Exception:
+            log.warning("flag rules not read at start-up", exc_info=True)
+        flag_refresher = flags.start(app.state.flag_rules, app.state.sessionmaker)
         app.state.crediting_validity = timedelta(days=settings.points_validity_days)
         app.state.batch_slots = asyncio.Semaphore(settings.batch_concurrency)
         app.state.single_events = GroupCommitter(
@@ -98,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await flags.stop(flag_refresher)
             await app.state.single_events.drain()
             await app.state.redis.aclose()
             await app.state.read_pool.close()
@@ -128,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_console(app)  # the admin web console at /admin (HTML, not in the OpenAPI document)
     app.include_router(reductions_router)
     app.include_router(registry_router)
+    app.include_router(review_router)
     return app
 
 

@@ -88,6 +88,12 @@ TAGS: list[dict[str, str]] = [
         "description": "The public registry of certified reductions: totals and serial blocks"
         " (no personal data); JSON or a page.",
     },
+    {
+        "name": "admin-review",
+        "description": "Administrators: the review queue of flagged credits (reviewers assign,"
+        " approve and reject; programme administrators and auditors read) and the flag rules"
+        " (programme administrators set them).",
+    },
     {"name": "operations", "description": "Liveness and readiness, for load balancers."},
 ]
 TAG_GROUPS = [
@@ -107,6 +113,7 @@ TAG_GROUPS = [
             "admin-merchants",
             "admin-reports",
             "admin-reductions",
+            "admin-review",
         ],
     },
     {"name": "Operations", "tags": ["operations"]},
@@ -261,6 +268,10 @@ _MORE_STATUSES: dict[str, set[int]] = {
     "backtest_methodology_draft": {404},
     "unschedule_methodology_draft": {404, 409},
     "list_methodology_versions": {400},  # a cursor this API did not return
+    "get_flag": {404},
+    "assign_flag": {404, 409},
+    "approve_flag": {404, 409},
+    "reject_flag": {404, 409},
     "create_partner": {409},
     "issue_partner_key": {404},
     "rotate_partner_key": {404, 409},

@@ -905,3 +905,92 @@ _ORGANISATION_EXAMPLES: dict[str, Any] = {
 }
 EXAMPLES.update(_ORGANISATION_EXAMPLES)
 EXAMPLES.update(REDUCTION_EXAMPLES)
+
+# --- the review queue (issue 16) -----------------------------------------------------------
+
+_REVIEWER = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
+_FLAG_OUT = {
+    "credit_id": "4711",
+    "participant_id": _PARTICIPANT,
+    "partner_id": "2f4e6a8c-0b1d-4e3f-9a5c-7d9e1f3a5b7c",
+    "action_type": "transit.metro",
+    "occurred_at": _AT,
+    "flagged_at": "2026-11-30T08:31:02+08:00",
+    "rules": ["velocity"],
+    "details": [{"rule": "velocity", "trips": 9, "window_minutes": 60, "max_trips": 8}],
+    "points": 140,
+    "grams": 140,
+    "status": "open",
+    "assignee": None,
+    "assigned_at": None,
+    "decided_by": None,
+    "decided_at": None,
+    "reason": None,
+    "reason_text": None,
+    "note": None,
+}
+_RULE_OUT = {
+    "rule": "velocity",
+    "enabled": True,
+    "params": {
+        "window_minutes": 60,
+        "max_trips": 6,
+        "action_types": ["transit.bus", "transit.metro", "mobility.bikeshare"],
+    },
+    "updated_at": "2026-11-30T09:00:00+08:00",
+    "updated_by": _ADMIN,
+}
+_DECIDED = {"decided_by": _REVIEWER, "decided_at": "2026-11-30T10:12:00+08:00"}
+EXAMPLES.update(
+    {
+        "list_flags": {
+            "parameters": {
+                "status": "open",
+                "rule": "velocity",
+                "assignee": "none",
+                "cursor": "4712",
+                "limit": 50,
+            },
+            "response": (200, {"items": [_FLAG_OUT], "next_cursor": "4711"}),
+        },
+        "get_flag": {"parameters": {"credit_id": 4711}, "response": (200, _FLAG_OUT)},
+        "assign_flag": {
+            "parameters": {"credit_id": 4711},
+            "request": {"assignee": _REVIEWER},
+            "response": (
+                200,
+                {**_FLAG_OUT, "assignee": _REVIEWER, "assigned_at": "2026-11-30T10:00:00+08:00"},
+            ),
+        },
+        "approve_flag": {
+            "parameters": {"credit_id": 4711},
+            "request": {"note": "a tour guide's day: checked with the partner"},
+            "response": (
+                200,
+                {**_FLAG_OUT, **_DECIDED, "status": "approved", "note": "a tour guide's day"},
+            ),
+        },
+        "reject_flag": {
+            "parameters": {"credit_id": 4711},
+            "request": {"reason": "implausible_trips", "note": "nine rides in 50 minutes"},
+            "response": (
+                200,
+                {
+                    **_FLAG_OUT,
+                    **_DECIDED,
+                    "status": "rejected",
+                    "reason": "implausible_trips",
+                    "reason_text": "taken back after review: the trips reported are more than"
+                    " one person can make",
+                    "note": "nine rides in 50 minutes",
+                },
+            ),
+        },
+        "list_rules": {"response": (200, {"items": [_RULE_OUT]})},
+        "set_rule": {
+            "parameters": {"rule": "velocity"},
+            "request": {"enabled": True, "params": {"max_trips": 6}},
+            "response": (200, _RULE_OUT),
+        },
+    }
+)

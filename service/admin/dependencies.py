@@ -19,6 +19,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import audit
 from service.accounts.dependencies import keyring
@@ -80,3 +81,12 @@ def require(*allowed: str) -> Callable[..., Awaitable[AdminPrincipal]]:
 
     dependency.allowed_roles = tuple(wanted)  # type: ignore[attr-defined]
     return dependency
+
+
+async def active_roles(session: AsyncSession, admin_id: uuid.UUID) -> frozenset[str] | None:
+    """The roles of an active administrator, or None (no such administrator, or disabled):
+    for other domains that name an administrator (a review's assignee)."""
+    admin = await repository.by_id(session, admin_id)
+    if admin is None or admin.status != "active":
+        return None
+    return frozenset(admin.roles)

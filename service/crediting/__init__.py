@@ -7,6 +7,7 @@ PUBLIC_MODULES = (
     "commands",
     "dependencies",
     "endpoints",
+    "flags",
     "group_commit",
     "identity",
     "privacy",

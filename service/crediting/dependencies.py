@@ -23,6 +23,7 @@ def crediting_settings(app: FastAPI) -> CreditingSettings:
     return CreditingSettings(
         pepper=state.secrets.identifier_pepper,
         validity=state.crediting_validity,
+        flags=state.flag_rules.current,
     )
 
 

@@ -283,10 +283,44 @@ _CLAIM_AND_LINK = text(
     """
 )
 
+# With the identity-churn flag rule on: also how many participants linked each subject
+# (still linked, or unlinked since :churn_since); one index probe per event
+# (ix_identity_links_subject_history).
+_CLAIM_AND_LINK_WITH_HOLDERS = text(
+    """
+    WITH claimed AS (
+        INSERT INTO partner_events (partner_id, external_id, content_hash, action_type,
+            occurred_at, received_at, subject_hash, region, quantities, place_ids, status,
+            reasons)
+        SELECT partner_id, external_id, decode(content_hash, 'hex'), action_type, occurred_at,
+            received_at, decode(subject_hash, 'hex'), region, quantities, place_ids,
+            'received', CAST('[]' AS jsonb)
+        FROM json_to_recordset(CAST(:events AS json))
+             AS e(partner_id uuid, external_id text, content_hash text, action_type text,
+                  occurred_at timestamptz, received_at timestamptz, subject_hash text,
+                  region text, quantities jsonb, place_ids jsonb)
+        ON CONFLICT (partner_id, external_id) DO NOTHING
+        RETURNING id, partner_id, external_id, subject_hash
+    )
+    SELECT c.id, c.partner_id, c.external_id, l.participant_id,
+        (SELECT count(DISTINCT h.participant_id) FROM identity_links AS h
+         WHERE h.partner_id = c.partner_id AND h.subject_hash = c.subject_hash
+           AND (h.unlinked_at IS NULL OR h.unlinked_at >= CAST(:churn_since AS timestamptz))
+        ) AS holders
+    FROM claimed AS c
+    LEFT JOIN identity_links AS l
+        ON l.partner_id = c.partner_id AND l.subject_hash = c.subject_hash
+        AND l.unlinked_at IS NULL
+    """
+)
+
 
 async def claim_and_link(
-    session: AsyncSession, rows: Sequence[dict[str, Any]]
-) -> dict[tuple[uuid.UUID, str], tuple[int, uuid.UUID | None]]:
+    session: AsyncSession,
+    rows: Sequence[dict[str, Any]],
+    *,
+    churn_since: datetime | None = None,
+) -> dict[tuple[uuid.UUID, str], tuple[int, uuid.UUID | None, int | None]]:
     """Insert the events not seen before and look up their subjects' links. One statement.
 
     Rows go in sorted by (partner, external id), a fixed lock order for the unique key.
@@ -300,10 +334,18 @@ async def claim_and_link(
     for row in ordered:
         row["content_hash"] = bytes(row["content_hash"]).hex()
         row["subject_hash"] = bytes(row["subject_hash"]).hex()
-    result = await session.execute(_CLAIM_AND_LINK, {"events": json_text(ordered)})
+    if churn_since is None:
+        result = await session.execute(_CLAIM_AND_LINK, {"events": json_text(ordered)})
+        return {
+            (partner_id, external_id): (event_id, participant, None)
+            for event_id, partner_id, external_id, participant in result
+        }
+    result = await session.execute(
+        _CLAIM_AND_LINK_WITH_HOLDERS, {"events": json_text(ordered), "churn_since": churn_since}
+    )
     return {
-        (partner_id, external_id): (event_id, participant)
-        for event_id, partner_id, external_id, participant in result
+        (partner_id, external_id): (event_id, participant, int(holders))
+        for event_id, partner_id, external_id, participant, holders in result
     }
 
 
@@ -347,37 +389,80 @@ _LOAD_STATE = text(
     """
 )
 
+# With trip flag rules on (velocity, overlap, travel): also each participant's trips around
+# the events being credited (kind 2), by ix_credits_dedup, in the same statement.
+_LOAD_STATE_WITH_TRIPS = text(
+    """
+    SELECT 0 AS kind, u.participant_id, u.usage_key AS key, u.grams, u.points,
+           CAST(NULL AS bigint) AS event_id, CAST(NULL AS uuid) AS partner_id,
+           CAST(NULL AS timestamptz) AS occurred_at, CAST(NULL AS text) AS region,
+           CAST(NULL AS text) AS duration_s
+    FROM json_to_recordset(CAST(:slots AS json)) AS w(p uuid, k text)
+    JOIN cap_usage AS u ON u.participant_id = w.p AND u.usage_key = w.k
+    UNION ALL
+    SELECT DISTINCT 1, c.participant_id, c.action_type, CAST(NULL AS bigint),
+           CAST(NULL AS bigint), c.event_id, c.partner_id, c.occurred_at, NULL, NULL
+    FROM json_to_recordset(CAST(:windows AS json))
+         AS w(p uuid, t text, s timestamptz, e timestamptz)
+    JOIN credits AS c
+        ON c.participant_id = w.p AND c.action_type = w.t AND c.occurred_at BETWEEN w.s AND w.e
+    JOIN partner_events AS ev ON ev.id = c.event_id
+    WHERE ev.status <> 'retracted'
+    UNION ALL
+    SELECT 2, c.participant_id, c.action_type, CAST(NULL AS bigint), CAST(NULL AS bigint),
+           c.event_id, c.partner_id, c.occurred_at, c.region, c.inputs ->> 'duration_s'
+    FROM json_to_recordset(CAST(:trips AS json)) AS w(p uuid, s timestamptz, e timestamptz)
+    JOIN credits AS c
+        ON c.participant_id = w.p AND c.action_type = ANY(CAST(:trip_types AS text[]))
+        AND c.occurred_at BETWEEN w.s AND w.e
+    JOIN partner_events AS ev ON ev.id = c.event_id
+    WHERE ev.status <> 'retracted'
+    """
+)
+
 
 async def load_state(
     session: AsyncSession,
     usage_slots: Sequence[tuple[uuid.UUID, str]],
     windows: Sequence[tuple[uuid.UUID, str, datetime, datetime]],
-) -> tuple[dict[tuple[uuid.UUID, str], tuple[int, int]], list[Any]]:
+    trips: Sequence[tuple[uuid.UUID, datetime, datetime]] = (),
+    trip_types: Sequence[str] = (),
+) -> tuple[dict[tuple[uuid.UUID, str], tuple[int, int]], list[Any], list[Any]]:
     """Cap usage of these (participant, key) slots, and the standing credits in these
-    (participant, action type, start, end) windows. One statement; run it after the
-    participants' accounts are locked, so that it sees every credit committed before."""
+    (participant, action type, start, end) windows; with `trips` (participant, start, end),
+    also the participants' credits of `trip_types` in those windows, for the flag rules. One
+    statement; run it after the participants' accounts are locked, so that it sees every
+    credit committed before."""
     slots = sorted(set(usage_slots), key=lambda s: (str(s[0]), s[1]))
     near = sorted(set(windows), key=lambda w: (str(w[0]), w[1], w[2]))
-    result = await session.execute(
-        _LOAD_STATE,
-        {
-            "slots": json_rows(p=[s[0] for s in slots], k=[s[1] for s in slots]),
-            "windows": json_rows(
-                p=[w[0] for w in near],
-                t=[w[1] for w in near],
-                s=[w[2] for w in near],
-                e=[w[3] for w in near],
-            ),
-        },
-    )
+    params: dict[str, Any] = {
+        "slots": json_rows(p=[s[0] for s in slots], k=[s[1] for s in slots]),
+        "windows": json_rows(
+            p=[w[0] for w in near],
+            t=[w[1] for w in near],
+            s=[w[2] for w in near],
+            e=[w[3] for w in near],
+        ),
+    }
+    if trips:
+        # The trips the flag rules compare with: (participant, start, end).
+        around = sorted(trips, key=lambda w: str(w[0]))
+        params["trips"] = json_rows(
+            p=[w[0] for w in around], s=[w[1] for w in around], e=[w[2] for w in around]
+        )
+        params["trip_types"] = sorted(trip_types)
+    result = await session.execute(_LOAD_STATE_WITH_TRIPS if trips else _LOAD_STATE, params)
     usage: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
     standing: list[Any] = []
+    found: list[Any] = []
     for row in result:
         if row.kind == 0:
             usage[(row.participant_id, row.key)] = (row.grams, row.points)
-        else:
+        elif row.kind == 1:
             standing.append(row)
-    return usage, standing
+        else:
+            found.append(row)
+    return usage, standing, found
 
 
 _WRITE_OUTCOMES = text(
@@ -912,6 +997,34 @@ async def usage_seen(
         },
     )
     return {(row.event_id, row.usage_key): (int(row.grams), int(row.points)) for row in rows}
+
+
+_PARTNER_VOLUMES = text(
+    """
+    SELECT partner_id,
+           count(*) FILTER (WHERE received_at >= CAST(:hour_ago AS timestamptz)) AS last_hour,
+           count(*) FILTER (WHERE received_at < CAST(:hour_ago AS timestamptz)) AS before
+    FROM partner_events
+    WHERE received_at >= CAST(:since AS timestamptz)
+    GROUP BY partner_id
+    """
+)
+
+
+async def partner_volumes(
+    session: AsyncSession, now: datetime, baseline_hours: int
+) -> dict[uuid.UUID, tuple[int, int]]:
+    """Events received per partner in the last hour, and in the `baseline_hours` before it
+    (partner id -> (last hour, before)). One statement over the BRIN index on received_at;
+    run by the flag rules' refresher, never on the crediting path."""
+    from datetime import timedelta
+
+    hour_ago = now - timedelta(hours=1)
+    rows = await session.execute(
+        _PARTNER_VOLUMES,
+        {"hour_ago": hour_ago, "since": hour_ago - timedelta(hours=baseline_hours)},
+    )
+    return {row.partner_id: (int(row.last_hour), int(row.before)) for row in rows}
 
 
 # --- identity links, for the participants' app and privacy (through `service.crediting.identity`)

@@ -69,6 +69,9 @@ from service.ledger.schemas import CreditRequest, TransferResult
 from service.partners.auth import PartnerContext
 from service.partners.credentials import subject_hash
 from service.partners.errors import ActionTypeNotAllowedError
+from service.review import flagging
+from service.review import service as review
+from service.review.rules import OFF, FlagRules
 
 LEDGER_ORIGIN = "crediting"
 
@@ -101,6 +104,9 @@ class CreditingSettings:
     # Two partners reporting the same person's same kind of action this close in time are
     # reporting one real-world action (a metro card system and a MaaS app).
     duplicate_window: timedelta = timedelta(minutes=5)
+    # The flag rules in force (`service.crediting.flags.FlagRulesCache.current`): a flagged
+    # credit's points are held until a reviewer decides (`service.review`).
+    flags: FlagRules = OFF
 
 
 def _content_hash(event: EventIn, subject: bytes) -> bytes:
@@ -282,6 +288,7 @@ async def ingest_prepared(
             if p.evaluation.status not in FINAL_WITHOUT_SUBJECT
         ],
     )
+    churn = settings.flags.identity_churn
     claimed = await repo.claim_and_link(
         session,
         [
@@ -301,6 +308,7 @@ async def ingest_prepared(
             }
             for p in first.values()
         ],
+        churn_since=None if churn is None else now_of(first) - timedelta(days=churn.window_days),
     )
     stored = await repo.events_by_keys(session, [k for k in first if k not in claimed])
 
@@ -316,8 +324,14 @@ async def ingest_prepared(
         for key, p in first.items()
         if key in claimed
     ]
-    now = max(p.action.received_at for p in first.values())
-    decisions = await _decide_and_write(session, settings, candidates, now=now)
+    now = now_of(first)
+    holders: dict[int, int] = {}
+    for key in first:
+        if key in claimed and claimed[key][2]:
+            holders[claimed[key][0]] = claimed[key][2] or 0
+    decisions = await _decide_and_write(
+        session, settings, candidates, now=now, link_holders=holders
+    )
     decided = {d.event_id: d for d in decisions}
 
     # Every copy of an external id is compared with the event as stored (or as claimed
@@ -340,12 +354,17 @@ async def ingest_prepared(
     return [r for r in results if r is not None]
 
 
+def now_of(first: Mapping[tuple[uuid.UUID, str], Prepared]) -> datetime:
+    return max(p.action.received_at for p in first.values())
+
+
 async def _decide_and_write(
     session: AsyncSession,
     settings: CreditingSettings,
     candidates: Sequence[Candidate],
     *,
     now: datetime,
+    link_holders: Mapping[int, int] | None = None,
 ) -> list[Decision]:
     """Lock, load, decide, write: the claimed events' outcomes, committed with the caller.
     `now` starts the credits' validity."""
@@ -362,7 +381,7 @@ async def _decide_and_write(
         participants = sorted({participant for participant, _ in crediting})
         context = await ledger.lock_for_credits(session, participants, capacity=len(crediting))
         window = settings.duplicate_window
-        usage, standing = await repo.load_state(
+        usage, standing, trips = await repo.load_state(
             session,
             [(p, key) for p, c in crediting for key in c.evaluation.usage_keys],
             [
@@ -374,6 +393,8 @@ async def _decide_and_write(
                 )
                 for p, c in crediting
             ],
+            _trip_windows(settings.flags, crediting),
+            sorted(settings.flags.trip_types()) if settings.flags.needs_trips else (),
         )
         state = State(
             {slot: Usage(g, p) for slot, (g, p) in usage.items()},
@@ -386,9 +407,10 @@ async def _decide_and_write(
             ],
         )
     plan = decide(candidates, state, duplicate_window=settings.duplicate_window)
+    to_post = plan.credits
+    flagged = _flag(settings.flags, to_post, trips, link_holders) if to_post else {}
 
     transactions: dict[int, int] = {}
-    to_post = plan.credits
     if to_post and context is not None:
         results = await ledger.post_credits(
             session,
@@ -404,6 +426,7 @@ async def _decide_and_write(
                     credit_id=str(d.event_id),
                     methodology_id=d.methodology.id,
                     methodology_version=d.methodology.version,
+                    review=d.event_id in flagged,
                 )
                 for d in to_post
             ],
@@ -414,6 +437,26 @@ async def _decide_and_write(
             for d, r in zip(to_post, results, strict=True)
             if r.transaction_id is not None
         }
+        if flagged:
+            await review.record_flags(
+                session,
+                [
+                    review.FlagRecord(
+                        event_id=d.event_id,
+                        participant_id=d.participant,  # type: ignore[arg-type]
+                        partner_id=d.partner_id,
+                        action_type=d.action.action_type,
+                        occurred_at=d.action.occurred_at,
+                        flagged_at=now,
+                        hits=[hit.jsonable() for hit in flagged[d.event_id]],
+                        points=d.points,
+                        grams=d.grams,
+                        transaction_id=transactions[d.event_id],
+                    )
+                    for d in to_post
+                    if d.event_id in flagged
+                ],
+            )
     await repo.write_outcomes(
         session,
         [
@@ -455,6 +498,69 @@ async def _decide_and_write(
         ],
     )
     return plan.decisions
+
+
+def _trip_windows(
+    rules: FlagRules, crediting: Sequence[tuple[uuid.UUID, Candidate]]
+) -> list[tuple[uuid.UUID, datetime, datetime]]:
+    """The stored trips the flag rules compare with: per participant, one window around all
+    of its trips in this transaction (empty when no trip rule is on)."""
+    if not rules.needs_trips:
+        return []
+    types = rules.trip_types()
+    around = timedelta(minutes=rules.lookback_minutes())
+    spans: dict[uuid.UUID, tuple[datetime, datetime]] = {}
+    for participant, c in crediting:
+        if c.action.action_type not in types or not c.evaluation.points:
+            continue
+        at = c.action.occurred_at
+        low, high = spans.get(participant, (at, at))
+        spans[participant] = (min(low, at), max(high, at))
+    return [
+        (participant, low - around, high + around) for participant, (low, high) in spans.items()
+    ]
+
+
+def _flag(
+    rules: FlagRules,
+    credits: Sequence[Decision],
+    stored: Sequence[Any],
+    link_holders: Mapping[int, int] | None,
+) -> dict[int, list[flagging.Hit]]:
+    """The credits the rules flag (event id -> hits), in memory; only credits with points
+    (there is nothing to hold otherwise)."""
+    if not rules.any:
+        return {}
+    recent: dict[uuid.UUID, list[flagging.Trip]] = {}
+    for row in stored:
+        recent.setdefault(row.participant_id, []).append(
+            flagging.Trip(
+                int(row.event_id),
+                row.key,
+                row.occurred_at,
+                flagging.duration_of({"duration_s": row.duration_s}),
+                row.region,
+            )
+        )
+    holders = link_holders or {}
+    checks = [
+        flagging.Check(
+            d.event_id,
+            d.participant,
+            d.partner_id,
+            flagging.Trip(
+                d.event_id,
+                d.action.action_type,
+                d.action.occurred_at,
+                flagging.duration_of(d.action.inputs),
+                d.action.region,
+            ),
+            holders.get(d.event_id),
+        )
+        for d in credits
+        if d.points > 0 and d.participant is not None
+    ]
+    return flagging.evaluate(rules, checks, recent)
 
 
 def _outcome_of_decision(d: Decision, external_id: str) -> OutcomeOut:
@@ -622,6 +728,15 @@ async def retract(
     if row.credit_transaction_id is not None and row.participant_id is not None:
         # The reversal locks the participant's accounts, the same row locks crediting takes
         # before it reads cap usage: the usage given back below is never lost to a credit.
+        # A credit under review has its lot held: release it first, so the reversal takes
+        # the credit's own points back (and a later approval has nothing to release).
+        await ledger.release_review_hold(
+            session,
+            origin=LEDGER_ORIGIN,
+            key=f"retract:{row.id}:release",
+            credit_origin=LEDGER_ORIGIN,
+            credit_id=row.credit_transaction_id,
+        )
         # Reversed already by another path (a fraud review): the retraction still stands.
         with contextlib.suppress(AlreadyReversedError):
             reversal = await ledger.reverse_credit(

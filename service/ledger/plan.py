@@ -59,6 +59,11 @@ def issuance_account_code(asset: str, shard: int) -> str:
     return f"program:issuance:{asset}:{shard:02d}"
 
 
+def review_hold_key(credit_transaction_id: int) -> str:
+    """The idempotency key of the hold on a flagged credit's points (origin: the credit's)."""
+    return f"review:{credit_transaction_id}"
+
+
 @dataclass(slots=True)
 class CreditWrites:
     """Every row a set of credits writes, column by column (ready for `unnest`)."""
@@ -79,6 +84,15 @@ class CreditWrites:
     lot_tx: list[int] = field(default_factory=list)
     lot_amount: list[int] = field(default_factory=list)
     lot_expires_at: list[datetime] = field(default_factory=list)
+    lot_held: list[int] = field(default_factory=list)
+    hold_origin: list[str] = field(default_factory=list)
+    hold_key: list[str] = field(default_factory=list)
+    hold_request: list[dict[str, Any]] = field(default_factory=list)
+    hold_account: list[int] = field(default_factory=list)
+    hold_counter: list[int] = field(default_factory=list)
+    hold_amount: list[int] = field(default_factory=list)
+    hold_lot: list[int] = field(default_factory=list)
+    hold_expires_at: list[datetime] = field(default_factory=list)
     accounts: dict[int, AccountState] = field(default_factory=dict)
     results: list[CreditResult] = field(default_factory=list)
 
@@ -162,6 +176,23 @@ def plan_credits(
             writes.lot_tx.append(tx_id)
             writes.lot_amount.append(spec.points - paid)
             writes.lot_expires_at.append(spec.expires_at)
+            held = spec.points - paid if spec.review else 0
+            writes.lot_held.append(held)
+            if held:
+                # Under review: the whole lot is held at once (a hold on the participant's
+                # account, its counter-account the issuance shard), so not a point of it can
+                # be spent until a reviewer decides.
+                points_account.held += held
+                writes.hold_origin.append(spec.origin)
+                writes.hold_key.append(review_hold_key(tx_id))
+                writes.hold_request.append(
+                    {"participant_id": str(pid), "review_of": tx_id, "amount": held}
+                )
+                writes.hold_account.append(points_account.id)
+                writes.hold_counter.append(issuance_points.id)
+                writes.hold_amount.append(held)
+                writes.hold_lot.append(lot_id)
+                writes.hold_expires_at.append(spec.expires_at)
         writes.results.append(CreditResult(Status.CREATED, tx_id, lot_id, paid))
     return writes
 

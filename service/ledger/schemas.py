@@ -34,9 +34,13 @@ class CreditRequest:
     methodology_id: str | None = None
     methodology_version: int | None = None
     reason: str = "action_credited"
+    review: bool = False
+    """Flagged for review: the points the credit's lot receives are held (a ledger hold on
+    the lot, key `review:<transaction id>`) until a reviewer releases them
+    (`release_review_hold`) or takes the credit back (`reject_reviewed_credit`)."""
 
     def content(self) -> dict[str, object]:
-        return {
+        content: dict[str, object] = {
             "reason": self.reason,
             "participant_id": str(self.participant_id),
             "points": self.points,
@@ -46,6 +50,10 @@ class CreditRequest:
             "methodology_id": self.methodology_id,
             "methodology_version": self.methodology_version,
         }
+        if self.review:
+            # Only when set, so every credit made before review existed hashes the same.
+            content["review"] = True
+        return content
 
 
 @dataclass(frozen=True, slots=True)

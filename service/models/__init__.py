@@ -40,6 +40,7 @@ from service.models.reduction import (
     ReductionRetirement,
 )
 from service.models.refresh_token import RefreshToken
+from service.models.review import REVIEW_STATUSES, ReviewFlag, ReviewRule
 from service.models.user import User
 from service.models.webhook_attempt import WebhookAttempt
 from service.models.webhook_endpoint import WebhookEndpoint
@@ -48,6 +49,7 @@ from service.models.webhook_message import WebhookMessage
 __all__ = [
     "ADMIN_ROLES",
     "GRAMS_PER_SERIAL",
+    "REVIEW_STATUSES",
     "Admin",
     "AdminAuditEntry",
     "Base",
@@ -86,6 +88,8 @@ __all__ = [
     "ReductionPool",
     "ReductionRetirement",
     "RefreshToken",
+    "ReviewFlag",
+    "ReviewRule",
     "User",
     "WebhookAttempt",
     "WebhookEndpoint",

@@ -25,6 +25,8 @@ class IdentityLink(Base):
             postgresql_where=text("unlinked_at IS NULL"),
         ),
         Index(None, "participant_id"),
+        # Every link of a subject, unlinked ones too: the identity-churn flag rule counts them.
+        Index("ix_identity_links_subject_history", "partner_id", "subject_hash"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -10,7 +10,8 @@ asks them, in the request's one transaction, in one fixed order, and assembles t
 - crediting (`privacy`): identity links, events, credits, cap usage; erasure deletes the
   identity links and keeps the rest;
 - ledger (`privacy`): accounts, postings, lots, holds; kept;
-- redemption (`privacy`): redemptions, redemption codes; erasure deletes the codes.
+- redemption (`privacy`): redemptions, redemption codes; erasure deletes the codes;
+- review (`privacy`): flagged credits and their decisions; kept, reviewers' notes cleared.
 
 Erasure keeps the ledger whole: credits, postings and lots stay under the participant id,
 which from then on is a pseudonym that nothing connects to a person. `ledger verify` passes
@@ -36,6 +37,7 @@ from service.crediting import privacy as crediting
 from service.participants import service as participants
 from service.privacy import PrivacyTables
 from service.redemption import privacy as redemption
+from service.review import privacy as review
 
 ERASED_NAME = participants.ERASED_NAME
 
@@ -46,6 +48,7 @@ DOMAINS: Final[dict[str, PrivacyTables]] = {
     "crediting": crediting.PRIVACY_TABLES,
     "ledger": ledger.PRIVACY_TABLES,
     "redemption": redemption.PRIVACY_TABLES,
+    "review": review.PRIVACY_TABLES,
 }
 
 # The document's sections in order, each with the domain (a field of `PrivacyExport`) whose
@@ -66,6 +69,7 @@ SECTIONS: Final = (
     ("cap_usage", "crediting"),
     ("link_tokens_used", "participants"),
     ("redemption_codes", "redemption"),
+    ("reviews", "review"),
 )
 
 
@@ -78,6 +82,7 @@ class PrivacyExport:
     crediting: crediting.CreditingExport
     ledger: ledger.LedgerExport
     redemption: redemption.RedemptionExport
+    review: review.ReviewExport
 
     def to_json(self) -> dict[str, Any]:
         """The document: its sections in order, ids and times as text, hashes as hex."""
@@ -114,6 +119,7 @@ async def export(
         crediting=await crediting.export_participant(session, participant_id),
         ledger=await ledger.export_participant(session, participant_id),
         redemption=await redemption.export_participant(session, participant_id),
+        review=await review.export_participant(session, participant_id),
     )
 
 
@@ -126,3 +132,4 @@ async def erase(
     await crediting.erase_participant(session, participant_id)
     await ledger.erase_participant(session, participant_id)
     await redemption.erase_participant(session, participant_id)
+    await review.erase_participant(session, participant_id)

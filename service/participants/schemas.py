@@ -76,9 +76,20 @@ class Leaderboard(BaseModel):
     next_cursor: str | None = None
 
 
+class ReviewOut(BaseModel):
+    """A flagged credit's review: `open` (its points held), `approved` or `rejected`."""
+
+    status: str
+    reason: str | None = None
+    text: str = Field(description="What became of the review, in the reader's language.")
+
+
 class Explanation(BaseModel):
     credit_id: str
     status: str
+    review: ReviewOut | None = Field(
+        default=None, description="Set when the credit was flagged for review."
+    )
     grams: int
     points: int
     trace: dict[str, Any]

@@ -39,9 +39,11 @@ from service.participants.schemas import (
     Leaderboard,
     LeaderboardEntry,
     ReductionRow,
+    ReviewOut,
 )
 from service.privacy import PrivacyTables
 from service.redis import RedisClient
+from service.review import service as review
 
 _log = get_logger("carbon_points.participants")
 ERASED_NAME = "erased participant"
@@ -133,7 +135,11 @@ async def history(
                 methodology_version=request.get("methodology_version"),
                 reason=request.get("reason"),
                 reverses_credit_id=reverses_credit_id,
-                reason_text=history_reason(kind, request.get("reason"), language),
+                reason_text=(
+                    translate(review.HELD_FOR_REVIEW, language)
+                    if kind == "credit" and request.get("review")
+                    else history_reason(kind, request.get("reason"), language)
+                ),
             )
         )
     next_cursor = str(items[-1].sequence) if len(items) == limit else None
@@ -155,6 +161,9 @@ def history_reason(kind: str, reason: object, language: str) -> str | None:
     known = _HISTORY_REASONS.get(reason)
     if known is not None:
         return translate(known, language)
+    if kind == "reversal" and reason.startswith("review:"):
+        # A reviewer rejected the credit: the reviewer's reason, in the reader's language.
+        return review.rejection_text(reason.removeprefix("review:"), language)
     if kind == "reversal":
         return translate(_("taken back by the partner: %(reason)s", reason=reason), language)
     return reason
@@ -188,9 +197,13 @@ async def explain_credit(
         methodology, action, {k: Usage(g, p) for k, (g, p) in credit.usage_before.items()}
     )
     body, text = render_explanation(trace, methodology, language)
+    checked = await review.credit_review(session, credit.event_id, language)
     return Explanation(
         credit_id=str(credit.event_id),
         status="retracted" if event_status == "retracted" else credit.status,
+        review=None
+        if checked is None
+        else ReviewOut(status=checked.status, reason=checked.reason, text=checked.text),
         grams=credit.grams,
         points=credit.points,
         trace=body,

@@ -234,6 +234,47 @@ MATRIX += [
         REDUCTION_READERS,
     ),
 ]
+REVIEWERS = {"reviewer"}
+QUEUE_READERS = {"reviewer", "program-admin", "auditor"}
+MATRIX += [
+    ("GET", "/v1/admin/review/flags", "/v1/admin/review/flags", None, QUEUE_READERS),
+    (
+        "GET",
+        "/v1/admin/review/flags/{credit_id}",
+        f"/v1/admin/review/flags/{NO_SUCH}",
+        None,
+        QUEUE_READERS,
+    ),
+    (
+        "POST",
+        "/v1/admin/review/flags/{credit_id}/assign",
+        f"/v1/admin/review/flags/{NO_SUCH}/assign",
+        {"assignee": None},
+        REVIEWERS,
+    ),
+    (
+        "POST",
+        "/v1/admin/review/flags/{credit_id}/approve",
+        f"/v1/admin/review/flags/{NO_SUCH}/approve",
+        {},
+        REVIEWERS,
+    ),
+    (
+        "POST",
+        "/v1/admin/review/flags/{credit_id}/reject",
+        f"/v1/admin/review/flags/{NO_SUCH}/reject",
+        {"reason": "partner_error"},
+        REVIEWERS,
+    ),
+    ("GET", "/v1/admin/review/rules", "/v1/admin/review/rules", None, QUEUE_READERS),
+    (
+        "PUT",
+        "/v1/admin/review/rules/{rule}",
+        "/v1/admin/review/rules/velocity",
+        {"enabled": False},
+        {"program-admin"},
+    ),
+]
 PUBLIC = {("POST", "/v1/admin/login")}
 
 

@@ -164,6 +164,8 @@ TABLE_OWNERS = {
     "reduction_retirements": "reductions",
     "redemption_tokens": "redemption",
     "redemptions": "redemption",
+    "review_flags": "review",
+    "review_rules": "review",
     "webhook_attempts": "webhooks",
     "webhook_endpoints": "webhooks",
     "webhook_messages": "webhooks",

@@ -229,11 +229,17 @@ def test_every_list_takes_cursor_and_answers_next_cursor(document: dict[str, Any
                 "/v1/merchant/redemptions/{redemption_id}",
                 "/v1/app/organisations/{organisation_id}",
                 "/v1/partner/events/{external_id}",
+                "/v1/admin/review/flags/{credit_id}",
+                "/v1/admin/review/flags/{credit_id}/assign",
+                "/v1/admin/review/flags/{credit_id}/approve",
+                "/v1/admin/review/flags/{credit_id}/reject",
+                "/v1/admin/review/rules",
+                "/v1/admin/review/rules/{rule}",
             }, (path, array_members)
         assert "after" not in parameters or operation["operationId"] == "list_outcomes"
     # Outcomes, history, reductions, identity links, two leaderboards, offers; administrators,
     # the audit trail, methodology versions and drafts, partners and merchants; the public
-    # registry of certified reductions.
+    # registry of certified reductions; the review queue.
     assert lists == 14
 
 

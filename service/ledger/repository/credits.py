@@ -179,9 +179,30 @@ _NEW_CREDIT_TRANSACTIONS_SQL = """
 
 _NEW_LOTS_SQL = """
     INSERT INTO ledger_lots (id, account_id, transaction_id, amount, remaining, expires_at)
-    SELECT id, account, tx, amount, amount, expires_at
+    SELECT id, account, tx, amount, amount - held, expires_at
     FROM json_to_recordset(CAST(:lots AS json))
-         AS l(id bigint, account bigint, tx bigint, amount bigint, expires_at timestamptz)
+         AS l(id bigint, account bigint, tx bigint, amount bigint, expires_at timestamptz,
+              held bigint)
+"""
+
+# Flagged credits (review): a hold per lot under review, and the lot movement that takes
+# the whole lot into it. The movement names its hold by the hold's key, inserted in the
+# same statement; nothing is read back.
+_NEW_REVIEW_HOLDS_SQL = """
+    INSERT INTO ledger_holds (origin, idempotency_key, request, account_id,
+        counter_account_id, amount, expires_at)
+    SELECT origin, key, request, account, counter, amount, expires_at
+    FROM json_to_recordset(CAST(:holds AS json))
+         AS h(origin text, key text, request jsonb, account bigint, counter bigint, amount bigint,
+              expires_at timestamptz)
+    RETURNING id, idempotency_key
+"""
+
+_REVIEW_HOLD_MOVEMENTS_SQL = """
+    INSERT INTO ledger_lot_movements (lot_id, kind, amount, hold_id)
+    SELECT m.lot, 'hold', -m.amount, holds.id
+    FROM json_to_recordset(CAST(:holds AS json)) AS m(key text, lot bigint, amount bigint)
+    JOIN holds ON holds.idempotency_key = m.key
 """
 
 
@@ -205,36 +226,66 @@ _WRITE_CREDITS = text(
     + _SAVE_ACCOUNTS_SQL
 )
 
+_WRITE_CREDITS_WITH_HOLDS = text(
+    "WITH tx AS ("
+    + _NEW_CREDIT_TRANSACTIONS_SQL
+    + "), postings AS ("
+    + _INSERT_POSTINGS_SQL
+    + "), lots AS ("
+    + _NEW_LOTS_SQL
+    + "), movements AS ("
+    + _NEW_LOTS_OPENING_SQL
+    + "), holds AS ("
+    + _NEW_REVIEW_HOLDS_SQL
+    + "), hold_movements AS ("
+    + _REVIEW_HOLD_MOVEMENTS_SQL
+    + ")"
+    + _SAVE_ACCOUNTS_SQL
+)
+
 
 async def write_credits(session: AsyncSession, writes: CreditWrites) -> None:
     """Every row of a credit plan, in one statement: transactions (when the plan inserts
     them), postings, lots and their opening movements, and the accounts' new balances and
-    chain heads. Foreign keys between these rows are checked at the statement's end."""
-    await session.execute(
-        _WRITE_CREDITS,
-        {
-            "transactions": json_rows(
-                id=writes.tx_id,
-                origin=writes.tx_origin,
-                key=writes.tx_key,
-                request=writes.tx_request,
-                created_at=writes.tx_created_at,
-            ),
-            "postings": json_rows(
-                tx=writes.posting_tx,
-                account=writes.posting_account,
-                asset=writes.posting_asset,
-                amount=writes.posting_amount,
-                seq=writes.posting_seq,
-                hash=[h.hex() for h in writes.posting_hash],
-            ),
-            "lots": json_rows(
-                id=writes.lot_id,
-                account=writes.lot_account,
-                tx=writes.lot_tx,
-                amount=writes.lot_amount,
-                expires_at=writes.lot_expires_at,
-            ),
-            "accounts": _account_rows(writes.accounts.values()),
-        },
+    chain heads; with the holds of credits under review, when there are any. Foreign keys
+    between these rows are checked at the statement's end."""
+    params = {
+        "transactions": json_rows(
+            id=writes.tx_id,
+            origin=writes.tx_origin,
+            key=writes.tx_key,
+            request=writes.tx_request,
+            created_at=writes.tx_created_at,
+        ),
+        "postings": json_rows(
+            tx=writes.posting_tx,
+            account=writes.posting_account,
+            asset=writes.posting_asset,
+            amount=writes.posting_amount,
+            seq=writes.posting_seq,
+            hash=[h.hex() for h in writes.posting_hash],
+        ),
+        "lots": json_rows(
+            id=writes.lot_id,
+            account=writes.lot_account,
+            tx=writes.lot_tx,
+            amount=writes.lot_amount,
+            expires_at=writes.lot_expires_at,
+            held=writes.lot_held,
+        ),
+        "accounts": _account_rows(writes.accounts.values()),
+    }
+    if not writes.hold_key:
+        await session.execute(_WRITE_CREDITS, params)
+        return
+    params["holds"] = json_rows(
+        origin=writes.hold_origin,
+        key=writes.hold_key,
+        request=writes.hold_request,
+        account=writes.hold_account,
+        counter=writes.hold_counter,
+        amount=writes.hold_amount,
+        lot=writes.hold_lot,
+        expires_at=writes.hold_expires_at,
     )
+    await session.execute(_WRITE_CREDITS_WITH_HOLDS, params)

@@ -57,6 +57,11 @@ from service.ledger.service.reports import (
     points_flows,
     points_position,
 )
+from service.ledger.service.review import (
+    reject_reviewed_credit,
+    release_review_hold,
+    review_hold_id,
+)
 
 __all__ = [
     "DEBT_ORIGIN",
@@ -97,8 +102,11 @@ __all__ = [
     "post_credits",
     "post_hold",
     "refund",
+    "reject_reviewed_credit",
+    "release_review_hold",
     "reverse_credit",
     "reversed_pooled_credits",
+    "review_hold_id",
     "settlement_lines",
     "void_hold",
     "void_overdue_holds",
