@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import Reader, json_rows, json_text, reader
 from service.ledger import credit_unpooled_and_standing_sql
 from service.models import CapUsage, Credit, IdentityLink, PartnerEvent
+from service.review import credit_not_under_review_sql
 
 _events = cast(Table, PartnerEvent.__table__)
 _credits = cast(Table, Credit.__table__)
@@ -1140,7 +1141,9 @@ _POOLABLE = text(
     # THE eligibility rule of a pooling run, in one statement: credited grams of the pool's
     # methodology (version range), region and vintage, received at least the settle period
     # ago (past the window in which partners retract), neither reversed nor pooled already
-    # (the ledger's condition). A further rule (e.g. "not under review") is one more clause.
+    # (the ledger's condition), and not under review (an open flag holds its points until a
+    # reviewer decides; review's condition). Flags are written in the credit's own
+    # transaction, so a credit this reads has its flag, if any, already visible.
     """
     SELECT c.event_id, c.transaction_id, c.participant_id, c.grams, c.action_type,
            c.methodology_version
@@ -1155,6 +1158,8 @@ _POOLABLE = text(
       AND c.transaction_id IS NOT NULL
       AND """  # noqa: S608 (the ledger's constant condition, never a value)
     + credit_unpooled_and_standing_sql("c.transaction_id")
+    + " AND "
+    + credit_not_under_review_sql("c.event_id")
     + """
     ORDER BY c.event_id
     LIMIT :limit

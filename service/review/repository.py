@@ -181,3 +181,14 @@ class ReviewRepository:
             .where(ReviewFlag.participant_id == participant_id, ReviewFlag.note.is_not(None))
             .values(note=None)
         )
+
+
+def credit_not_under_review_sql(event_id_column: str) -> str:
+    """A SQL condition: the credit whose event id is `event_id_column` has no open flag (its
+    points are held until a reviewer decides). Pooling embeds it in its eligibility rule, as
+    other domains embed the ledger's conditions; `event_id_column` is a constant column name,
+    never a value."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM review_flags AS rf"  # noqa: S608 (a constant column name)
+        f" WHERE rf.event_id = {event_id_column} AND rf.status = 'open')"
+    )

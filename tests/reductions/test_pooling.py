@@ -257,3 +257,34 @@ async def test_reversals_racing_a_run_leave_every_gram_accounted_for(
     assert position.balance == int(pooled[0][0]) - reversed_after  # type: ignore[call-overload]
     for rider in riders:
         assert await programme.grams(rider) == 0  # pooled, or reversed: never both, never left
+
+
+async def test_a_credit_under_review_is_not_pooled_until_approved(programme: Programme) -> None:
+    flagged, clean = await programme.rider(), await programme.rider()
+    rides = await programme.rides([(flagged, 30000), (clean, 25000)])
+    await programme.pool(min_kilograms=1)
+    # An open flag on the first ride's credit, as the crediting path writes it.
+    await programme.sql(
+        """
+        INSERT INTO review_flags (event_id, participant_id, partner_id, action_type,
+            occurred_at, flagged_at, rules, details, points, grams, transaction_id)
+        SELECT c.event_id, c.participant_id, e.partner_id, c.action_type, c.occurred_at,
+               now(), ARRAY['velocity'], '[]'::jsonb, c.points, c.grams, c.transaction_id
+        FROM credits AS c JOIN partner_events AS e ON e.id = c.event_id
+        WHERE e.external_id = :external_id
+        RETURNING event_id
+        """,
+        external_id=rides[0][0],
+    )
+
+    first = await programme.run()
+    assert first.pooled_grams == rides[1][1]
+    assert await programme.grams(flagged) == rides[0][1]  # held back with its flag
+
+    await programme.sql(
+        "UPDATE review_flags SET status = 'approved', decided_at = now() RETURNING event_id"
+    )
+    second = await programme.run()
+    assert second.pooled_grams == rides[0][1]
+    assert await programme.grams(flagged) == 0
+    assert (await programme.verify()).breaches == []
