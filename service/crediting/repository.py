@@ -260,8 +260,9 @@ async def lock_subjects_and_announce(
     )
 
 
-_CLAIM_AND_LINK = text(
-    """
+# Claim the events not seen before (the unique key refuses a second row), then read each
+# claimed subject's active link: one statement.
+_CLAIM = """
     WITH claimed AS (
         INSERT INTO partner_events (partner_id, external_id, content_hash, action_type,
             occurred_at, received_at, subject_hash, region, quantities, place_ids, status,
@@ -276,43 +277,29 @@ _CLAIM_AND_LINK = text(
         ON CONFLICT (partner_id, external_id) DO NOTHING
         RETURNING id, partner_id, external_id, subject_hash
     )
-    SELECT c.id, c.partner_id, c.external_id, l.participant_id
+"""
+_ACTIVE_LINK = """
     FROM claimed AS c
     LEFT JOIN identity_links AS l
         ON l.partner_id = c.partner_id AND l.subject_hash = c.subject_hash
         AND l.unlinked_at IS NULL
-    """
+"""
+_CLAIM_AND_LINK = text(
+    _CLAIM + "SELECT c.id, c.partner_id, c.external_id, l.participant_id" + _ACTIVE_LINK
 )
 
 # With the identity-churn flag rule on: also how many participants linked each subject
 # (still linked, or unlinked since :churn_since); one index probe per event
 # (ix_identity_links_subject_history).
 _CLAIM_AND_LINK_WITH_HOLDERS = text(
-    """
-    WITH claimed AS (
-        INSERT INTO partner_events (partner_id, external_id, content_hash, action_type,
-            occurred_at, received_at, subject_hash, region, quantities, place_ids, status,
-            reasons)
-        SELECT partner_id, external_id, decode(content_hash, 'hex'), action_type, occurred_at,
-            received_at, decode(subject_hash, 'hex'), region, quantities, place_ids,
-            'received', CAST('[]' AS jsonb)
-        FROM json_to_recordset(CAST(:events AS json))
-             AS e(partner_id uuid, external_id text, content_hash text, action_type text,
-                  occurred_at timestamptz, received_at timestamptz, subject_hash text,
-                  region text, quantities jsonb, place_ids jsonb)
-        ON CONFLICT (partner_id, external_id) DO NOTHING
-        RETURNING id, partner_id, external_id, subject_hash
-    )
+    _CLAIM
+    + """
     SELECT c.id, c.partner_id, c.external_id, l.participant_id,
         (SELECT count(DISTINCT h.participant_id) FROM identity_links AS h
          WHERE h.partner_id = c.partner_id AND h.subject_hash = c.subject_hash
            AND (h.unlinked_at IS NULL OR h.unlinked_at >= CAST(:churn_since AS timestamptz))
-        ) AS holders
-    FROM claimed AS c
-    LEFT JOIN identity_links AS l
-        ON l.partner_id = c.partner_id AND l.subject_hash = c.subject_hash
-        AND l.unlinked_at IS NULL
-    """
+        ) AS holders"""
+    + _ACTIVE_LINK
 )
 
 
