@@ -292,7 +292,7 @@ _CLAIM_AND_LINK = text(
 # (still linked, or unlinked since :churn_since); one index probe per event
 # (ix_identity_links_subject_history).
 _CLAIM_AND_LINK_WITH_HOLDERS = text(
-    _CLAIM
+    _CLAIM  # noqa: S608 (constant SQL pieces; values are bound)
     + """
     SELECT c.id, c.partner_id, c.external_id, l.participant_id,
         (SELECT count(DISTINCT h.participant_id) FROM identity_links AS h
