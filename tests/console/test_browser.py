@@ -1,8 +1,9 @@
 """The console in a real browser: Debian's headless Chromium, driven by Selenium through
 Debian's chromedriver, against the real service (uvicorn on a free port, the test database,
 the test Redis). Flows: log in with TOTP and read the dashboard; back-test a draft and
-schedule it as a second administrator; decide a flagged credit; download a report. Screenshots of the main pages go
-to test-artifacts/console/ (CARBON_POINTS_TEST_ARTIFACTS to change).
+schedule it as a second administrator; decide a flagged credit; download a report.
+Screenshots of the main pages go to test-artifacts/console/ (CARBON_POINTS_TEST_ARTIFACTS to
+change).
 
 Without a browser (`apt-get install chromium chromium-driver`, as .ci/run does) these tests
 are skipped, with the reason in pytest's summary.
