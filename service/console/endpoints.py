@@ -8,9 +8,10 @@ write the audit trail. Every POST checks the form's CSRF token and the browser's
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl, quote
 from zoneinfo import ZoneInfo
 
@@ -47,6 +48,8 @@ from service.console.navigation import (
     ORGANISATION_ADMINS,
     ORGANISATION_READERS,
     REPORT_READERS,
+    REVIEW_READERS,
+    REVIEWERS,
     landing,
 )
 from service.db import DbSession, ReadSession
@@ -66,6 +69,8 @@ from service.methodologies.backtest import backtest as run_backtest
 from service.partners.auth import PartnerCredentials
 from service.reports import service as reports
 from service.reports import spreadsheets
+from service.review import service as review
+from service.review.schemas import NOTE_MAX_LENGTH, ApproveIn, RejectIn, RuleName
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -76,7 +81,10 @@ Author = Annotated[ConsoleAdmin, Depends(require_page(*METHODOLOGY_AUTHORS))]
 Approver = Annotated[ConsoleAdmin, Depends(require_page(*METHODOLOGY_APPROVERS))]
 OrganisationReader = Annotated[ConsoleAdmin, Depends(require_page(*ORGANISATION_READERS))]
 Auditor = Annotated[ConsoleAdmin, Depends(require_page(*AUDITORS))]
+ReviewReader = Annotated[ConsoleAdmin, Depends(require_page(*REVIEW_READERS))]
+Reviewer = Annotated[ConsoleAdmin, Depends(require_page(*REVIEWERS))]
 DraftId = Annotated[int, Path(ge=1, le=INT64_MAX)]
+CreditId = Annotated[int, Path(ge=1, le=INT64_MAX)]
 PageCursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
 DayQuery = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 ReportKind = Literal["reductions", "points", "settlement", "partner-health"]
@@ -776,6 +784,229 @@ async def audit_log(
         },
         admin=admin,
     )
+
+
+# --- the review queue ----------------------------------------------------------------------------
+
+RULE_NAMES: tuple[str, ...] = get_args(RuleName)
+FLAG_STATUSES = ("open", "approved", "rejected")
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_OPTIONAL_DAY = r"^(\d{4}-\d{2}-\d{2})?$"
+
+
+def _queue_day(value: str | None, zone: ZoneInfo, *, next_day: bool = False) -> datetime | None:
+    """The local midnight starting (or, `next_day`, ending) a day of the queue's range."""
+    if not value:
+        return None
+    day = _parse_day(value, date.min)
+    if not 2000 <= day.year <= 2999:
+        raise ValidationProblem("give a day between the years 2000 and 2999")
+    return charts.local_midnight(day + timedelta(days=1) if next_day else day, zone)
+
+
+@router.get("/review")
+async def review_queue(
+    request: Request,
+    admin: ReviewReader,
+    session: DbSession,
+    status: Annotated[str, Query(pattern=r"^(open|approved|rejected|any)$")] = "open",
+    rule: Annotated[str | None, Query(pattern="^(" + "|".join(RULE_NAMES) + ")?$")] = None,
+    partner: Annotated[str | None, Query(max_length=36, pattern=f"^({_UUID})?$")] = None,
+    assignee: Annotated[str | None, Query(max_length=36, pattern=f"^(me|none|{_UUID})?$")] = None,
+    start: Annotated[str | None, Query(alias="from", pattern=_OPTIONAL_DAY)] = None,
+    end: Annotated[str | None, Query(alias="to", pattern=_OPTIONAL_DAY)] = None,
+    cursor: PageCursor = None,
+) -> Response:
+    """Flagged credits, newest first, a keyset page at a time, filtered as the API's
+    `GET /v1/admin/review/flags` is (the time range in local days of the programme)."""
+    zone = _zone(request)
+    error = None
+    rows: list[Any] = []
+    next_cursor = None
+    filters = {
+        "status": status,
+        "rule": rule or "",
+        "partner": partner or "",
+        "assignee": assignee or "",
+        "from": start or "",
+        "to": end or "",
+    }
+    try:
+        since = _queue_day(start, zone)
+        until = _queue_day(end, zone, next_day=True)
+        who: uuid.UUID | None = None
+        if assignee == "me":
+            who = admin.admin_id
+        elif assignee and assignee != "none":
+            who = uuid.UUID(assignee)
+        where = review.QueueFilter(
+            status=None if status == "any" else status,
+            rule=rule or None,
+            partner_id=uuid.UUID(partner) if partner else None,
+            assignee=who,
+            unassigned=assignee == "none",
+            since=since,
+            until=until,
+        )
+        rows, next_cursor = await review.queue(
+            session, where, cursor=int(cursor) if cursor else None, limit=PAGE_SIZE
+        )
+    except ProblemError as problem:
+        error = _problem_message(request, problem)
+    next_url = None
+    if next_cursor is not None:
+        kept = "&".join(f"{quote(k)}={quote(v)}" for k, v in filters.items() if v)
+        next_url = f"/admin/review?{kept}&cursor={next_cursor}"
+    return render(
+        request,
+        "review.html",
+        {
+            "flags": rows,
+            "filters": filters,
+            "statuses": FLAG_STATUSES,
+            "rules": RULE_NAMES,
+            "next_url": next_url,
+            "error": error,
+            "timezone": zone,
+        },
+        admin=admin,
+        status_code=error["status"] if error else 200,
+    )
+
+
+async def _flag_page(
+    request: Request,
+    admin: ConsoleAdmin,
+    session: DbSession,
+    credit_id: int,
+    *,
+    error: dict[str, Any] | None = None,
+    done: str | None = None,
+    form: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    try:
+        flag = await review.explain(session, credit_id)
+    except ProblemError as problem:  # no such flagged credit: a page saying so
+        raise ConsoleError(problem) from None
+    language = console_language(request)
+    return render(
+        request,
+        "review_flag.html",
+        {
+            "flag": flag,
+            "reason_text": review.rejection_text(flag.reason, language) if flag.reason else None,
+            "reasons": list(review.REJECTION_REASONS.items()),
+            "may_decide": admin.may(REVIEWERS),
+            "note_max": NOTE_MAX_LENGTH,
+            "error": error,
+            "done": done,
+            "form": form or {},
+            "timezone": _zone(request),
+        },
+        admin=admin,
+        status_code=status_code,
+    )
+
+
+@router.get("/review/{credit_id}")
+async def review_flag(
+    request: Request,
+    credit_id: CreditId,
+    admin: ReviewReader,
+    session: DbSession,
+    done: Annotated[Literal["assigned", "approved", "rejected"] | None, Query()] = None,
+) -> Response:
+    """A flagged credit: the rules it broke with the figures that broke them, and (for
+    reviewers) assignment and the decision."""
+    return await _flag_page(request, admin, session, credit_id, done=done)
+
+
+@router.post("/review/{credit_id}/assign")
+async def review_assign(
+    request: Request, credit_id: CreditId, admin: Reviewer, session: DbSession
+) -> Response:
+    """Assign the credit to oneself (`to=me`) or return it to the pool (`to=none`): a page's
+    reviewer is an active reviewer, so no other check is needed. Audited."""
+    form = await read_form(request)
+    check_csrf(request, admin, form)
+    target = form.get("to", "me")
+    try:
+        if target not in ("me", "none"):
+            raise ValidationProblem("assign to me or to nobody", field="to")
+        async with session.begin_nested():  # a refusal undoes the act, and only the act
+            await review.assign(
+                session, admin.actor, credit_id, admin.admin_id if target == "me" else None
+            )
+    except ProblemError as problem:
+        return await _flag_refused(request, admin, session, credit_id, problem, form)
+    return RedirectResponse(f"/admin/review/{credit_id}?done=assigned", status_code=303)
+
+
+async def _flag_refused(
+    request: Request,
+    admin: ConsoleAdmin,
+    session: DbSession,
+    credit_id: int,
+    problem: ProblemError,
+    form: dict[str, str],
+) -> Response:
+    if problem.status == 404:
+        raise ConsoleError(problem)
+    return await _flag_page(
+        request,
+        admin,
+        session,
+        credit_id,
+        error=_problem_message(request, problem),
+        form=form,
+        status_code=problem.status,
+    )
+
+
+def _note(form: dict[str, str]) -> str | None:
+    note = form.get("note", "").replace("\r\n", "\n").strip()
+    return note or None
+
+
+@router.post("/review/{credit_id}/approve")
+async def review_approve(
+    request: Request, credit_id: CreditId, admin: Reviewer, session: DbSession
+) -> Response:
+    """Approve: the credit's points are released. One decision per flag; audited."""
+    form = await read_form(request)
+    check_csrf(request, admin, form)
+    try:
+        body = ApproveIn(note=_note(form))
+        async with session.begin_nested():
+            await review.approve(session, admin.actor, credit_id, note=body.note)
+    except ValidationError as invalid:
+        problem = ValidationProblem(_validation_message(invalid))
+        return await _flag_refused(request, admin, session, credit_id, problem, form)
+    except ProblemError as problem:
+        return await _flag_refused(request, admin, session, credit_id, problem, form)
+    return RedirectResponse(f"/admin/review/{credit_id}?done=approved", status_code=303)
+
+
+@router.post("/review/{credit_id}/reject")
+async def review_reject(
+    request: Request, credit_id: CreditId, admin: Reviewer, session: DbSession
+) -> Response:
+    """Reject with one of the fixed reasons (what the participant reads) and a note for
+    reviewers and auditors: the credit is reversed through the ledger. One decision per
+    flag; audited."""
+    form = await read_form(request)
+    check_csrf(request, admin, form)
+    try:
+        body = RejectIn.model_validate({"reason": form.get("reason", ""), "note": _note(form)})
+        async with session.begin_nested():
+            await review.reject(session, admin.actor, credit_id, reason=body.reason, note=body.note)
+    except ValidationError as invalid:
+        problem = ValidationProblem(_validation_message(invalid))
+        return await _flag_refused(request, admin, session, credit_id, problem, form)
+    except ProblemError as problem:
+        return await _flag_refused(request, admin, session, credit_id, problem, form)
+    return RedirectResponse(f"/admin/review/{credit_id}?done=rejected", status_code=303)
 
 
 # --- static files and refusals --------------------------------------------------------------------

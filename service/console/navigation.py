@@ -11,7 +11,8 @@ from service.i18n import N_
 # Each set is the API's for the same data: GET /v1/admin/reports/* (dashboard, reports),
 # /v1/admin/methodology-drafts (read, back-test), POST .../methodology-drafts (author),
 # .../approve and .../schedule (approver), /v1/admin/partners and /merchants (read),
-# their suspend and reinstate (program-admin), /v1/admin/audit (auditor).
+# their suspend and reinstate (program-admin), /v1/admin/audit (auditor),
+# GET /v1/admin/review/flags (read the queue) and its assign, approve and reject (reviewer).
 REPORT_READERS: Final = ("auditor", "program-admin")
 METHODOLOGY_READERS: Final = (
     "methodology-author",
@@ -24,6 +25,8 @@ METHODOLOGY_APPROVERS: Final = ("methodology-approver",)
 ORGANISATION_READERS: Final = ("program-admin", "auditor")
 ORGANISATION_ADMINS: Final = ("program-admin",)
 AUDITORS: Final = ("auditor",)
+REVIEW_READERS: Final = ("reviewer", "program-admin", "auditor")
+REVIEWERS: Final = ("reviewer",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,19 +36,24 @@ class MenuItem:
     roles: tuple[str, ...]
 
 
-# The review queue (issue 16, item 1) takes its place after the methodologies:
-# MenuItem("/admin/reviews", N_("Review queue"), <the queue API's roles>).
 PAGES: Final = (
     MenuItem("/admin/dashboard", N_("Dashboard"), REPORT_READERS),
     MenuItem("/admin/methodologies", N_("Methodologies"), METHODOLOGY_READERS),
+    MenuItem("/admin/review", N_("Review queue"), REVIEW_READERS),
     MenuItem("/admin/organisations", N_("Partners and merchants"), ORGANISATION_READERS),
     MenuItem("/admin/reports", N_("Reports"), REPORT_READERS),
     MenuItem("/admin/audit", N_("Audit log"), AUDITORS),
 )
 
 
-# Words the templates translate from data: organisations' statuses.
-STATUS_WORDS: Final = (N_("active"), N_("suspended"))
+# Words the templates translate from data: organisations' statuses, flags' statuses.
+STATUS_WORDS: Final = (
+    N_("active"),
+    N_("suspended"),
+    N_("open"),
+    N_("approved"),
+    N_("rejected"),
+)
 
 
 def menu(roles: frozenset[str]) -> list[MenuItem]:

@@ -1,8 +1,9 @@
 """The console in a real browser: Debian's headless Chromium, driven by Selenium through
 Debian's chromedriver, against the real service (uvicorn on a free port, the test database,
 the test Redis). Flows: log in with TOTP and read the dashboard; back-test a draft and
-schedule it as a second administrator; download a report. Screenshots of the main pages go
-to test-artifacts/console/ (CARBON_POINTS_TEST_ARTIFACTS to change).
+schedule it as a second administrator; decide a flagged credit; download a report.
+Screenshots of the main pages go to test-artifacts/console/ (CARBON_POINTS_TEST_ARTIFACTS to
+change).
 
 Without a browser (`apt-get install chromium chromium-driver`, as .ci/run does) these tests
 are skipped, with the reason in pytest's summary.
@@ -35,11 +36,12 @@ from service.admin import service as admins
 from service.admin import totp
 from service.config import Settings
 from service.methodologies import lifecycle
-from service.models import AdminAuditEntry, MethodologyDraft
+from service.models import AdminAuditEntry, MethodologyDraft, ReviewFlag
 from service.reports import service as reports
 from tests.admin.test_lifecycle import metro_v2
 from tests.console.conftest import PASSWORD
 from tests.crediting.conftest import Live, metro
+from tests.review.test_review_queue import _flagged_credit
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = (
@@ -72,7 +74,7 @@ if MISSING is None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -382,6 +384,60 @@ async def test_back_test_a_draft_and_schedule_it_as_a_second_administrator(
             )
         ).all()
     assert {"admin.login", "methodology.approve", "methodology.schedule"} <= set(acts)
+
+
+async def test_decide_a_flagged_credit(live: Live, server: Server, browser: WebDriver) -> None:
+    """A reviewer logs in with TOTP, opens the queue, opens a credit flagged by the velocity
+    rule as it was credited, rejects it with a reason and a note; the open queue no longer
+    shows it, and the decision is in the audit trail."""
+    _, outcome = await _flagged_credit(live, f"6222{uuid.uuid4().int % 10**12:012d}")
+    credit_id = int(outcome.credit_id or 0)
+    reviewer = await _enrol(live, "reviewer")
+    await asyncio.to_thread(_log_in, browser, server, reviewer)
+    assert browser.current_url.endswith("/admin/review")  # a reviewer's first page
+    row = _wait(browser).until(ec.presence_of_element_located((By.ID, f"flag-{credit_id}")))
+    assert row.get_attribute("data-status") == "open" and "velocity" in row.text
+    _shot(browser, "review-queue")
+    row.find_element(By.LINK_TEXT, str(credit_id)).click()
+    _wait(browser).until(ec.presence_of_element_located((By.ID, "flag-details")))
+    assert "velocity" in browser.find_element(By.ID, "flag-details").text
+    browser.find_element(By.ID, "assign-me").click()
+    _wait(browser).until(ec.text_to_be_present_in_element((By.ID, "done"), "Assignment saved"))
+    assert browser.find_element(By.ID, "flag-assignee").text == "me"
+    _shot(browser, "review-flag")
+
+    Select(browser.find_element(By.ID, "reject-reason")).select_by_value("implausible_trips")
+    browser.find_element(By.ID, "reject-note").send_keys("two trips in ten minutes")
+    browser.find_element(By.ID, "reject").click()
+    _wait(browser).until(ec.text_to_be_present_in_element((By.ID, "done"), "Rejected"))
+    status = browser.find_element(By.ID, "flag-status")
+    assert status.get_attribute("data-status") == "rejected"
+    assert "more than one person can make" in browser.find_element(By.ID, "flag-reason").text
+    _shot(browser, "review-rejected")
+
+    browser.get(f"{server.base_url}/admin/review")
+    _wait(browser).until(ec.presence_of_element_located((By.ID, "flags")))
+    assert not browser.find_elements(By.ID, f"flag-{credit_id}")
+    browser.get(f"{server.base_url}/admin/review?status=rejected")
+    done = _wait(browser).until(ec.presence_of_element_located((By.ID, f"flag-{credit_id}")))
+    assert done.get_attribute("data-status") == "rejected"
+
+    async with live.sessionmaker() as session:
+        flag = await session.get(ReviewFlag, credit_id)
+        assert flag is not None
+        assert (flag.status, flag.reason, flag.decided_by) == (
+            "rejected",
+            "implausible_trips",
+            reviewer.admin_id,
+        )
+        acts = (
+            await session.scalars(
+                select(AdminAuditEntry.action)
+                .where(AdminAuditEntry.target_id == str(credit_id))
+                .order_by(AdminAuditEntry.id)
+            )
+        ).all()
+    assert acts == ["review.assign", "review.reject"]
 
 
 async def test_download_a_report(

@@ -243,7 +243,14 @@ async def test_every_console_form_refuses_a_missing_forged_or_cross_site_token(
 ) -> None:
     _, draft = await _draft(app, db)
     await _signed_in(
-        app, db, browser, "methodology-approver", "methodology-author", "auditor", "program-admin"
+        app,
+        db,
+        browser,
+        "methodology-approver",
+        "methodology-author",
+        "auditor",
+        "program-admin",
+        "reviewer",
     )
     page = await browser.get(f"/admin/methodologies/drafts/{draft.id}")
     good = csrf_of(page.text)
@@ -260,6 +267,9 @@ async def test_every_console_form_refuses_a_missing_forged_or_cross_site_token(
         ("/admin/logout", {}),
         ("/admin/partners/no-such/suspend", {}),
         ("/admin/merchants/no-such/reinstate", {}),
+        ("/admin/review/1/assign", {"to": "me"}),
+        ("/admin/review/1/approve", {"note": "fine"}),
+        ("/admin/review/1/reject", {"reason": "not_eligible"}),
     ]
     posted = {
         route.path
@@ -270,7 +280,7 @@ async def test_every_console_form_refuses_a_missing_forged_or_cross_site_token(
         re.sub(
             r"/(partners|merchants)/no-such/\w+",
             r"/\1/{code}/{act}",
-            re.sub(r"/\d+/", "/{draft_id}/", path),
+            re.sub(r"/\d+/", "/{draft_id}/", re.sub(r"/review/\d+/", "/review/{credit_id}/", path)),
         )
         for path, _ in forms
     }
@@ -364,6 +374,26 @@ SAME_ROLES = [
     ("POST", "/admin/merchants/{code}/{act}", "POST", "/v1/admin/merchants/{code}/suspend"),
     ("POST", "/admin/merchants/{code}/{act}", "POST", "/v1/admin/merchants/{code}/reinstate"),
     ("GET", "/admin/audit", "GET", "/v1/admin/audit"),
+    ("GET", "/admin/review", "GET", "/v1/admin/review/flags"),
+    ("GET", "/admin/review/{credit_id}", "GET", "/v1/admin/review/flags/{credit_id}"),
+    (
+        "POST",
+        "/admin/review/{credit_id}/assign",
+        "POST",
+        "/v1/admin/review/flags/{credit_id}/assign",
+    ),
+    (
+        "POST",
+        "/admin/review/{credit_id}/approve",
+        "POST",
+        "/v1/admin/review/flags/{credit_id}/approve",
+    ),
+    (
+        "POST",
+        "/admin/review/{credit_id}/reject",
+        "POST",
+        "/v1/admin/review/flags/{credit_id}/reject",
+    ),
     ("GET", "/admin", "GET", "/v1/admin/me"),
     ("POST", "/admin/logout", "GET", "/v1/admin/me"),
 ]
@@ -398,6 +428,7 @@ PAGES = {
     },
     "/admin/organisations": {"program-admin", "auditor"},
     "/admin/audit": {"auditor"},
+    "/admin/review": {"reviewer", "program-admin", "auditor"},
 }
 
 
@@ -415,32 +446,20 @@ async def test_each_role_opens_only_its_pages_and_sees_only_them_in_the_menu(
             assert 'data-problem-type="role-required"' in response.text
             assert response.headers["content-type"] == HTML
     home = await browser.get("/admin")
-    menu = [
-        p
-        for p in (
-            "/admin/dashboard",
-            "/admin/methodologies",
-            "/admin/organisations",
-            "/admin/audit",
-        )
-        if f'href="{p}"' in (await browser.get("/admin/methodologies")).text
-    ]
-    if role == "reviewer":
-        assert home.status_code == 200 and "None of the console" in home.text
-    else:
-        assert home.status_code == 303
-    expected = [
-        p
-        for p in (
-            "/admin/dashboard",
-            "/admin/methodologies",
-            "/admin/organisations",
-            "/admin/audit",
-        )
-        if role in PAGES[p]
-    ]
-    if role in PAGES["/admin/methodologies"]:
-        assert menu == expected
+    # Every role now opens a page: home sends each to its first one.
+    assert home.status_code == 303
+    in_menu = (
+        "/admin/dashboard",
+        "/admin/methodologies",
+        "/admin/review",
+        "/admin/organisations",
+        "/admin/audit",
+    )
+    first_page = next(p for p in in_menu if role in PAGES[p])
+    assert home.headers["location"] == first_page
+    shown = (await browser.get(first_page)).text
+    menu = [p for p in in_menu if f'href="{p}"' in shown]
+    assert menu == [p for p in in_menu if role in PAGES[p]]
 
 
 async def test_an_approver_who_wrote_the_draft_is_refused_by_the_four_eyes_rule(
