@@ -27,7 +27,7 @@ run: install
 		$(BIN)/carbon-points serve
 
 ## make test: lint, format check, mypy --strict, import-linter, pytest, then pytest-scaling
-test: install lint typecheck importlint pytest pytest-scaling
+test: install lint typecheck importlint pytest
 
 lint:
 	$(BIN)/ruff check .
