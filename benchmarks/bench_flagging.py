@@ -26,6 +26,7 @@ import secrets
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
@@ -50,7 +51,27 @@ WHERE rule = 'overlap';
 """
 
 
-async def measure(args: argparse.Namespace, url: str, secrets_env: dict[str, str]) -> None:
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+async def backend_cpu(monitor: asyncpg.Connection, database: str) -> float:
+    """CPU seconds (user + system) used so far by PostgreSQL's backends connected to
+    `database`, from /proc: what the database spent on this benchmark's statements."""
+    total = 0.0
+    for (pid,) in await monitor.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1", database
+    ):
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+async def measure(
+    args: argparse.Namespace, url: str, secrets_env: dict[str, str], server_url: str, name: str
+) -> None:
     setup = await populate(url, secrets_env, args.participants)
     await enable_flag_rules(url)
     if args.unbroken:
@@ -60,6 +81,7 @@ async def measure(args: argparse.Namespace, url: str, secrets_env: dict[str, str
         finally:
             await conn.close()
     engine = create_engine(url, pool_size=2)
+    monitor = await asyncpg.connect(to_asyncpg_dsn(server_url))
     sessionmaker = create_sessionmaker(engine)
     try:
         async with sessionmaker() as session:
@@ -85,12 +107,13 @@ async def measure(args: argparse.Namespace, url: str, secrets_env: dict[str, str
         modes = {"off": OFF, "on": on}
         makers = {name: EventMaker(setup.cards, args.seed, f"ev-{name}") for name in modes}
 
-        async def run(name: str) -> tuple[float, float, int]:
-            settings = crediting.CreditingSettings(base.pepper, base.validity, flags=modes[name])
+        async def run(mode: str) -> tuple[float, float, float, int]:
+            settings = crediting.CreditingSettings(base.pepper, base.validity, flags=modes[mode])
             events = [
-                [EventIn.model_validate(makers[name]().to_json()) for _ in range(args.batch)]
+                [EventIn.model_validate(makers[mode]().to_json()) for _ in range(args.batch)]
                 for _ in range(args.batches)
             ]
+            db_cpu = await backend_cpu(monitor, name)
             wall, cpu = time.perf_counter(), time.process_time()
             credited = 0
             for batch in events:
@@ -99,29 +122,42 @@ async def measure(args: argparse.Namespace, url: str, secrets_env: dict[str, str
                         session, registry, settings, partner, batch, datetime.now(UTC)
                     )
                 credited += sum(1 for o in outcomes if o.status in ("credited", "capped"))
-            return time.perf_counter() - wall, time.process_time() - cpu, credited
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            return wall, cpu, await backend_cpu(monitor, name) - db_cpu, credited
 
         await run("off")  # warm-up: plans, caches
         await run("on")
         ratios: list[float] = []
+        cpu_ratios: list[float] = []
         for round_ in range(args.rounds):
             order = ["off", "on"] if round_ % 2 == 0 else ["on", "off"]
             rate: dict[str, float] = {}
-            for name in order:
-                wall, cpu, credited = await run(name)
-                rate[name] = credited / wall
+            per_event: dict[str, float] = {}
+            for mode in order:
+                wall, cpu, db, credited = await run(mode)
+                rate[mode] = credited / wall
+                per_event[mode] = 1e6 * (cpu + db) / max(credited, 1)
                 print(
-                    f"r{round_ + 1} rules {name:<3} {rate[name]:8,.0f} credited/s;"
-                    f" {1e6 * cpu / max(credited, 1):6.0f} us CPU (this process) per event",
+                    f"r{round_ + 1} rules {mode:<3} {rate[mode]:8,.0f} credited/s;"
+                    f" CPU per event: {1e6 * cpu / max(credited, 1):5.0f} us here"
+                    f" + {1e6 * db / max(credited, 1):5.0f} us PostgreSQL"
+                    f" = {per_event[mode]:5.0f} us",
                     flush=True,
                 )
             ratios.append(rate["on"] / rate["off"])
+            cpu_ratios.append(per_event["off"] / per_event["on"])
         print(
-            f"\nrules on / off, per round: {' '.join(f'{r:.3f}' for r in ratios)}; "
-            f"median {statistics.median(ratios):.3f}"
+            f"\nrules on / off, throughput per round: {' '.join(f'{r:.3f}' for r in ratios)};"
+            f" median {statistics.median(ratios):.3f}"
+        )
+        print(
+            "rules off / on, CPU per event (this process + PostgreSQL), per round: "
+            f"{' '.join(f'{r:.3f}' for r in cpu_ratios)}; median "
+            f"{statistics.median(cpu_ratios):.3f}  (the throughput a CPU-bound box keeps)"
         )
         print(await flagged_share(url))
     finally:
+        await monitor.close()
         await engine.dispose()
 
 
@@ -154,7 +190,7 @@ def main() -> None:
     try:
         url = database_url_for(server_url, name)
         migrations.upgrade(url)
-        asyncio.run(measure(args, url, secrets_env))
+        asyncio.run(measure(args, url, secrets_env, server_url, name))
     finally:
         asyncio.run(admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

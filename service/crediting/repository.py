@@ -32,6 +32,7 @@ from service.db import Reader, json_rows, json_text, reader
 from service.ledger import credit_unpooled_and_standing_sql
 from service.models import CapUsage, Credit, IdentityLink, PartnerEvent
 from service.review import credit_not_under_review_sql
+from service.review.rules import MAX_TRIP_MINUTES
 
 _events = cast(Table, PartnerEvent.__table__)
 _credits = cast(Table, Credit.__table__)
@@ -378,18 +379,22 @@ _LOAD_STATE = text(
 )
 
 # With trip flag rules on (velocity, overlap, travel): also each participant's trips around
-# the events being credited (kind 2), by ix_credits_dedup, in the same statement.
+# the events being credited (kind 2), by ix_credits_dedup, in the same statement. A trip's
+# end is worked out here, as `flagging.Trip` would from `duration_s`: the stored inputs are
+# the engine's canonical quantities (an integer or exact decimal text), whole seconds count,
+# and a duration is capped at MAX_TRIP_MINUTES; anything else is an instant.
 _LOAD_STATE_WITH_TRIPS = text(
     """
     SELECT 0 AS kind, u.participant_id, u.usage_key AS key, u.grams, u.points,
            CAST(NULL AS bigint) AS event_id, CAST(NULL AS uuid) AS partner_id,
            CAST(NULL AS timestamptz) AS occurred_at, CAST(NULL AS text) AS region,
-           CAST(NULL AS text) AS duration_s
+           CAST(NULL AS timestamptz) AS ends_at
     FROM json_to_recordset(CAST(:slots AS json)) AS w(p uuid, k text)
     JOIN cap_usage AS u ON u.participant_id = w.p AND u.usage_key = w.k
     UNION ALL
     SELECT DISTINCT 1, c.participant_id, c.action_type, CAST(NULL AS bigint),
-           CAST(NULL AS bigint), c.event_id, c.partner_id, c.occurred_at, NULL, NULL
+           CAST(NULL AS bigint), c.event_id, c.partner_id, c.occurred_at, NULL,
+           CAST(NULL AS timestamptz)
     FROM json_to_recordset(CAST(:windows AS json))
          AS w(p uuid, t text, s timestamptz, e timestamptz)
     JOIN credits AS c
@@ -398,7 +403,12 @@ _LOAD_STATE_WITH_TRIPS = text(
     WHERE ev.status <> 'retracted'
     UNION ALL
     SELECT 2, c.participant_id, c.action_type, CAST(NULL AS bigint), CAST(NULL AS bigint),
-           c.event_id, c.partner_id, c.occurred_at, c.region, c.inputs ->> 'duration_s'
+           c.event_id, c.partner_id, c.occurred_at, c.region,
+           c.occurred_at + make_interval(secs => CASE
+               WHEN c.inputs ->> 'duration_s' ~ '^[0-9]+([.][0-9]*)?$'
+               THEN LEAST(CAST(split_part(c.inputs ->> 'duration_s', '.', 1) AS numeric),
+                          CAST(:max_trip_seconds AS integer))
+               ELSE 0 END)
     FROM json_to_recordset(CAST(:trips AS json)) AS w(p uuid, s timestamptz, e timestamptz)
     JOIN credits AS c
         ON c.participant_id = w.p AND c.action_type = ANY(CAST(:trip_types AS text[]))
@@ -418,11 +428,26 @@ async def load_state(
 ) -> tuple[dict[tuple[uuid.UUID, str], tuple[int, int]], list[Any], list[Any]]:
     """Cap usage of these (participant, key) slots, and the standing credits in these
     (participant, action type, start, end) windows; with `trips` (participant, start, end),
-    also the participants' credits of `trip_types` in those windows, for the flag rules. One
-    statement; run it after the participants' accounts are locked, so that it sees every
-    credit committed before."""
+    also the participants' credits of `trip_types` in those windows, for the flag rules (a
+    standing credit may then be one of those rows: same columns). One statement; run it
+    after the participants' accounts are locked, so that it sees every credit committed
+    before."""
     slots = sorted(set(usage_slots), key=lambda s: (str(s[0]), s[1]))
-    near = sorted(set(windows), key=lambda w: (str(w[0]), w[1], w[2]))
+    # A duplicate window inside its participant's trip window, of a trip type, is answered
+    # from the trip rows (kind 2) rather than probed again: with the trip rules on, most
+    # events cost one index probe here instead of two.
+    spans = {p: (s, e) for p, s, e in trips}
+    types = frozenset(trip_types)
+    covered: dict[tuple[uuid.UUID, str], list[tuple[datetime, datetime]]] = {}
+    probed: set[tuple[uuid.UUID, str, datetime, datetime]] = set()
+    for window in set(windows):
+        participant, kind, start, end = window
+        span = spans.get(participant)
+        if span is not None and kind in types and span[0] <= start and end <= span[1]:
+            covered.setdefault((participant, kind), []).append((start, end))
+        else:
+            probed.add(window)
+    near = sorted(probed, key=lambda w: (str(w[0]), w[1], w[2]))
     params: dict[str, Any] = {
         "slots": json_rows(p=[s[0] for s in slots], k=[s[1] for s in slots]),
         "windows": json_rows(
@@ -439,6 +464,7 @@ async def load_state(
             p=[w[0] for w in around], s=[w[1] for w in around], e=[w[2] for w in around]
         )
         params["trip_types"] = sorted(trip_types)
+        params["max_trip_seconds"] = MAX_TRIP_MINUTES * 60
     result = await session.execute(_LOAD_STATE_WITH_TRIPS if trips else _LOAD_STATE, params)
     usage: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
     standing: list[Any] = []
@@ -450,6 +476,17 @@ async def load_state(
             standing.append(row)
         else:
             found.append(row)
+    if covered:
+        listed = {row.event_id for row in standing}
+        for row in found:
+            ranges = covered.get((row.participant_id, row.key))
+            if (
+                ranges
+                and row.event_id not in listed
+                and any(start <= row.occurred_at <= end for start, end in ranges)
+            ):
+                standing.append(row)
+                listed.add(row.event_id)
     return usage, standing, found
 
 

@@ -534,13 +534,7 @@ def _flag(
     recent: dict[uuid.UUID, list[flagging.Trip]] = {}
     for row in stored:
         recent.setdefault(row.participant_id, []).append(
-            flagging.Trip(
-                int(row.event_id),
-                row.key,
-                row.occurred_at,
-                flagging.duration_of({"duration_s": row.duration_s}),
-                row.region,
-            )
+            flagging.Trip(row.event_id, row.key, row.occurred_at, None, row.region, row.ends_at)
         )
     holders = link_holders or {}
     checks = [

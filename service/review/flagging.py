@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,22 +28,41 @@ from service.review.rules import (
 )
 
 
-@dataclass(slots=True, eq=False)
 class Trip:
-    """A credited trip as the rules see it: when it started, how long it lasted, where.
-    (Not frozen: a frozen dataclass's constructor costs several times more, and the crediting
-    path builds one per credit and per stored trip.)"""
+    """A credited trip as the rules see it: when it started, when it ended (its start plus
+    `duration_s`, capped at `MAX_TRIP_MINUTES`; an instant without one), where.
 
-    event_id: int
-    action_type: str
-    occurred_at: datetime
-    duration_s: int | None
-    region: str | None
-    ends_at: datetime = field(init=False)
+    A plain class with slots: the crediting path builds one per credit and per stored trip,
+    and a dataclass's constructor (with `__post_init__`) costs about twice as much. Stored
+    trips come with `ends_at` already worked out by the statement that reads them.
+    """
 
-    def __post_init__(self) -> None:
-        seconds = min(self.duration_s or 0, MAX_TRIP_MINUTES * 60)
-        self.ends_at = self.occurred_at + timedelta(seconds=max(seconds, 0))
+    __slots__ = ("action_type", "duration_s", "ends_at", "event_id", "occurred_at", "region")
+
+    def __init__(
+        self,
+        event_id: int,
+        action_type: str,
+        occurred_at: datetime,
+        duration_s: int | None,
+        region: str | None,
+        ends_at: datetime | None = None,
+    ) -> None:
+        self.event_id = event_id
+        self.action_type = action_type
+        self.occurred_at = occurred_at
+        self.duration_s = duration_s
+        self.region = region
+        if ends_at is None:
+            seconds = min(duration_s or 0, MAX_TRIP_MINUTES * 60)
+            ends_at = occurred_at + timedelta(seconds=seconds) if seconds > 0 else occurred_at
+        self.ends_at = ends_at
+
+    def __repr__(self) -> str:
+        return (
+            f"Trip({self.event_id}, {self.action_type!r}, {self.occurred_at.isoformat()},"
+            f" ends {self.ends_at.isoformat()}, {self.region!r})"
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -90,24 +109,50 @@ def evaluate(
 ) -> dict[int, list[Hit]]:
     """The rules each check breaks (event id -> hits; only flagged events appear). Checks are
     taken in order; each is compared with the participant's stored trips and the checks
-    before it."""
+    before it. `recent` is read, never changed.
+
+    The crediting path runs this for every credit, so each check makes one pass over the
+    participant's trips: it counts the velocity rule's trips (the busiest window is worked
+    out only when there are more trips than the rule allows at all), and keeps the earliest
+    trip each of the overlap and travel rules finds.
+    """
     flagged: dict[int, list[Hit]] = {}
     if not rules.any:
         return flagged
-    seen: dict[uuid.UUID, list[Trip]] = defaultdict(list)
-    for participant, trips in recent.items():
-        seen[participant].extend(trips)
     trip_rules = rules.needs_trips
+    velocity, overlap, travel = rules.velocity, rules.overlap, rules.travel
+    velocity_types = frozenset(velocity.action_types) if velocity else frozenset()
+    overlap_types = frozenset(overlap.action_types) if overlap else frozenset()
+    travel_types = frozenset(travel.action_types) if travel else frozenset()
+    tolerance = timedelta(seconds=overlap.tolerance_seconds) if overlap else timedelta()
+    least_gap = timedelta(minutes=travel.min_minutes_between_regions) if travel else timedelta()
+    churn = rules.identity_churn
+    surges = rules.surges if rules.partner_volume else {}
+    # This batch's trips so far, per participant (`recent` stays as it was given).
+    batch: dict[uuid.UUID, list[Trip]] = defaultdict(list)
+    no_trips: Sequence[Trip] = ()
     for check in checks:
         hits: list[Hit] = []
         trip = check.trip
-        # Alone in its windows (the common case), a trip breaks no trip rule: a velocity
-        # limit is at least one trip.
-        known = seen.get(check.participant) if trip_rules else None
-        trips = [t for t in known if t.event_id != check.event_id] if known else []
-        if trips:
-            hits.extend(_trip_hits(rules, trip, trips))
-        churn = rules.identity_churn
+        if trip_rules:
+            known = recent.get(check.participant, no_trips)
+            earlier = batch.get(check.participant, no_trips)
+            # Alone in its windows (the common case), a trip breaks no trip rule: a velocity
+            # limit is at least one trip.
+            if known or earlier:
+                hits.extend(
+                    _trip_hits(
+                        rules,
+                        trip,
+                        (known, earlier),
+                        velocity_types,
+                        overlap_types,
+                        travel_types,
+                        tolerance,
+                        least_gap,
+                    )
+                )
+            batch[check.participant].append(trip)
         if (
             churn is not None
             and check.link_holders is not None
@@ -123,7 +168,7 @@ def evaluate(
                     },
                 )
             )
-        surge = rules.surges.get(check.partner_id) if rules.partner_volume else None
+        surge = surges.get(check.partner_id) if surges else None
         if surge is not None and rules.partner_volume is not None:
             hits.append(
                 Hit(
@@ -137,97 +182,109 @@ def evaluate(
             )
         if hits:
             flagged[check.event_id] = hits
-        if trip_rules:
-            seen[check.participant].append(trip)
     return flagged
 
 
-def _trip_hits(rules: FlagRules, trip: Trip, trips: Sequence[Trip]) -> list[Hit]:
+def _earlier(a: Trip, b: Trip | None) -> bool:
+    """Whether `a` comes before `b` (by start, then event id): the trip a hit names."""
+    return b is None or (a.occurred_at, a.event_id) < (b.occurred_at, b.event_id)
+
+
+def _trip_hits(
+    rules: FlagRules,
+    trip: Trip,
+    groups: tuple[Sequence[Trip], Sequence[Trip]],
+    velocity_types: frozenset[str],
+    overlap_types: frozenset[str],
+    travel_types: frozenset[str],
+    tolerance: timedelta,
+    least_gap: timedelta,
+) -> list[Hit]:
+    """The trip rules `trip` breaks against the participant's other trips, in one pass."""
+    kind = trip.action_type
+    by_velocity = kind in velocity_types
+    by_overlap = kind in overlap_types
+    by_travel = kind in travel_types and trip.region is not None
+    start, end, region, event_id = trip.occurred_at, trip.ends_at, trip.region, trip.event_id
+    counted: list[datetime] = []
+    overlapping: Trip | None = None
+    elsewhere: Trip | None = None
+    for group in groups:
+        for other in group:
+            if other.event_id == event_id:
+                continue
+            other_kind = other.action_type
+            if by_velocity and other_kind in velocity_types:
+                counted.append(other.occurred_at)
+            if (
+                by_overlap
+                and other_kind in overlap_types
+                and other.occurred_at < end - tolerance
+                and start < other.ends_at - tolerance
+                and _earlier(other, overlapping)
+            ):
+                overlapping = other
+            if (
+                by_travel
+                and other.region is not None
+                and other.region != region
+                and other_kind in travel_types
+                and max(other.occurred_at - end, start - other.ends_at) < least_gap
+                and _earlier(other, elsewhere)
+            ):
+                elsewhere = other
     hits: list[Hit] = []
-    ordered = sorted(trips, key=lambda t: (t.occurred_at, t.event_id))
-    if rules.velocity is not None and trip.action_type in rules.velocity.action_types:
-        hit = _velocity(rules, trip, ordered)
-        if hit is not None:
-            hits.append(hit)
-    if rules.overlap is not None and trip.action_type in rules.overlap.action_types:
-        hit = _overlap(rules, trip, ordered)
-        if hit is not None:
-            hits.append(hit)
-    if rules.travel is not None and trip.action_type in rules.travel.action_types:
-        hit = _travel(rules, trip, ordered)
-        if hit is not None:
-            hits.append(hit)
-    return hits
-
-
-def _velocity(rules: FlagRules, trip: Trip, others: Sequence[Trip]) -> Hit | None:
-    assert rules.velocity is not None
-    window = timedelta(minutes=rules.velocity.window_minutes)
-    types = rules.velocity.action_types
-    times = sorted([t.occurred_at for t in others if t.action_type in types] + [trip.occurred_at])
-    # The busiest window of that length containing this trip: every window [end - w, end]
-    # whose end is this trip or a later one within w.
-    most = 0
-    for end in times:
-        if not trip.occurred_at <= end <= trip.occurred_at + window:
-            continue
-        count = sum(1 for t in times if end - window < t <= end)
-        most = max(most, count)
-    if most > rules.velocity.max_trips:
-        return Hit(
-            VELOCITY,
-            {
-                "trips": most,
-                "window_minutes": rules.velocity.window_minutes,
-                "max_trips": rules.velocity.max_trips,
-            },
-        )
-    return None
-
-
-def _overlap(rules: FlagRules, trip: Trip, others: Sequence[Trip]) -> Hit | None:
-    assert rules.overlap is not None
-    tolerance = timedelta(seconds=rules.overlap.tolerance_seconds)
-    for other in others:
-        if other.action_type not in rules.overlap.action_types:
-            continue
-        if (
-            other.occurred_at < trip.ends_at - tolerance
-            and trip.occurred_at < other.ends_at - tolerance
-        ):
-            overlap = min(trip.ends_at, other.ends_at) - max(trip.occurred_at, other.occurred_at)
-            return Hit(
+    velocity = rules.velocity
+    # No window can hold more trips than there are: only then is the busiest one worth finding.
+    if velocity is not None and by_velocity and len(counted) + 1 > velocity.max_trips:
+        most = _busiest(start, counted, timedelta(minutes=velocity.window_minutes))
+        if most > velocity.max_trips:
+            hits.append(
+                Hit(
+                    VELOCITY,
+                    {
+                        "trips": most,
+                        "window_minutes": velocity.window_minutes,
+                        "max_trips": velocity.max_trips,
+                    },
+                )
+            )
+    if overlapping is not None and rules.overlap is not None:
+        overlap = min(end, overlapping.ends_at) - max(start, overlapping.occurred_at)
+        hits.append(
+            Hit(
                 OVERLAP,
                 {
-                    "other_credit_id": str(other.event_id),
+                    "other_credit_id": str(overlapping.event_id),
                     "overlap_seconds": int(overlap.total_seconds()),
                     "tolerance_seconds": rules.overlap.tolerance_seconds,
                 },
             )
-    return None
-
-
-def _travel(rules: FlagRules, trip: Trip, others: Sequence[Trip]) -> Hit | None:
-    assert rules.travel is not None
-    if trip.region is None:
-        return None
-    least = timedelta(minutes=rules.travel.min_minutes_between_regions)
-    for other in others:
-        if (
-            other.region is None
-            or other.region == trip.region
-            or other.action_type not in rules.travel.action_types
-        ):
-            continue
-        gap = max(other.occurred_at - trip.ends_at, trip.occurred_at - other.ends_at)
-        if gap < least:
-            return Hit(
+        )
+    if elsewhere is not None and rules.travel is not None:
+        gap = max(elsewhere.occurred_at - end, start - elsewhere.ends_at)
+        hits.append(
+            Hit(
                 TRAVEL,
                 {
-                    "other_credit_id": str(other.event_id),
-                    "regions": [other.region, trip.region],
+                    "other_credit_id": str(elsewhere.event_id),
+                    "regions": [elsewhere.region, region],
                     "minutes_apart": max(int(gap.total_seconds() // 60), 0),
                     "min_minutes_between_regions": rules.travel.min_minutes_between_regions,
                 },
             )
-    return None
+        )
+    return hits
+
+
+def _busiest(at: datetime, others: list[datetime], window: timedelta) -> int:
+    """The most trips in a window of this length that contains the trip at `at`: every
+    window [end - window, end] whose end is this trip or a later one within `window`."""
+    times = sorted([*others, at])
+    most = 0
+    for end in times:
+        if not at <= end <= at + window:
+            continue
+        count = sum(1 for t in times if end - window < t <= end)
+        most = max(most, count)
+    return most

@@ -192,3 +192,123 @@ def test_duration_is_read_from_integers_or_decimal_text() -> None:
     assert duration_of({"duration_s": True}) is None
     assert duration_of({"duration_s": "abc"}) is None
     assert duration_of(None) is None
+
+
+# --- the one-pass evaluation against the rules' plain definition ------------------------------
+
+
+def _plain(rules: Rules, checks: list[Check], recent: dict[uuid.UUID, list[Trip]]) -> set[object]:
+    """Each rule as its definition reads, trip against trip, no shortcut: the earliest other
+    trip (by start, then id) that breaks overlap or travel, and the busiest velocity window."""
+    found: set[object] = set()
+    seen = {p: list(ts) for p, ts in recent.items()}
+    for c in checks:
+        t = c.trip
+        others = sorted(
+            (o for o in seen.get(c.participant, []) if o.event_id != t.event_id),
+            key=lambda o: (o.occurred_at, o.event_id),
+        )
+        v = rules.velocity
+        if v is not None and t.action_type in v.action_types and others:
+            w = timedelta(minutes=v.window_minutes)
+            times = sorted(
+                [o.occurred_at for o in others if o.action_type in v.action_types] + [t.occurred_at]
+            )
+            most = max(
+                (
+                    sum(1 for x in times if end - w < x <= end)
+                    for end in times
+                    if t.occurred_at <= end <= t.occurred_at + w
+                ),
+                default=0,
+            )
+            if most > v.max_trips:
+                found.add((c.event_id, "velocity", most))
+        o_ = rules.overlap
+        if o_ is not None and t.action_type in o_.action_types:
+            tol = timedelta(seconds=o_.tolerance_seconds)
+            hit = next(
+                (
+                    o
+                    for o in others
+                    if o.action_type in o_.action_types
+                    and o.occurred_at < t.ends_at - tol
+                    and t.occurred_at < o.ends_at - tol
+                ),
+                None,
+            )
+            if hit is not None:
+                found.add((c.event_id, "overlap", hit.event_id))
+        tr = rules.travel
+        if tr is not None and t.action_type in tr.action_types and t.region is not None:
+            least = timedelta(minutes=tr.min_minutes_between_regions)
+            hit = next(
+                (
+                    o
+                    for o in others
+                    if o.region is not None
+                    and o.region != t.region
+                    and o.action_type in tr.action_types
+                    and max(o.occurred_at - t.ends_at, t.occurred_at - o.ends_at) < least
+                ),
+                None,
+            )
+            if hit is not None:
+                found.add((c.event_id, "travel", hit.event_id))
+        seen.setdefault(c.participant, []).append(t)
+    return found
+
+
+def _found(flagged: dict[int, list[object]]) -> set[object]:
+    out: set[object] = set()
+    for event_id, hits in flagged.items():
+        for hit in hits:
+            rule, detail = hit.rule, hit.detail  # type: ignore[attr-defined]
+            key = detail["trips"] if rule == "velocity" else int(detail["other_credit_id"])
+            out.add((event_id, rule, key))
+    return out
+
+
+_trip_strategy = st.tuples(
+    st.integers(min_value=0, max_value=720),  # start, minutes
+    st.one_of(st.none(), st.integers(min_value=-100, max_value=30_000)),  # duration_s
+    st.sampled_from(["CN-JX", "CN-HB", None]),
+    st.sampled_from(["transit.metro", "transit.bus", "waste.sorting"]),
+    st.booleans(),  # stored (True) or in the batch
+    st.booleans(),  # which of two riders
+)
+
+
+@given(
+    st.lists(_trip_strategy, min_size=1, max_size=25),
+    st.integers(min_value=1, max_value=5),
+    st.integers(min_value=1, max_value=120),
+    st.integers(min_value=0, max_value=900),
+    st.integers(min_value=1, max_value=300),
+)
+def test_one_pass_flags_exactly_what_the_definitions_flag(
+    drawn: list[tuple[int, int | None, str | None, str, bool, bool]],
+    max_trips: int,
+    window: int,
+    tolerance: int,
+    gap: int,
+) -> None:
+    rules = Rules(
+        velocity=VelocityParams(window_minutes=window, max_trips=max_trips),
+        overlap=OverlapParams(tolerance_seconds=tolerance),
+        travel=TravelParams(
+            min_minutes_between_regions=gap, action_types=["transit.metro", "transit.bus"]
+        ),
+    )
+    riders = [RIDER, uuid.uuid4()]
+    recent: dict[uuid.UUID, list[Trip]] = {}
+    checks: list[Check] = []
+    for i, (start, duration, region, kind, is_stored, second) in enumerate(drawn, start=1):
+        t = Trip(i, kind, T0 + timedelta(minutes=start), duration, region)
+        if is_stored:
+            recent.setdefault(riders[second], []).append(t)
+        else:
+            checks.append(check(t, participant=riders[second]))
+    before = {p: list(ts) for p, ts in recent.items()}
+    assert _found(evaluate(rules, checks, recent)) == _plain(rules, checks, recent)  # type: ignore[arg-type]
+    assert recent == before  # read, never changed
