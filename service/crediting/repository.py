@@ -409,10 +409,16 @@ _LOAD_STATE_WITH_TRIPS = text(
                THEN LEAST(CAST(split_part(c.inputs ->> 'duration_s', '.', 1) AS numeric),
                           CAST(:max_trip_seconds AS integer))
                ELSE 0 END)
-    FROM json_to_recordset(CAST(:trips AS json)) AS w(p uuid, s timestamptz, e timestamptz)
-    JOIN credits AS c
-        ON c.participant_id = w.p AND c.action_type = ANY(CAST(:trip_types AS text[]))
-        AND c.occurred_at BETWEEN w.s AND w.e
+    FROM unnest(CAST(:trip_p AS uuid[]), CAST(:trip_s AS timestamptz[]),
+                CAST(:trip_e AS timestamptz[])) AS w(p, s, e)
+    -- LATERAL: one ix_credits_dedup probe per participant, whatever the planner guesses of
+    -- the recordset's size (joined plainly, it seq-scanned a young credits table).
+    CROSS JOIN LATERAL (
+        SELECT * FROM credits AS t
+        WHERE t.participant_id = w.p AND t.action_type = ANY(CAST(:trip_types AS text[]))
+          AND t.occurred_at BETWEEN w.s AND w.e
+        OFFSET 0
+    ) AS c
     JOIN partner_events AS ev ON ev.id = c.event_id
     WHERE ev.status <> 'retracted'
     """
@@ -459,10 +465,12 @@ async def load_state(
     }
     if trips:
         # The trips the flag rules compare with: (participant, start, end).
+        # Typed arrays, not JSON: asyncpg sends them binary, and PostgreSQL unnests them
+        # without parsing text.
         around = sorted(trips, key=lambda w: str(w[0]))
-        params["trips"] = json_rows(
-            p=[w[0] for w in around], s=[w[1] for w in around], e=[w[2] for w in around]
-        )
+        params["trip_p"] = [w[0] for w in around]
+        params["trip_s"] = [w[1] for w in around]
+        params["trip_e"] = [w[2] for w in around]
         params["trip_types"] = sorted(trip_types)
         params["max_trip_seconds"] = MAX_TRIP_MINUTES * 60
     result = await session.execute(_LOAD_STATE_WITH_TRIPS if trips else _LOAD_STATE, params)
