@@ -8,12 +8,21 @@ stickiness: a balancer may send a partner's retry anywhere). Then: every event i
 with one answer wherever it went, each is one row and at most one credit, each participant's
 balance is the sum of their credits, and the ledger verifies. The two workers run their jobs
 meanwhile (each job under its advisory lock, so one of them at a time) and stop cleanly.
+
+Then the shipped HAProxy configuration (deploy/haproxy/haproxy.cfg, unchanged, its addresses
+from the environment) in front of the two: batches from several senders, duplicates among
+them, are spread over both processes and credited exactly once; and a process whose /readyz
+answers 503 (a stand-in that accepts connections and fails everything) is taken out by the
+health check before any partner request reaches it. Skipped, saying so, without `haproxy`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +33,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -44,6 +56,8 @@ from service.partners.service import create_partner
 from tests.crediting.conftest import TRIP_AT, metro
 
 ROOT = Path(__file__).resolve().parents[2]
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+HAPROXY_CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 RIDERS = 12
 CREDITED = {"credited", "capped"}
 
@@ -325,3 +339,190 @@ async def test_two_serve_processes_credit_each_event_exactly_once(
         assert code == clean, f"{process.name} exited {code}: {process.output()}"
         assert "Traceback" not in process.output(), process.output()
     assert elapsed < 120
+
+
+async def _check_exactly_once(
+    committed: AsyncEngine, credential: IssuedCredential, answers: list[Outcome]
+) -> dict[str, Outcome]:
+    """One answer per event; one event row each and one credit per credited one; balances
+    are the sums of the credits; the ledger verifies. The answers by external id."""
+    by_event: dict[str, Outcome] = {}
+    for outcome in answers:
+        first = by_event.setdefault(outcome.external_id, outcome)
+        assert (outcome.status, outcome.credit_id, outcome.points) == (
+            first.status,
+            first.credit_id,
+            first.points,
+        ), outcome.external_id
+    async with committed.connect() as connection:
+        rows = (
+            await connection.execute(
+                text(
+                    "SELECT pe.external_id, count(DISTINCT pe.id) AS events,"
+                    " count(c.event_id) AS credits, min(c.event_id::text) AS credit_id"
+                    " FROM partner_events pe LEFT JOIN credits c ON c.event_id = pe.id"
+                    " WHERE pe.partner_id = :partner GROUP BY pe.external_id"
+                ),
+                {"partner": credential.partner_id},
+            )
+        ).all()
+        sums = (
+            await connection.execute(
+                text(
+                    "SELECT participant_id, sum(points) FROM credits WHERE partner_id = :partner"
+                    " GROUP BY participant_id"
+                ),
+                {"partner": credential.partner_id},
+            )
+        ).all()
+    assert {row.external_id for row in rows} == set(by_event)
+    for row in rows:
+        credited = by_event[row.external_id].status in CREDITED
+        assert (row.events, row.credits) == (1, 1 if credited else 0), row.external_id
+        if credited:
+            assert row.credit_id == by_event[row.external_id].credit_id
+    async with create_sessionmaker(committed)() as session:
+        for participant, points in sums:
+            assert (await ledger.balance(session, participant)).posted == points
+    assert (await verify_ledger(committed)).ok
+    return by_event
+
+
+class _Unready(BaseHTTPRequestHandler):
+    """A process that accepts connections but is not ready: /readyz 503, everything else
+    500. Counts what is not a health check."""
+
+    others: ClassVar[list[str]] = []
+
+    def _answer(self) -> None:
+        if self.path != "/readyz":
+            _Unready.others.append(f"{self.command} {self.path}")
+        body = b'{"status": "unready"}'
+        self.send_response(503 if self.path == "/readyz" else 500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _haproxy(backends: list[str], directory: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """deploy/haproxy/haproxy.cfg as shipped, its addresses set in the environment."""
+    listen, stats = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "CP_LISTEN": f"127.0.0.1:{listen}",
+        "CP_STATS": f"127.0.0.1:{stats}",
+        "CP_API_1": backends[0],
+        "CP_API_2": backends[1],
+    }
+    log = (directory / f"haproxy-{listen}.log").open("wb")
+    process = subprocess.Popen(
+        [HAPROXY, "-db", "-f", str(HAPROXY_CONFIG)], env=env, stdout=log, stderr=log
+    )
+    return process, f"http://127.0.0.1:{listen}", f"http://127.0.0.1:{stats}/stats;csv"
+
+
+def _servers_status(stats_url: str) -> dict[str, dict[str, str]]:
+    text_csv = httpx.get(stats_url, timeout=2).text.lstrip("# ")
+    return {
+        row["svname"]: row
+        for row in csv.DictReader(io.StringIO(text_csv))
+        if row["pxname"] == "serve" and row["svname"] not in ("FRONTEND", "BACKEND")
+    }
+
+
+def _wait_for(stats_url: str, wanted: dict[str, str], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, "haproxy exited"
+        try:
+            status = {name: row["status"] for name, row in _servers_status(stats_url).items()}
+            if all(status.get(name, "").startswith(want) for name, want in wanted.items()):
+                return
+        except httpx.HTTPError:
+            status = {}
+        assert time.monotonic() < deadline, f"haproxy: {status}, wanted {wanted}"
+        time.sleep(0.2)
+
+
+async def test_haproxy_spreads_batches_and_takes_an_unready_process_out(
+    hosts: tuple[list[Process], list[Process]],
+    partner: tuple[IssuedCredential, list[str]],
+    committed: AsyncEngine,
+) -> None:
+    if not os.access(HAPROXY, os.X_OK):
+        pytest.skip(f"{HAPROXY} is not installed (apt-get install haproxy)")
+    servers, _ = hosts
+    credential, cards = partner
+    directory = Path(tempfile.mkdtemp(prefix="cp-haproxy-"))
+    events = [
+        metro(
+            f"via-lb-{r}-{i}",
+            card=cards[r],
+            occurred_at=TRIP_AT + timedelta(minutes=2 * i),
+            quantities={"distance_m": 2500 + 500 * i + 11 * r, "duration_s": 800 + 20 * i},
+        )
+        for r in range(RIDERS)
+        for i in range(10)
+    ]
+    answers: list[Outcome] = []
+
+    async def sender(base_url: str, chunks: list[list[Event]]) -> None:
+        client = AsyncCarbonPointsClient(
+            base_url, key_id=credential.key_id, secret=credential.secret, max_retries=0
+        )
+        async with client:
+            for chunk in chunks:
+                answers.extend(await client.submit_events(chunk, batch_size=len(chunk)))
+
+    # Both real processes behind the shipped configuration.
+    both, lb_url, stats_url = _haproxy([f"127.0.0.1:{s.port}" for s in servers], directory)
+    try:
+        _wait_for(stats_url, {"api-1": "UP", "api-2": "UP"}, both)
+        chunks = [events[i : i + 10] for i in range(0, len(events), 10)]
+        # Four senders; the last two send the others' batches again, racing them.
+        await asyncio.gather(
+            sender(lb_url, chunks[0::2]),
+            sender(lb_url, chunks[1::2]),
+            sender(lb_url, chunks[1::2][::-1]),
+            sender(lb_url, chunks[0::2][::-1]),
+        )
+        spread = {name: int(row["stot"]) for name, row in _servers_status(stats_url).items()}
+    finally:
+        both.terminate()
+        both.wait(timeout=10)
+    # Every batch went to a server, and least-connections used both.
+    assert sum(spread.values()) == 2 * len(chunks), spread
+    assert all(n > 0 for n in spread.values()), spread
+    by_event = await _check_exactly_once(committed, credential, answers)
+    assert set(by_event) == {e.external_id for e in events}
+    assert any(o.status in CREDITED for o in by_event.values())
+
+    # One real process and one that is not ready: only the ready one gets partner requests.
+    unready = ThreadingHTTPServer(("127.0.0.1", 0), _Unready)
+    Thread(target=unready.serve_forever, daemon=True).start()
+    _Unready.others.clear()
+    backends = [f"127.0.0.1:{servers[0].port}", f"127.0.0.1:{unready.server_address[1]}"]
+    mixed, lb_url, stats_url = _haproxy(backends, directory)
+    try:
+        _wait_for(stats_url, {"api-1": "UP", "api-2": "DOWN"}, mixed)
+        answers.clear()
+        await asyncio.gather(*(sender(lb_url, [events[i::4]]) for i in range(4)))
+    finally:
+        mixed.terminate()
+        mixed.wait(timeout=10)
+        unready.shutdown()
+    assert _Unready.others == []
+    again = {o.external_id: o for o in answers}
+    assert set(again) == set(by_event)
+    for external_id, outcome in again.items():  # the original answers, nothing new
+        assert (outcome.status, outcome.credit_id) == (
+            by_event[external_id].status,
+            by_event[external_id].credit_id,
+        )
+    await _check_exactly_once(committed, credential, list(by_event.values()))
