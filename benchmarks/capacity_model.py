@@ -36,7 +36,8 @@ Checks after the phases: every acknowledged credited event has one event row and
 and ``ledger verify`` passes; a failed check fails the run (exit 1).
 
 ``model`` reads that JSON and derives, for 1,000, 10,000 and 100,000 events/s (or
-``--rates``), the API cores, PostgreSQL cores, nodes and shards, Redis cores and masters,
+``--rates``), the API cores, PostgreSQL cores, nodes (for CPU and for storage) and shards,
+Redis cores and masters,
 storage per year and WAL and network rates, under assumptions given as options and printed
 with the table (``model --help``). It prints Markdown (``--json`` for the figures).
 """
@@ -87,6 +88,7 @@ class Assumptions:
     api_utilisation: float = 0.6  # share of each API core busy at the rate (headroom for peaks)
     pg_node_cores: int = 32  # cores of one PostgreSQL (Citus worker) node
     pg_utilisation: float = 0.5  # share of a node's cores busy at the rate
+    pg_node_storage_tb: float = 8.0  # attached table data one node holds (its standbys: a copy)
     redis_utilisation: float = 0.5  # share of a Redis master's one core busy at the rate
     min_shards: int = 32  # Citus's default citus.shard_count
     shards_per_node: int = 4  # shards per node at the rate, room to rebalance onto new nodes
@@ -136,7 +138,9 @@ class Need:
     api_cores: float  # cores busy
     api_cores_provisioned: int  # at the utilisation target
     pg_cores: float
-    pg_nodes: int
+    pg_nodes_for_cpu: int
+    pg_nodes_for_storage: int
+    pg_nodes: int  # the larger of the two
     shards: int
     redis_cores: float
     redis_masters: int
@@ -152,22 +156,27 @@ class Need:
 def need(rate: float, cost: PerEvent, a: Assumptions) -> Need:
     api_cores = rate * cost.api_cpu_s
     pg_cores = rate * cost.pg_cpu_s
-    pg_nodes = max(1, math.ceil(pg_cores / (a.pg_node_cores * a.pg_utilisation)))
+    per_year = rate * a.load_factor * SECONDS_PER_YEAR * cost.storage_bytes
+    attached = per_year * a.hot_months / 12  # one copy
+    for_cpu = max(1, math.ceil(pg_cores / (a.pg_node_cores * a.pg_utilisation)))
+    for_storage = max(1, math.ceil(attached / (a.pg_node_storage_tb * 1e12)))
+    pg_nodes = max(for_cpu, for_storage)
     shards = max(a.min_shards, 2 ** math.ceil(math.log2(pg_nodes * a.shards_per_node)))
     redis_cores = rate * cost.redis_cpu_s
-    per_year = rate * a.load_factor * SECONDS_PER_YEAR * cost.storage_bytes
     wal = rate * cost.wal_bytes
     return Need(
         rate=rate,
         api_cores=api_cores,
         api_cores_provisioned=max(1, math.ceil(api_cores / a.api_utilisation)),
         pg_cores=pg_cores,
+        pg_nodes_for_cpu=for_cpu,
+        pg_nodes_for_storage=for_storage,
         pg_nodes=pg_nodes,
         shards=shards,
         redis_cores=redis_cores,
         redis_masters=max(1, math.ceil(redis_cores / a.redis_utilisation)),
         storage_per_year_bytes=per_year,
-        storage_hot_bytes=per_year * a.hot_months / 12 * (1 + a.standbys),
+        storage_hot_bytes=attached * (1 + a.standbys),
         wal_bytes_per_s=wal,
         wal_per_day_bytes=wal * a.load_factor * 86_400,
         client_bits_per_s=8 * rate * cost.client_bytes,
@@ -199,6 +208,7 @@ def render(measured: dict[str, Any], a: Assumptions, rates: Sequence[float]) -> 
         ("Redis CPU", lambda c: f"{c.redis_cpu_s * 1e6:.1f} µs"),
         ("WAL", lambda c: f"{c.wal_bytes:,.0f} B"),
         ("table growth (heap + indexes + TOAST)", lambda c: f"{c.storage_bytes:,.0f} B"),
+        ("table growth per 10⁹ events", lambda c: _si(c.storage_bytes * 1e9, "B")),
         ("HTTP, both ways", lambda c: f"{c.client_bytes:,.0f} B"),
         ("API <-> PostgreSQL, both ways", lambda c: f"{c.pg_network_bytes:,.0f} B"),
         ("API <-> Redis, both ways", lambda c: f"{c.redis_network_bytes:,.1f} B"),
@@ -232,9 +242,14 @@ def render(measured: dict[str, Any], a: Assumptions, rates: Sequence[float]) -> 
             ),
             ("PostgreSQL cores busy", lambda n: f"{n.pg_cores:,.1f}"),
             (
-                f"PostgreSQL nodes ({a.pg_node_cores} cores, {a.pg_utilisation:.0%} busy)",
-                lambda n: f"{n.pg_nodes:,}",
+                f"nodes for CPU ({a.pg_node_cores} cores, {a.pg_utilisation:.0%} busy)",
+                lambda n: f"{n.pg_nodes_for_cpu:,}",
             ),
+            (
+                f"nodes for storage ({a.pg_node_storage_tb:g} TB attached each)",
+                lambda n: f"{n.pg_nodes_for_storage:,}",
+            ),
+            ("PostgreSQL nodes (the larger)", lambda n: f"{n.pg_nodes:,}"),
             ("shards (distributed tables)", lambda n: f"{n.shards:,}"),
             ("Redis cores busy", lambda n: f"{n.redis_cores:,.2f}"),
             (f"Redis masters ({a.redis_utilisation:.0%} busy)", lambda n: f"{n.redis_masters:,}"),

@@ -52,8 +52,11 @@ def test_the_needs_follow_from_the_costs_and_the_assumptions() -> None:
     assert n.api_cores == pytest.approx(50.0)  # 100,000/s x 0.5 ms
     assert n.api_cores_provisioned == 84  # ceil(50 / 0.6)
     assert n.pg_cores == pytest.approx(100.0)  # 100,000/s x 1 ms
-    assert n.pg_nodes == 7  # ceil(100 / (32 x 0.5))
-    assert n.shards == 32  # 7 nodes x 4 = 28 -> 32, and at least citus.shard_count's 32
+    assert n.pg_nodes_for_cpu == 7  # ceil(100 / (32 x 0.5))
+    # 24 months attached, one copy: 2 x 100,000 x 1,000 B x 31,536,000 s = 6,307 TB; 8 TB each.
+    assert n.pg_nodes_for_storage == math.ceil(2 * 100_000 * 1_000 * SECONDS_PER_YEAR / 8e12)
+    assert n.pg_nodes == n.pg_nodes_for_storage == 789
+    assert n.shards == 4096  # 789 x 4 = 3,156 -> the next power of two
     assert n.redis_cores == pytest.approx(1.0)
     assert n.redis_masters == 2  # ceil(1 / 0.5)
     assert n.storage_per_year_bytes == pytest.approx(100_000 * 1_000 * SECONDS_PER_YEAR)
@@ -70,9 +73,13 @@ def test_small_rates_need_at_least_one_of_each_and_shards_grow_by_powers_of_two(
     single = per_event(MEASURED, "single")
     small = need(10, single, Assumptions())
     assert (small.api_cores_provisioned, small.pg_nodes, small.redis_masters) == (1, 1, 1)
-    assert small.shards == 32
-    big = need(100_000, single, Assumptions(pg_node_cores=16, pg_utilisation=0.5))
-    assert big.pg_nodes == math.ceil(400 / 8) == 50
+    assert small.shards == 32  # at least citus.shard_count's default
+    # Storage out of the way (a year's 100,000/s on 10,000 TB a node): CPU decides.
+    big = need(
+        100_000, single, Assumptions(pg_node_cores=16, pg_utilisation=0.5, pg_node_storage_tb=1e4)
+    )
+    assert (big.pg_nodes_for_cpu, big.pg_nodes_for_storage) == (math.ceil(400 / 8), 1)
+    assert big.pg_nodes == 50
     assert big.shards == 256  # 50 x 4 = 200 -> the next power of two
     yearly = need(1_000, single, Assumptions(load_factor=0.25, hot_months=6, standbys=2))
     assert yearly.storage_per_year_bytes == pytest.approx(1_000 * 0.25 * SECONDS_PER_YEAR * 1e3)
@@ -88,7 +95,8 @@ def test_the_model_command_prints_the_tables_and_the_assumptions(
     out = capsys.readouterr().out
     assert "| API cores busy | 0.5 |" in out  # batched: 1,000/s x 0.5 ms
     assert "| API cores busy | 5.0 |" in out  # single: 1,000/s x 5 ms
-    assert "PostgreSQL nodes (16 cores, 50% busy)" in out
+    assert "| nodes for CPU (16 cores, 50% busy) | 1 |" in out
+    assert "| nodes for storage (8 TB attached each) | 8 |" in out  # 63 TB attached / 8 TB
     assert "pg_node_cores=16" in out
     assert "| `partner_events` | 600 | 600 |" in out
     assert "31.5 TB" in out  # 1,000/s x 1,000 B x 31,536,000 s
