@@ -97,6 +97,22 @@ class Assumptions:
     load_factor: float = 1.0  # average rate over the year / the rate (1.0: sustained all year)
 
 
+ASSUMPTION_HELP = {
+    "api_utilisation": "share of each API core busy at the rate (default %(default)s)",
+    "pg_node_cores": "cores of one PostgreSQL (Citus worker) node (default %(default)s)",
+    "pg_utilisation": "share of a node's cores busy at the rate (default %(default)s)",
+    "pg_node_storage_tb": "attached table data one node holds, TB (default %(default)s)",
+    "redis_utilisation": "share of a Redis master's one core busy (default %(default)s)",
+    "min_shards": "at least this many shards (Citus's citus.shard_count: %(default)s)",
+    "shards_per_node": "shards per node at the rate, rounded up to a power of two"
+    " (default %(default)s)",
+    "standbys": "streaming standbys per node (default %(default)s)",
+    "hot_months": "months of partitions kept attached (default %(default)s: the points'"
+    " 730-day validity)",
+    "load_factor": "the year's average rate / the rate (default %(default)s: sustained)",
+}
+
+
 @dataclass(frozen=True)
 class PerEvent:
     """One phase's measured cost per credited event."""
@@ -823,6 +839,9 @@ async def server_settings(database_url: str) -> dict[str, str]:
 
 
 def measure_main(args: argparse.Namespace) -> None:
+    for tool in ("ss", "redis-server"):
+        if shutil.which(tool) is None and not Path(f"/usr/bin/{tool}").exists():
+            raise SystemExit(f"{tool} not found (apt-get install iproute2 redis-server)")
     started = datetime.now(UTC)
     workdir = Path(tempfile.mkdtemp(prefix="capacity-"))
     workdir.chmod(0o755)  # the private PostgreSQL runs as `postgres` when we are root
@@ -854,7 +873,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     m.add_argument("--seed", type=int, default=11)
     d = commands.add_parser("model", help="derive the needs at each rate from a measured JSON")
     d.add_argument("measured", help="the JSON written by `measure`")
-    d.add_argument("--rates", type=float, nargs="+", default=list(DEFAULT_RATES))
+    d.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_RATES),
+        help="events/s (default 1,000, 10,000 and 100,000)",
+    )
     defaults = Assumptions()
     for f in dataclasses.fields(Assumptions):
         d.add_argument(
@@ -862,6 +887,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             dest=f.name,
             type=type(getattr(defaults, f.name)),
             default=getattr(defaults, f.name),
+            help=ASSUMPTION_HELP[f.name],
         )
     d.add_argument("--json", action="store_true", help="the needs as JSON")
     return parser.parse_args(argv)
