@@ -117,6 +117,20 @@ loadtest: install
 bench-backtest: install
 	$(BIN)/python benchmarks/bench_backtest.py --events $(or $(EVENTS),1000000)
 
+## make capacity: measure this machine's per-event costs of crediting (API, PostgreSQL and
+## Redis CPU, WAL, bytes per table, network) on a private PostgreSQL and Redis started for the
+## run, into benchmarks/results/capacity.json (a few minutes), then print what 1,000, 10,000
+## and 100,000 events/s need (docs/scaling.md, "Capacity"). `make capacity-model` only runs the
+## model on the JSON as it is; MODEL_ARGS changes its assumptions (see `model --help`).
+.PHONY: capacity capacity-model
+CAPACITY_JSON ?= benchmarks/results/capacity.json
+capacity: install
+	$(BIN)/python benchmarks/capacity_model.py measure --out $(CAPACITY_JSON) $(MEASURE_ARGS)
+	$(BIN)/python benchmarks/capacity_model.py model $(CAPACITY_JSON) $(MODEL_ARGS)
+
+capacity-model: install
+	$(BIN)/python benchmarks/capacity_model.py model $(CAPACITY_JSON) $(MODEL_ARGS)
+
 ## make lock: requirements.lock, the Docker image's dependencies pinned with their hashes
 ## (uv resolves pyproject.toml's runtime dependencies for Python 3.11 on Linux).
 ## The versions are those installed in .venv, the ones the tests passed with.
