@@ -1367,7 +1367,6 @@ def main() -> None:
             f"{wanted_connections}",
             flush=True,
         )
-        service_url = setups[SERVICE].database_url if SERVICE in wanted else ""
         if args.pgbouncer and SERVICE in wanted:
             if reason := missing_pgbouncer(for_tests=False):
                 raise SystemExit(f"--pgbouncer: {reason}")
@@ -1375,10 +1374,9 @@ def main() -> None:
             bouncer = PgBouncerServer(
                 Path(tempfile.mkdtemp(prefix="bench-pgbouncer-")), server_url, pool_size=pool
             ).start()
-            service_url = bouncer.url(databases[SERVICE])
             print(
                 f"the service goes through PgBouncer (transaction pooling, {pool} server"
-                f" connections) at {service_url}",
+                f" connections) at {bouncer.url(databases[SERVICE])}",
                 flush=True,
             )
         for target in wanted:
@@ -1387,7 +1385,11 @@ def main() -> None:
                 env = {
                     **os.environ,
                     **secrets_env,
-                    "DATABASE_URL": service_url,
+                    # Each service its own database (the flags-on one too), through the
+                    # PgBouncer when there is one.
+                    "DATABASE_URL": (
+                        bouncer.url(databases[target]) if bouncer else setup.database_url
+                    ),
                     "CARBON_POINTS_DB_PGBOUNCER": "true" if bouncer else "false",
                     "REDIS_URL": redis_url_with_db(args.redis_url, args.redis_db),
                     "CARBON_POINTS_LOG_LEVEL": "WARNING",
