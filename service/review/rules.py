@@ -151,16 +151,18 @@ class FlagRules:
         return frozenset(types)
 
     def lookback_minutes(self) -> int:
-        """How far around an event the trips the rules compare it with can lie."""
+        """How far from an event's start the start of a trip the rules compare it with can
+        lie: velocity counts trips within its window either side; two trips overlap only if
+        each starts before the other ends (a trip lasts at most MAX_TRIP_MINUTES); a travel
+        gap runs from one trip's end to the other's start."""
         minutes = 0
         if self.velocity is not None:
             minutes = max(minutes, self.velocity.window_minutes)
-        if self.travel is not None:
-            minutes = max(minutes, self.travel.min_minutes_between_regions)
         if self.overlap is not None:
             minutes = max(minutes, MAX_TRIP_MINUTES)
-        # A stored trip's end is its start plus its duration: look back that much further.
-        return minutes + (MAX_TRIP_MINUTES if self.overlap or self.travel else 0)
+        if self.travel is not None:
+            minutes = max(minutes, self.travel.min_minutes_between_regions + MAX_TRIP_MINUTES)
+        return minutes
 
 
 MAX_TRIP_MINUTES: Final = 6 * 60

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.review.flagging import Check, Trip, duration_of, evaluate
@@ -312,3 +312,38 @@ def test_one_pass_flags_exactly_what_the_definitions_flag(
     before = {p: list(ts) for p, ts in recent.items()}
     assert _found(evaluate(rules, checks, recent)) == _plain(rules, checks, recent)  # type: ignore[arg-type]
     assert recent == before  # read, never changed
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["velocity", "overlap", "travel"]),
+    st.integers(min_value=1, max_value=400),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=30_000)),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=30_000)),
+    st.integers(min_value=1, max_value=1440),
+)
+def test_no_rule_reaches_past_the_lookback(
+    rule: str,
+    beyond: int,
+    later: bool,
+    stored_duration: int | None,
+    duration: int | None,
+    threshold: int,
+) -> None:
+    """The crediting path reads stored trips within `lookback_minutes` of an event: no rule
+    may flag a trip that starts further away than that (each rule alone, so that another's
+    reach does not hide it)."""
+    rules = Rules(
+        velocity=VelocityParams(window_minutes=threshold, max_trips=1)
+        if rule == "velocity"
+        else None,
+        overlap=OverlapParams(tolerance_seconds=0) if rule == "overlap" else None,
+        travel=TravelParams(min_minutes_between_regions=threshold) if rule == "travel" else None,
+    )
+    apart = (rules.lookback_minutes() + beyond) * (1 if later else -1)
+    stored = Trip(1, "transit.metro", T0 + timedelta(minutes=apart), stored_duration, "A")
+    flagged = evaluate(
+        rules, [check(trip(2, 0, duration_s=duration, region="B"))], {RIDER: [stored]}
+    )
+    assert flagged == {}
